@@ -1,0 +1,28 @@
+"""Errors pqc reports to users.
+
+Everything the user can cause (a bad file, an unsupported op, wrong calibration data) raises a
+`PqcError` subclass with a message that names the culprit; the CLI turns it into one line on
+stderr and exit status 2. `VerificationError` means the generated program disagrees with its
+reference (exit status 1). Anything else escaping is a pqc bug.
+"""
+from __future__ import annotations
+
+
+class PqcError(Exception):
+    """A usage or input error: reported as one line, exit status 2."""
+
+    exit_code = 2
+
+
+class ModelError(PqcError):
+    """The model cannot be imported or compiled as given (unsupported op, dynamic shape, ...)."""
+
+
+class DataError(PqcError):
+    """Input, calibration or evaluation data of the wrong shape, dtype or format."""
+
+
+class VerificationError(PqcError):
+    """The generated program's outputs differ from its reference: exit status 1."""
+
+    exit_code = 1

@@ -1,0 +1,83 @@
+"""Quantization annotations: the one representation every quantizer produces and lowering reads.
+
+A quantizer (baseline `lp`/`naive`, RAPQ, ...) runs on the canonicalized float IR and attaches
+
+* an `ActQuant` to every activation value (``graph.values[name].meta["quant"]``): per-tensor
+  bits, signedness and power-of-two exponent, the real value being ``q * 2**exp``;
+* a `WeightQuant` to every weight constant of a Conv/Gemm: per-output-channel exponents and
+  the integer weights themselves (so a learned rounding survives exactly as chosen).
+
+Integer biases are not stored: lowering derives them as ``round(b / 2**(e_x + e_w[c]))`` from the
+float bias and the two exponents, which is the contract in DESIGN.md. Zero points are always 0
+for activations and folded into the integer weights, so no zero point is stored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+QUANT_KEY = "quant"
+
+
+@dataclass(frozen=True)
+class ActQuant:
+    """Per-tensor activation format: ``bits``-bit integers (signed or not) times ``2**exp``."""
+
+    bits: int
+    signed: bool
+    exp: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.exp, (int, np.integer)) or isinstance(self.exp, bool):
+            raise TypeError(f"activation exponent must be an integer, got {self.exp!r}")
+
+    @property
+    def qmin(self) -> int:
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def qmax(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+    @property
+    def scale(self) -> float:
+        return float(2.0 ** self.exp)
+
+
+@dataclass(frozen=True, eq=False)
+class WeightQuant:
+    """Per-output-channel weight format: integer weights ``q`` and exponents ``exps``.
+
+    ``q`` has the float weight's shape (output channel on axis 0 for Conv, on the output-feature
+    axis as stored for Gemm: see `out_axis`), ``exps[c]`` is an integer, and the real weight is
+    ``q * 2**exps[c]``. ``fmt`` is ``"int"`` (any integer in range) or ``"pot"`` (0 or +-2^k).
+    """
+
+    bits: int
+    fmt: str
+    exps: np.ndarray
+    q: np.ndarray
+    out_axis: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fmt not in ("int", "pot"):
+            raise ValueError(f"weight format must be 'int' or 'pot', got {self.fmt!r}")
+        if not np.issubdtype(np.asarray(self.exps).dtype, np.integer):
+            raise TypeError("weight exponents must be integers")
+        if not np.issubdtype(np.asarray(self.q).dtype, np.integer):
+            raise TypeError("quantized weights must be integers")
+
+    def dequantize(self) -> np.ndarray:
+        shape = [1] * self.q.ndim
+        shape[self.out_axis] = -1
+        return (self.q.astype(np.float64) * np.exp2(self.exps.astype(np.float64)).reshape(shape)).astype(np.float32)
+
+
+def get_quant(graph, name: str):
+    """The annotation of value ``name``, or None."""
+    return graph.values[name].meta.get(QUANT_KEY)
+
+
+def set_quant(graph, name: str, q) -> None:
+    graph.values[name].meta[QUANT_KEY] = q
