@@ -40,10 +40,12 @@ TORCH_DTYPES = {
 
 
 class ExportContext:
-    """What an op needs while exporting: fresh names and a place to put constant operands."""
+    """What an op needs while exporting: fresh names, a place to put constant operands, and the
+    target ``opset`` (for ops whose ONNX signature changed between opsets, e.g. ReduceMean)."""
 
-    def __init__(self, graph: "Graph") -> None:
+    def __init__(self, graph: "Graph", opset: int = 13) -> None:
         self.graph = graph
+        self.opset = opset
         self.initializers: list["onnx.TensorProto"] = []
         self._names: set[str] = set(graph.values) | {n.name for n in graph.nodes}
 
@@ -73,6 +75,12 @@ class OpDef:
 
     def forward(self, node: "Node", inputs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
         raise NotImplementedError
+
+    def forward_train(self, node: "Node", inputs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        """Semantics in the executor's training mode. The tensors at ``buffer_inputs`` are the
+        executor's live buffers, which this may update in place (BN running statistics). Ops
+        that behave the same in both modes keep this default."""
+        return self.forward(node, inputs)
 
     def infer_shapes(self, node: "Node", graph: "Graph") -> list["Shape"]:
         metas = [
@@ -115,4 +123,4 @@ def get_op(name: str) -> OpDef:
 
 
 # Registration side effects: each module defines and registers its ops.
-from . import conv  # noqa: E402,F401
+from . import arith, batchnorm, conv, elementwise, gemm, pool, reduce, shape, softmax  # noqa: E402,F401

@@ -1,0 +1,317 @@
+"""The shift-accel C emitter: an integer graph -> ``<prefix>.h``, ``<prefix>.c``, ``main.c``, ``Makefile``.
+
+Each integer op renders its own kernel template (``codegen_templates/<op>.c.j2``) with the
+dict its ``c_context`` returns, as one ``static`` function per layer with every shape baked in
+(TinyEngine style), so loops run on constants and pointer increments only. This module only
+does what is common to all ops: naming and placing the constant tables, planning the arena
+(`pqc.passes.memory_plan`), wiring the layer calls, adding the runtime helpers the kernels use,
+and writing the files. The multiplier-free and UB-free rules the templates follow are listed in
+``codegen_templates/model.c.j2``.
+
+Besides the C, the folder gets ``manifest.json``: the input/output/layer layout the harness
+(`pqc.backends.harness`) needs to read the test binary's raw outputs and per-layer dumps.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ..errors import ModelError, PqcError
+from ..ir import Graph
+from ..passes.memory_plan import ALIAS_OPS, MemoryPlan, check_plan, plan_memory, scratch_name, value_bytes
+from .c_tables import CTYPES, CArray
+from .intops import get_int_op
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "codegen_templates"
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One layer's line of the memory report (adds and shifts per inference, from the op cost)."""
+
+    node: str
+    op: str
+    output: str
+    adds: int
+    shifts: int
+    digits: int
+    weight_bytes: int
+    output_bytes: int
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    """Flash and RAM of the generated model: weights as stored, arena, and the caller's buffers."""
+
+    weight_bytes: int
+    arena_bytes: int
+    input_bytes: int
+    output_bytes: int
+    adds: int
+    shifts: int
+    digits: int
+    layers: tuple[LayerReport, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EmitResult:
+    """The files written and the memory report."""
+
+    out_dir: Path
+    header: Path
+    source: Path
+    main: Path
+    makefile: Path
+    manifest: Path
+    memory: MemoryReport
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.header, self.source, self.main, self.makefile, self.manifest)
+
+
+def c_int(v: int) -> str:
+    """A C literal for any int32 or uint32 value (``INT32_MIN`` is not a literal in C)."""
+    v = int(v)
+    if v == -(1 << 31):
+        return "(-2147483647 - 1)"
+    if v > 0x7FFFFFFF:
+        return f"{v}u"
+    return f"({v})" if v < 0 else str(v)
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["c_int"] = c_int
+    return env
+
+
+def _io_value(graph: Graph, name: str) -> dict[str, Any]:
+    v = graph.values[name]
+    bits = int(v.meta.get("bits", 8 * value_bytes(graph, name) // max(v.size, 1)))
+    signed = v.dtype != "uint8"
+    return {
+        "name": name,
+        "shape": list(v.shape),
+        "dtype": v.dtype,
+        "ctype": CTYPES[v.dtype],
+        "size": v.size,
+        "exp": int(v.meta.get("exp", 0)),
+        "bits": bits,
+        "qmin": -(1 << (bits - 1)) if signed else 0,
+        "qmax": (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1,
+    }
+
+
+def _check_graph(graph: Graph, prefix: str) -> None:
+    if not _IDENT.match(prefix):
+        raise PqcError(f"C prefix {prefix!r} is not a C identifier")
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise ModelError(
+            f"the C entry point takes one input and one output; graph {graph.name!r} has "
+            f"{len(graph.inputs)} input(s) and {len(graph.outputs)} output(s)"
+        )
+    for name in graph.activations():
+        if graph.values[name].dtype not in CTYPES:
+            raise ModelError(f"value {name!r} has dtype {graph.values[name].dtype}; the C supports {sorted(CTYPES)}")
+    for node in graph.nodes:
+        get_int_op(node.op)
+        if len(node.outputs) != 1:
+            raise ModelError(f"node {node.name!r} ({node.op}) has {len(node.outputs)} outputs; int ops have one")
+
+
+class _Emitter:
+    """Builds the text of the generated files for one graph."""
+
+    def __init__(self, graph: Graph, prefix: str) -> None:
+        self.graph, self.prefix, self.env = graph, prefix, _environment()
+        self.contexts: dict[str, dict[str, Any]] = {}
+        self.tables: list[CArray] = []
+        for i, node in enumerate(graph.nodes):
+            fn = f"{prefix}_l{i}_{node.op.lower()}"
+            ctx = dict(get_int_op(node.op).c_context(node, graph))
+            for key, val in sorted(ctx.items()):
+                if isinstance(val, CArray):
+                    ctx[key] = CArray(val.ctype, val.values, f"{fn}_{key}")
+                    self.tables.append(ctx[key])
+            ctx["fn"] = fn
+            self.contexts[node.name] = ctx
+        self.scratch = {n: int(c.get("scratch_bytes", 0)) for n, c in self.contexts.items()}
+        self.plan: MemoryPlan = plan_memory(graph, self.scratch)
+        check_plan(graph, self.plan, self.scratch)
+
+    def pointer(self, name: str) -> str:
+        """The C expression of a value's or scratch buffer's storage."""
+        where = self.plan.external.get(name)
+        if where is not None:
+            return where
+        ctype = CTYPES[self.graph.values[name].dtype] if name in self.graph.values else None
+        if ctype is None:  # scratch: typed by the node's first input
+            node = self.graph.node(name.rsplit(":", 1)[0])
+            ctype = CTYPES[self.graph.values[node.inputs[0]].dtype]
+        return f"PQC_AT({ctype}, {self.plan.buffers[name][0]})"
+
+    def kernel(self, node_name: str) -> str:
+        node = self.graph.node(node_name)
+        ctx = self.contexts[node_name]
+        acts = [i for i in node.inputs if i and not self.graph.values[i].is_const]
+        view = {
+            "node": node.name,
+            "x": [_io_value(self.graph, i) for i in acts],
+            "y": _io_value(self.graph, node.outputs[0]),
+            **ctx,
+        }
+        return self.env.get_template(get_int_op(node.op).template).render(view).strip() + "\n"
+
+    def calls(self) -> list[dict[str, Any]]:
+        out = []
+        for node in self.graph.nodes:
+            y = node.outputs[0]
+            args = [self.pointer(i) for i in node.inputs if i and not self.graph.values[i].is_const]
+            args.append(self.pointer(y))
+            if self.scratch[node.name] > 0:
+                args.append(self.pointer(scratch_name(node.name)))
+            out.append({
+                "node": node.name,
+                "fn": None if node.op in ALIAS_OPS else self.contexts[node.name]["fn"],
+                "args": args,
+                "out": self.pointer(y),
+                "bytes": value_bytes(self.graph, y),
+            })
+        return out
+
+    def layer_reports(self) -> tuple[LayerReport, ...]:
+        rows = []
+        for node in self.graph.nodes:
+            cost = get_int_op(node.op).cost(node, self.graph)
+            ctx = self.contexts[node.name]
+            rows.append(LayerReport(
+                node=node.name,
+                op=node.op,
+                output=node.outputs[0],
+                adds=int(cost["adds"]),
+                shifts=int(cost["shifts"]),
+                digits=int(ctx.get("digits", 0)),
+                weight_bytes=sum(v.nbytes for v in ctx.values() if isinstance(v, CArray)),
+                output_bytes=value_bytes(self.graph, node.outputs[0]),
+            ))
+        return tuple(rows)
+
+    def render(self) -> tuple[dict[str, str], MemoryReport]:
+        g = self.graph
+        kernels = [self.kernel(n.name) for n in g.nodes]
+        layers = self.layer_reports()
+        memory = MemoryReport(
+            weight_bytes=sum(t.nbytes for t in self.tables),
+            arena_bytes=self.plan.arena_bytes,
+            input_bytes=value_bytes(g, g.inputs[0]),
+            output_bytes=value_bytes(g, g.outputs[0]),
+            adds=sum(r.adds for r in layers),
+            shifts=sum(r.shifts for r in layers),
+            digits=sum(r.digits for r in layers),
+            layers=layers,
+        )
+        common = {
+            "prefix": self.prefix,
+            "PREFIX": self.prefix.upper(),
+            "graph": g.name,
+            "input": _io_value(g, g.inputs[0]),
+            "output": _io_value(g, g.outputs[0]),
+            "memory": memory,
+        }
+        section = f"{self.prefix.upper()}_WEIGHT_SECTION"
+        body = "\n".join(kernels)
+        files = {
+            f"{self.prefix}.h": self.env.get_template("model.h.j2").render(common),
+            f"{self.prefix}.c": self.env.get_template("model.c.j2").render(
+                common,
+                runtime=self.runtime(body),
+                tables=[t.declaration(section) for t in self.tables],
+                kernels=kernels,
+                calls=self.calls(),
+            ),
+            "main.c": self.env.get_template("main.c.j2").render(common),
+            "Makefile": self.env.get_template("Makefile.j2").render(common),
+            MANIFEST: self.manifest(common) + "\n",
+        }
+        return files, memory
+
+    def runtime(self, code: str) -> str:
+        """The runtime helpers ``code`` calls, with the helpers they call in turn (an unused
+        ``static`` function is a warning under clang, so only these are emitted)."""
+        template = self.env.get_template("runtime.c.j2")
+        used: set[str] = set()
+        while True:
+            text = template.render(used=used)
+            found = set(re.findall(r"\b(pqc_\w+)\(", code + text))
+            if found <= used:
+                return text
+            used |= found
+
+    def manifest(self, common: dict[str, Any]) -> str:
+        g = self.graph
+        layers = [
+            {"node": n.name, "op": n.op, "value": n.outputs[0], "shape": list(g.values[n.outputs[0]].shape),
+             "dtype": g.values[n.outputs[0]].dtype}
+            for n in g.nodes
+        ]
+        data = {
+            "prefix": self.prefix,
+            "binary": f"{self.prefix}_test",
+            "input": common["input"],
+            "output": common["output"],
+            "arena_bytes": self.plan.arena_bytes,
+            "layers": layers,
+        }
+        return json.dumps(data, indent=1, sort_keys=True)
+
+
+def emit_c(int_graph: Graph, out_dir: str | Path, prefix: str = "model") -> EmitResult:
+    """Write the C model, test harness and Makefile for ``int_graph`` into ``out_dir``.
+
+    Same graph, same bytes: nothing in the output depends on time, paths or hash order.
+    """
+    _check_graph(int_graph, prefix)
+    files, memory = _Emitter(int_graph, prefix).render()
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (out / name).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise PqcError(f"cannot write the generated C to {str(out)!r}: {exc.strerror or exc}") from exc
+    return EmitResult(
+        out_dir=out,
+        header=out / f"{prefix}.h",
+        source=out / f"{prefix}.c",
+        main=out / "main.c",
+        makefile=out / "Makefile",
+        manifest=out / MANIFEST,
+        memory=memory,
+    )
+
+
+def read_manifest(out_dir: str | Path) -> dict[str, Any]:
+    """The layout `emit_c` recorded in ``out_dir`` (PqcError when there is none)."""
+    path = Path(out_dir) / MANIFEST
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PqcError(f"{str(Path(out_dir))!r} holds no generated C ({MANIFEST} missing); run emit_c first") from exc

@@ -1,0 +1,185 @@
+"""Constant tables for the generated C kernels: what the ops' ``c_context`` methods build.
+
+A kernel template reads its weights from compact tables rather than from multiplications:
+
+* `digit_tables`: a weighted sum ``sum_i w[c, i] * x[off_i]`` as the NAF digits of the weights
+  grouped by digit position ``k``: per channel ``ngroups[c]`` groups, each ``(k, npos, nneg)``,
+  followed in ``deltas`` by the input offsets of its +1 digits then of its -1 digits, each list
+  ascending and delta-coded from the window origin (so the kernel walks a pointer with adds
+  only, and most layers fit the deltas in 8 or 16 bits). Zero digits are simply absent.
+* `multiplier_codes`: constants ``m`` (reciprocals, per-channel scales) as ``[npos, nneg,
+  shifts of +1 digits..., shifts of -1 digits...]`` records read by the C helper ``pqc_mulc``.
+* `padded_plane`: the geometry of a zero- (or minimum-) padded copy of a pooling/conv input,
+  so window offsets never leave the buffer and the inner loops need no bounds checks.
+
+Every table is a `CArray`; the C emitter names it ``<layer function>_<key>`` and places it in
+the weight section.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ModelError
+from .intmath import naf
+
+CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int32": "int32_t"}
+ITEMSIZE = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4}
+TYPE_MIN = {"int8": -128, "uint8": 0, "int32": -(1 << 31)}
+_UNSIGNED = (("uint8_t", 0xFF), ("uint16_t", 0xFFFF), ("uint32_t", 0xFFFFFFFF))
+_SIGNED = (("int8_t", 1 << 7), ("int16_t", 1 << 15), ("int32_t", 1 << 31))
+
+
+@dataclass(frozen=True)
+class CArray:
+    """A constant C array: element type and flat values; ``name`` is set by the emitter."""
+
+    ctype: str
+    values: tuple[int, ...]
+    name: str = ""
+
+    @property
+    def nbytes(self) -> int:
+        return ITEMSIZE[self.ctype] * max(len(self.values), 1)
+
+    def declaration(self, section: str) -> str:
+        """``static const T name[n] SECTION = {...};`` (an empty table holds one unused 0)."""
+        vals = [str(v) for v in self.values] or ["0"]
+        if self.ctype == "int32_t":  # -2147483648 is not an int literal in C
+            vals = ["(-2147483647 - 1)" if v == str(-(1 << 31)) else v for v in vals]
+        rows = ["    " + ", ".join(vals[i:i + 16]) for i in range(0, len(vals), 16)]
+        return f"static const {self.ctype} {self.name}[{len(vals)}] {section} = {{\n" + ",\n".join(rows) + "\n};"
+
+
+def uint_table(values: Sequence[int] | np.ndarray) -> CArray:
+    """Values >= 0 in the narrowest unsigned type."""
+    vals = tuple(int(v) for v in np.asarray(values).ravel())
+    top = max(vals, default=0)
+    ctype = next((t for t, m in _UNSIGNED if top <= m), None)
+    if ctype is None or min(vals, default=0) < 0:
+        raise ValueError(f"table values outside uint32: {min(vals)}..{top}")
+    return CArray(ctype, vals)
+
+
+def int_table(values: Sequence[int] | np.ndarray) -> CArray:
+    """Signed values in the narrowest signed type."""
+    vals = tuple(int(v) for v in np.asarray(values).ravel())
+    ctype = next(t for t, m in _SIGNED if all(-m <= v < m for v in vals))
+    return CArray(ctype, vals)
+
+
+def typed_table(values: np.ndarray, dtype: str) -> CArray:
+    """Values stored in the C type of an IR dtype (LUT entries, biases)."""
+    return CArray(CTYPES[dtype], tuple(int(v) for v in np.asarray(values).ravel()))
+
+
+def digit_tables(weights: np.ndarray, offsets: np.ndarray) -> dict[str, Any]:
+    """Tables of ``sum_i weights[c, i] * x[offsets[i]]`` for each row ``c`` (see module doc).
+
+    Returns ``ngroups``, ``groups`` (flat ``(k, npos, nneg)`` triples), ``deltas`` and the count
+    of nonzero ``digits``.
+    """
+    w = np.asarray(weights, dtype=np.int64).reshape(len(weights), -1)
+    offsets = np.asarray(offsets, dtype=np.int64).ravel()
+    d = naf(w)  # [rows, K, width]
+    ngroups: list[int] = []
+    groups: list[int] = []
+    deltas: list[int] = []
+    for row in d:
+        count = 0
+        for k in range(row.shape[1]):
+            pos = np.sort(offsets[row[:, k] == 1])
+            neg = np.sort(offsets[row[:, k] == -1])
+            if len(pos) + len(neg) == 0:
+                continue
+            count += 1
+            groups += [k, len(pos), len(neg)]
+            for sel in (pos, neg):
+                deltas += np.diff(sel, prepend=0).tolist()
+        ngroups.append(count)
+    return {
+        "ngroups": uint_table(ngroups),
+        "groups": uint_table(groups),
+        "deltas": uint_table(deltas),
+        "digits": int(np.count_nonzero(d)),
+    }
+
+
+def multiplier_codes(ms: Sequence[int]) -> dict[str, CArray]:
+    """``codes``: one ``[npos, nneg, +shifts..., -shifts...]`` record per constant of ``ms``;
+    ``starts``: where each record begins."""
+    codes: list[int] = []
+    starts: list[int] = []
+    for digits in naf(np.asarray(ms, dtype=np.int64)):
+        starts.append(len(codes))
+        pos, neg = np.flatnonzero(digits == 1), np.flatnonzero(digits == -1)
+        codes += [len(pos), len(neg), *pos.tolist(), *neg.tolist()]
+    return {"codes": uint_table(codes), "starts": uint_table(starts)}
+
+
+def requant_shifts(shift: Sequence[int] | int, where: str) -> CArray:
+    """Per-channel rounding shifts as a signed table; the C shifts need ``|s| <= 31``."""
+    vals = np.atleast_1d(np.asarray(shift, dtype=np.int64))
+    if np.any(np.abs(vals) > 31):
+        raise ModelError(f"{where}: requantization shift {int(vals[np.abs(vals).argmax()])} is outside -31..31")
+    return int_table(vals)
+
+
+def padded_plane(x_shape: Sequence[int], x_dtype: str, pads: Sequence[int], fill: int) -> dict[str, Any]:
+    """Geometry of the padded input copy: ``pads`` is ``(left, right, top, bottom)``.
+
+    ``padded`` is False when no padding is needed (the kernel then reads the input in place).
+    """
+    _, c, h, w = x_shape
+    l, r, t, b = pads
+    hp, wp = h + t + b, w + l + r
+    return {
+        "padded": any(pads),
+        "pad_t": t,
+        "pad_l": l,
+        "h": h,
+        "w": w,
+        "hp": hp,
+        "wp": wp,
+        "plane": hp * wp,
+        "fill": fill,
+        "scratch_bytes": c * hp * wp * ITEMSIZE[CTYPES[x_dtype]] if any(pads) else 0,
+    }
+
+
+def window_offsets(kh: int, kw: int, dh: int, dw: int, wp: int) -> np.ndarray:
+    """Offsets of a ``kh x kw`` dilated window's taps in a row-major plane ``wp`` wide."""
+    return (np.arange(kh)[:, None] * dh * wp + np.arange(kw)[None, :] * dw).ravel()
+
+
+def linear_tables(node: Any, graph: Any, offsets: np.ndarray) -> dict[str, Any]:
+    """What QConv and QGemm kernels share: digit tables of ``w`` over ``offsets``, the int32
+    bias, the per-channel shifts and the clamp."""
+    w = graph.values[node.inputs[1]].data
+    return {
+        **digit_tables(w.reshape(len(w), -1), offsets),
+        "bias": typed_table(graph.values[node.inputs[2]].data, "int32"),
+        "shift": requant_shifts(node.attrs["shift"], node.name),
+        "lo": node.attrs["lo"],
+        "hi": node.attrs["hi"],
+    }
+
+
+def window_geometry(x: Any, y: Any, attrs: dict[str, Any], pads: Sequence[int], fill: int) -> dict[str, Any]:
+    """Sliding-window geometry of conv and pool kernels over a padded copy of ``x``.
+
+    ``pads`` is ``(left, right, top, bottom)`` including any ceil-mode overhang; the result has
+    the `padded_plane` keys, the output size, the element steps between windows, and
+    ``offsets``: the ndarray of a window's tap offsets within one plane.
+    """
+    kh, kw = attrs["kernel_shape"]
+    dh, dw = attrs.get("dilations", (1, 1))
+    plane = padded_plane(x.shape, x.dtype, pads, fill)
+    return {
+        **plane,
+        "c": x.shape[1], "kh": kh, "kw": kw, "oh": y.shape[2], "ow": y.shape[3],
+        "row_step": attrs["strides"][0] * plane["wp"], "col_step": attrs["strides"][1],
+        "offsets": window_offsets(kh, kw, dh, dw, plane["wp"]),
+    }

@@ -1,0 +1,258 @@
+"""Build the generated C, run it, and prove it equal to the simulator and free of multiplies.
+
+`verify` is the whole proof for one emitted folder: the test harness built with gcc and clang
+(``-std=c99 -Wall -Wextra -Wpedantic -Werror -O2``) must reproduce the simulator bit for bit on
+the given inputs; a sanitizer build (``-fsanitize=undefined,address``) must run clean; the model
+source must compile for RV32I (no multiply/divide instruction) without calling a libgcc
+multiply or divide routine; and it must build for Cortex-M0, whose sizes are reported. A check
+whose tool is missing is ``skipped`` with the reason, never ``passed``. A bit mismatch raises
+`VerificationError` naming the first differing layer; other failures raise it after every
+check ran, with the report attached as ``error.report``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..errors import DataError, PqcError, VerificationError
+from ..ir import Graph
+from .c_emitter import read_manifest
+from .simulator import first_mismatch, simulate
+
+CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O2")
+#: libgcc helpers a multiply, divide or modulo turns into on a core without those instructions
+FORBIDDEN_SYMBOLS = (
+    "__mulsi3", "__divsi3", "__udivsi3", "__modsi3", "__umodsi3", "__muldi3",
+    "__mulsf3", "__divdi3", "__udivdi3", "__moddi3", "__umoddi3",
+)
+_RV_MULDIV = re.compile(r"^\s*[0-9a-f]+:\s+[0-9a-f]+\s+(mul\w*|div\w*|rem\w*)\s", re.MULTILINE)
+RUN_TIMEOUT_S = 120
+PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+
+
+class BuildError(PqcError):
+    """The generated C did not compile, or the binary failed to run."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of a `VerifyReport`."""
+
+    name: str
+    status: str
+    details: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class VerifyReport:
+    """Every check `verify` ran, in order."""
+
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != FAILED for c in self.checks)
+
+    def status(self, name: str) -> str:
+        return next(c.status for c in self.checks if c.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [vars(c) for c in self.checks]}
+
+    def __str__(self) -> str:
+        return "\n".join(f"{c.status:8s} {c.name}: {c.details}" for c in self.checks)
+
+
+class CRun(NamedTuple):
+    """Outputs of the test binary, ``[samples, *output shape[1:]]``, and with ``dump_layers``
+    every activation (the input included) as ``{value name: [samples, *shape[1:]]}``."""
+
+    outputs: np.ndarray
+    layers: dict[str, np.ndarray]
+
+
+def dump_dtype(dtype: str) -> np.dtype:
+    """The numpy dtype of the raw C values of an IR dtype (x86/ARM/RISC-V hosts: little-endian)."""
+    return np.dtype({"int8": "i1", "uint8": "u1", "int32": "<i4"}[dtype])
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise PqcError(f"{name} is not installed (or not on PATH)")
+    return path
+
+
+def _run(cmd: list[str], what: str, **kw: Any) -> subprocess.CompletedProcess:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, **kw)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BuildError(f"{what}: {exc}") from exc
+    if proc.returncode != 0:
+        raise BuildError(f"{what} failed (exit status {proc.returncode}):\n{(proc.stderr or proc.stdout)[-3000:]}")
+    return proc
+
+
+def build(out_dir: str | Path, cc: str = "gcc", sanitize: bool = False) -> Path:
+    """Build the test harness in ``out_dir`` with its Makefile; returns the binary's path."""
+    out = Path(out_dir)
+    manifest = read_manifest(out)
+    compiler = _tool(cc)
+    name = f"{manifest['binary']}_{Path(cc).name}{'_san' if sanitize else ''}"
+    cmd = [_tool("make"), "-s", "-B", "-C", str(out), f"CC={compiler}", f"BIN={name}"]
+    _run(cmd + (["SANITIZE=1"] if sanitize else []), f"building {out / name} with {cc}")
+    return out / name
+
+
+def _samples(x: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """Inputs as ``[samples, *input shape[1:]]`` in the input's dtype (range-checked)."""
+    x = np.asarray(x)
+    per = info["size"]
+    if not np.issubdtype(x.dtype, np.integer) or x.size % per or x.size == 0:
+        raise DataError(f"inputs must be integers, a whole number of samples of {per} values; got {x.dtype} {x.shape}")
+    info_dtype = np.dtype(info["dtype"])
+    lim = np.iinfo(info_dtype)
+    if x.min() < lim.min or x.max() > lim.max:
+        raise DataError(f"inputs outside {info['dtype']}: {x.min()}..{x.max()}")
+    return x.astype(info_dtype).reshape((-1, *info["shape"][1:]))
+
+
+def run_c(binary: str | Path, x_int8: np.ndarray, dump_layers: bool = False, env: dict[str, str] | None = None) -> CRun:
+    """Run the test binary on the samples of ``x_int8``; see `CRun`."""
+    binary = Path(binary)
+    manifest = read_manifest(binary.parent)
+    x = _samples(x_int8, manifest["input"])
+    n = len(x)
+    with tempfile.TemporaryDirectory(prefix="pqc_run_") as tmp:
+        paths = [Path(tmp) / f for f in ("input.bin", "output.bin", "layers.bin")]
+        paths[0].write_bytes(x.tobytes())
+        cmd = [str(binary), *map(str, paths[: 3 if dump_layers else 2])]
+        _run(cmd, f"running {binary.name}", env={**os.environ, **(env or {})})
+        out_info = manifest["output"]
+        outputs = np.frombuffer(paths[1].read_bytes(), dump_dtype(out_info["dtype"]))
+        outputs = outputs.reshape((n, *out_info["shape"][1:]))
+        layers: dict[str, np.ndarray] = {}
+        if dump_layers:
+            layers[manifest["input"]["name"]] = x
+            raw = np.frombuffer(paths[2].read_bytes(), np.uint8).reshape(n, -1)
+            at = 0
+            for layer in manifest["layers"]:
+                dt = dump_dtype(layer["dtype"])
+                nbytes = int(np.prod(layer["shape"])) * dt.itemsize
+                layers[layer["value"]] = raw[:, at:at + nbytes].copy().view(dt).reshape((n, *layer["shape"][1:]))
+                at += nbytes
+    return CRun(outputs, layers)
+
+
+def _object(out_dir: Path, cc: str, flags: list[str], tmp: str) -> Path:
+    """Compile the model source (no harness, no hook: what firmware builds) to an object."""
+    prefix = read_manifest(out_dir)["prefix"]
+    obj = Path(tmp) / f"{prefix}.o"
+    _run([cc, *flags, "-c", str(out_dir / f"{prefix}.c"), "-o", str(obj)], f"{Path(cc).name} {prefix}.c")
+    return obj
+
+
+def check_rv32i(out_dir: str | Path) -> Check:
+    """The model compiles for RV32I and needs no multiply/divide routine or instruction."""
+    name = "rv32i multiplier-free"
+    tools = ("riscv64-unknown-elf-gcc", "riscv64-unknown-elf-nm", "riscv64-unknown-elf-objdump")
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        return Check(name, SKIPPED, f"{', '.join(missing)} not installed")
+    flags = ["-march=rv32i", "-mabi=ilp32", "-ffreestanding", *CFLAGS]
+    with tempfile.TemporaryDirectory(prefix="pqc_rv_") as tmp:
+        try:
+            obj = _object(Path(out_dir), tools[0], flags, tmp)
+        except BuildError as exc:
+            return Check(name, FAILED, str(exc))
+        undefined = _run([tools[1], "-u", str(obj)], "nm").stdout.split()
+        listing = _run([tools[2], "-d", str(obj)], "objdump").stdout
+    calls = sorted(set(undefined) & set(FORBIDDEN_SYMBOLS))
+    instrs = sorted(set(_RV_MULDIV.findall(listing)))
+    if calls or instrs:
+        return Check(name, FAILED, f"needs {', '.join(calls + instrs)}", {"symbols": calls, "instructions": instrs})
+    return Check(name, PASSED, f"no {'/'.join(FORBIDDEN_SYMBOLS[:3])}... and no mul/div instruction", {"undefined": undefined})
+
+
+def check_cortex_m0(out_dir: str | Path) -> Check:
+    """The model builds for Cortex-M0 (``-Os``); reports its text/data/bss bytes."""
+    name = "cortex-m0 build"
+    tools = ("arm-none-eabi-gcc", "arm-none-eabi-size")
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        return Check(name, SKIPPED, f"{', '.join(missing)} not installed")
+    flags = ["-mcpu=cortex-m0", "-mthumb", "-ffreestanding", *CFLAGS[:-1], "-Os"]
+    with tempfile.TemporaryDirectory(prefix="pqc_m0_") as tmp:
+        try:
+            obj = _object(Path(out_dir), tools[0], flags, tmp)
+        except BuildError as exc:
+            return Check(name, FAILED, str(exc))
+        text, data, bss = (int(v) for v in _run([tools[1], str(obj)], "size").stdout.splitlines()[1].split()[:3])
+    sizes = {"text": text, "data": data, "bss": bss}
+    return Check(name, PASSED, f"text {text} B, data {data} B, bss {bss} B", sizes)
+
+
+def _compare(graph: Graph, binary: Path, x: np.ndarray, expected: np.ndarray, label: str,
+             env: dict[str, str] | None = None) -> Check:
+    """Run ``binary``; a mismatch raises `VerificationError` at the first differing layer."""
+    got = run_c(binary, x, env=env).outputs
+    if np.array_equal(got.astype(np.int64), expected.reshape(got.shape).astype(np.int64)):
+        return Check(label, PASSED, f"{len(x)} samples bit-exact with the simulator")
+    dumps = run_c(binary, x, dump_layers=True, env=env).layers
+    where = first_mismatch(graph, dumps, simulate(graph, x, capture=True))
+    if where is None:  # pragma: no cover - outputs differ, so some layer does
+        raise VerificationError(f"{label}: the C output differs from the simulator")
+    raise VerificationError(
+        f"{label}: the C differs from the simulator first at layer {where.node!r}, "
+        f"index {where.index}: C {where.a}, simulator {where.b}"
+    )
+
+
+def verify(int_graph: Graph, out_dir: str | Path, inputs_int8: np.ndarray) -> VerifyReport:
+    """Run every check on the C that `emit_c` wrote for ``int_graph`` into ``out_dir``."""
+    out = Path(out_dir)
+    manifest = read_manifest(out)
+    x = _samples(inputs_int8, manifest["input"])
+    expected = simulate(int_graph, x)[int_graph.outputs[0]]
+    report = VerifyReport()
+    for cc in ("gcc", "clang"):
+        if shutil.which(cc) is None:
+            report.checks.append(Check(f"{cc} build and compare", SKIPPED, f"{cc} not installed"))
+            continue
+        try:
+            binary = build(out, cc)
+        except BuildError as exc:
+            report.checks.append(Check(f"{cc} build and compare", FAILED, str(exc)))
+            continue
+        report.checks.append(_compare(int_graph, binary, x, expected, f"{cc} build and compare"))
+    report.checks.append(_sanitized(int_graph, out, x, expected))
+    report.checks.append(check_rv32i(out))
+    report.checks.append(check_cortex_m0(out))
+    if not report.ok:
+        error = VerificationError("verification failed:\n" + "\n".join(
+            f"{c.name}: {c.details}" for c in report.checks if c.status == FAILED))
+        error.report = report  # type: ignore[attr-defined]
+        raise error
+    return report
+
+
+def _sanitized(graph: Graph, out: Path, x: np.ndarray, expected: np.ndarray) -> Check:
+    name = "sanitizers (undefined,address)"
+    cc = next((c for c in ("gcc", "clang") if shutil.which(c)), None)
+    if cc is None:
+        return Check(name, SKIPPED, "no gcc or clang")
+    try:
+        binary = build(out, cc, sanitize=True)
+        check = _compare(graph, binary, x, expected, name, env={"ASAN_OPTIONS": "detect_leaks=0"})
+    except BuildError as exc:
+        return Check(name, FAILED, str(exc))
+    return Check(name, PASSED, f"{cc}: {check.details}")

@@ -1,0 +1,57 @@
+"""QConv: integer 2-D convolution with per-channel requantization.
+
+Inputs: ``x`` [N, Cin, H, W] (int8/uint8), ``w`` int8 constant [Cout, Cin/group, kh, kw],
+``b`` int32 constant [Cout].
+Attributes: ``kernel_shape`` (kh, kw), ``strides``, ``pads`` (top, left, bottom, right),
+``dilations``, ``group``, ``shift`` (tuple, one per Cout), ``lo``, ``hi``.
+
+Semantics: ``acc[n, c, i, j] = b[c] + sum x * w[c]`` over the window with zero padding (exact,
+proven int32 by range analysis); ``y = clamp(rshift_round(acc, shift[c]), lo, hi)``. A shift
+``<= 0`` is a left shift (exact; the last layer keeps int32 precision that way).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..c_tables import linear_tables, window_geometry
+from . import register
+from .linear import LinearOpDef, per_channel_elements
+
+
+@register
+class QConv(LinearOpDef):
+    name = "QConv"
+    template = "qconv.c.j2"
+    pads_with_zero = True
+
+    def accumulate(self, node, x, w):
+        # float64 is exact here: every partial sum is an integer bounded by int32 (< 2^53).
+        a = node.attrs
+        t, l, b, r = a["pads"]
+        xt = torch.from_numpy(np.asarray(x, dtype=np.float64))
+        if any((t, l, b, r)):
+            xt = F.pad(xt, (l, r, t, b))
+        wt = torch.from_numpy(np.asarray(w, dtype=np.float64))
+        y = F.conv2d(xt, wt, None, tuple(a["strides"]), 0, tuple(a["dilations"]), a["group"])
+        return y.numpy().astype(np.int64)
+
+    def positions(self, node, graph):
+        return per_channel_elements(node, graph)
+
+    def c_context(self, node, graph):
+        """Zero-padded input planes (when padded) and digit tables whose offsets cover the
+        channel group's ``Cin/group`` planes; the kernel steps windows by the strides."""
+        a = node.attrs
+        cout, cin_g = graph.values[node.inputs[1]].shape[:2]
+        t, l, b, r = a["pads"]
+        geo = window_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0)
+        taps = geo.pop("offsets")
+        offsets = (np.arange(cin_g)[:, None] * geo["plane"] + taps[None, :]).ravel()
+        return {
+            **geo,
+            **linear_tables(node, graph, offsets),
+            "cin_g": cin_g, "cout": cout, "cout_g": cout // a["group"], "group": a["group"],
+            "group_stride": cin_g * geo["plane"],
+        }

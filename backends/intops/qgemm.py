@@ -1,0 +1,33 @@
+"""QGemm: integer fully-connected layer with per-output requantization.
+
+Inputs: ``x`` [N, K] (int8/uint8), ``w`` int8 constant [M, K] (rows are outputs), ``b`` int32
+constant [M]. Attributes: ``shift`` (tuple, one per M), ``lo``, ``hi``.
+
+Semantics: ``acc[n, m] = b[m] + sum_k x[n, k] * w[m, k]`` (exact, int32 by range analysis);
+``y = clamp(rshift_round(acc, shift[m]), lo, hi)``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..c_tables import linear_tables
+from . import register
+from .linear import LinearOpDef
+
+
+@register
+class QGemm(LinearOpDef):
+    name = "QGemm"
+    template = "qgemm.c.j2"
+
+    def accumulate(self, node, x, w):
+        # float64 is exact here: every partial sum is an integer bounded by int32 (< 2^53).
+        return (np.asarray(x, dtype=np.float64) @ np.asarray(w, dtype=np.float64).T).astype(np.int64)
+
+    def positions(self, node, graph):
+        return 1
+
+    def c_context(self, node, graph):
+        """Digit tables over the K inputs of a row; ``rows`` samples of one call (the IR's N)."""
+        rows, k = graph.values[node.inputs[0]].shape
+        return {**linear_tables(node, graph, np.arange(k)), "rows": rows, "m": len(node.attrs["shift"]), "k": k}

@@ -1,0 +1,124 @@
+"""The integer simulator: the golden model of the generated C, batched and exact.
+
+`simulate` runs an integer graph (from `pqc.passes.lower`) by dispatching each node to its
+`IntOpDef.simulate`; ops accumulate exactly in float64 where that is faster (every
+int32-bounded sum of integer products is exact below 2^53), then round and clamp in int64.
+Values are stored in their declared dtype (int8, uint8, int32), as the C holds them.
+
+Also here: the input quantizer firmware must mirror (`quantize_input`), `dequantize`, and a
+layer-by-layer debugger (`first_mismatch`) that finds the first layer where two runs differ.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from pqc.errors import DataError
+from pqc.ir import Graph
+
+from .intmath import round_half_away
+from .intops import DTYPE_RANGE, get_int_op
+
+#: samples per simulated chunk: bounds the memory of float64 intermediates
+CHUNK = 1024
+
+
+def simulate(graph: Graph, x: np.ndarray, capture: bool = False) -> dict[str, np.ndarray]:
+    """Run ``graph`` on the quantized input batch ``x`` (integers, shape [N, ...]).
+
+    Returns ``{output name: array}``, or with ``capture`` every activation (input and each
+    node output), which is what `first_mismatch` compares against the C harness's dumps.
+    Large batches run in chunks of `CHUNK` samples.
+    """
+    (name,) = graph.inputs
+    x = np.asarray(x)
+    expected = tuple(graph.values[name].shape[1:])
+    if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected:
+        raise DataError(f"input {name!r}: expected shape [N, {', '.join(map(str, expected))}], got {x.shape}")
+    if not np.issubdtype(x.dtype, np.integer):
+        raise DataError(f"input {name!r}: expected integers (see quantize_input), got {x.dtype}")
+    lo, hi = DTYPE_RANGE[graph.values[name].dtype]
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise DataError(f"input {name!r}: values outside {graph.values[name].dtype}")
+    chunks = [_run(graph, x[i:i + CHUNK], capture) for i in range(0, max(len(x), 1), CHUNK)]
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def _run(graph: Graph, x: np.ndarray, capture: bool) -> dict[str, np.ndarray]:
+    env: dict[str, np.ndarray] = {graph.inputs[0]: x.astype(graph.values[graph.inputs[0]].dtype)}
+    consts = {k: v.data for k, v in graph.values.items() if v.is_const}
+    remaining = _uses(graph)
+    keep = set(graph.outputs)
+    captured: dict[str, np.ndarray] = {graph.inputs[0]: env[graph.inputs[0]]} if capture else {}
+    for node in graph.nodes:
+        ins = [env[i] if i in env else consts[i] for i in node.inputs]
+        outs = get_int_op(node.op).simulate(node, ins)
+        for name, out in zip(node.outputs, outs):
+            env[name] = out.astype(graph.values[name].dtype, copy=False)
+            if capture:
+                captured[name] = env[name]
+        for i in node.inputs:  # free what no later node reads
+            remaining[i] = remaining.get(i, 1) - 1
+            if remaining[i] == 0 and i in env and i not in keep:
+                del env[i]
+    return captured if capture else {o: env[o] for o in graph.outputs}
+
+
+def _uses(graph: Graph) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in graph.nodes:
+        for i in node.inputs:
+            counts[i] = counts.get(i, 0) + 1
+    return counts
+
+
+def quantize_input(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """Float input -> the integers the program reads: ``clamp(round_half_away(x / 2^e), qmin, qmax)``.
+
+    Round half away from zero is what firmware gets from ``lround``-style code and is symmetric
+    in sign; the exponent and range are the input value's (``meta["exp"]``, ``meta["bits"]``).
+    """
+    (name,) = graph.inputs
+    v = graph.values[name]
+    bits = v.meta["bits"]
+    q = round_half_away(np.asarray(x, dtype=np.float64) * 2.0 ** -v.meta["exp"])
+    q = np.clip(q, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+    return q.astype(v.dtype)
+
+
+def dequantize(graph: Graph, name: str, q: np.ndarray) -> np.ndarray:
+    """The real values ``q * 2^exp`` of activation ``name`` (float64, exact)."""
+    return np.asarray(q, dtype=np.float64) * 2.0 ** graph.values[name].meta["exp"]
+
+
+class Mismatch(NamedTuple):
+    """Where two runs first differ: the producing node, the element's index, and both values."""
+
+    node: str
+    index: tuple[int, ...]
+    a: int
+    b: int
+
+
+def first_mismatch(graph: Graph, dumps_a: dict[str, np.ndarray], dumps_b: dict[str, np.ndarray]) -> Mismatch | None:
+    """The first layer (in program order) whose output differs between two dumps, or None.
+
+    Dumps map activation names to arrays (a simulator ``capture`` or the C harness's files);
+    values missing from either side are skipped; arrays are compared as flat sequences of the
+    same length (the C writes flat buffers) and the index is given in ``dumps_a``'s shape.
+    The input is reported as node ``"<input>"``.
+    """
+    producers = {o: n.name for n in graph.nodes for o in n.outputs}
+    for name in graph.activations():
+        if name not in dumps_a or name not in dumps_b:
+            continue
+        a, b = np.asarray(dumps_a[name]), np.asarray(dumps_b[name])
+        if a.size != b.size:
+            raise DataError(f"value {name!r}: dumps hold {a.size} and {b.size} elements")
+        diff = np.flatnonzero(a.reshape(-1).astype(np.int64) != b.reshape(-1).astype(np.int64))
+        if diff.size:
+            i = int(diff[0])
+            index = tuple(int(j) for j in np.unravel_index(i, a.shape))
+            return Mismatch(producers.get(name, "<input>"), index, int(a.reshape(-1)[i]), int(b.reshape(-1)[i]))
+    return None

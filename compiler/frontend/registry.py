@@ -1,0 +1,141 @@
+"""The importer registry: one small function per ONNX op type, and the view of a node it reads.
+
+An importer turns one ONNX node into one IR `Node` with explicit, normalized attributes. It is
+registered with the operand positions that must be constants (weights, Clip bounds, Reshape
+shapes, ...): the graph builder enforces them before calling it, and the conformance harness binds
+them from a test case's data. An op type missing from the registry is unsupported.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+
+from ..errors import ModelError
+from ..ir import Node
+from .shapes import TensorType
+
+
+class OnnxNode:
+    """Read access to one ONNX node during import: attributes, operands, shapes, the opset."""
+
+    def __init__(
+        self,
+        proto: onnx.NodeProto,
+        name: str,
+        opset: int,
+        types: dict[str, TensorType],
+        constants: dict[str, np.ndarray],
+        used: set[str],
+        dynamic_batch: bool,
+    ) -> None:
+        self.proto = proto
+        self.name = name
+        self.op_type = proto.op_type
+        self.opset = opset
+        self.dynamic_batch = dynamic_batch
+        self.inputs = list(proto.input)
+        self.outputs = list(proto.output)
+        self._types = types
+        self._constants = constants
+        self._used = used
+        self._attrs = {a.name: onnx.helper.get_attribute_value(a) for a in proto.attribute}
+
+    # ----------------------------------------------------------------- attributes
+    def attr(self, key: str, default: Any = None) -> Any:
+        value = self._attrs.get(key, default)
+        if isinstance(value, bytes):
+            return value.decode()
+        if isinstance(value, list):
+            return tuple(value)
+        return value
+
+    def has_attr(self, key: str) -> bool:
+        return key in self._attrs
+
+    # ----------------------------------------------------------------- operands
+    def has_input(self, i: int) -> bool:
+        return i < len(self.inputs) and bool(self.inputs[i])
+
+    def is_const(self, i: int) -> bool:
+        return self.has_input(i) and self.inputs[i] in self._constants
+
+    def const(self, i: int) -> np.ndarray | None:
+        """The value of constant operand ``i``, or None when the operand is omitted."""
+        if not self.has_input(i):
+            return None
+        if self.inputs[i] not in self._constants:
+            raise self.refuse(f"operand {i} ({self.inputs[i]!r}) must be a constant (an initializer or folded at import)")
+        return self._constants[self.inputs[i]]
+
+    def shape(self, i: int = 0) -> tuple[int, ...]:
+        """The static shape of operand ``i``."""
+        return self.type_of(self.inputs[i]).shape  # type: ignore[return-value]
+
+    def out_shape(self, j: int = 0) -> tuple[int, ...]:
+        return self.type_of(self.outputs[j]).shape  # type: ignore[return-value]
+
+    def type_of(self, value: str) -> TensorType:
+        t = self._types.get(value)
+        if t is None or t.shape is None:
+            raise self.refuse(f"tensor {value!r} has no static shape after shape inference (dynamic shape)")
+        return t
+
+    def output_used(self, j: int) -> bool:
+        """Whether output ``j`` exists and is read by a node or is a graph output."""
+        return j < len(self.outputs) and bool(self.outputs[j]) and self.outputs[j] in self._used
+
+    # ----------------------------------------------------------------- results
+    def refuse(self, why: str) -> ModelError:
+        """The error to raise for this node: names the node and its op type."""
+        return ModelError(f"node {self.name!r} ({self.op_type}): {why}")
+
+    def ir(self, op: str, inputs: list[str] | None = None, attrs: dict[str, Any] | None = None,
+           outputs: list[str] | None = None) -> Node:
+        """The IR node of this ONNX node; inputs default to the ONNX operands, outputs to the first."""
+        return Node(
+            op,
+            list(self.inputs if inputs is None else inputs),
+            list(self.outputs[:1] if outputs is None else outputs),
+            dict(attrs or {}),
+            name=self.name,
+        )
+
+
+ImportFn = Callable[[OnnxNode], Node]
+
+
+@dataclass(frozen=True)
+class Importer:
+    """A registered import function and the operand positions it needs constant.
+
+    ``either_const`` marks ops whose two operands may come in either order but one of which must
+    be constant (Mul, MatMul); the conformance harness binds the second one.
+    """
+
+    op_type: str
+    fn: ImportFn
+    const_inputs: tuple[int, ...] = ()
+    either_const: bool = False
+
+    @property
+    def bound_inputs(self) -> tuple[int, ...]:
+        """Operand positions the conformance harness turns into initializers."""
+        return self.const_inputs or ((1,) if self.either_const else ())
+
+
+IMPORTERS: dict[str, Importer] = {}
+
+
+def importer(op_type: str, *, const_inputs: tuple[int, ...] = (), either_const: bool = False) -> Callable[[ImportFn], ImportFn]:
+    """Decorator: register ``fn`` as the importer of ONNX ``op_type``."""
+
+    def register(fn: ImportFn) -> ImportFn:
+        if op_type in IMPORTERS:
+            raise RuntimeError(f"ONNX op {op_type} has two importers")
+        IMPORTERS[op_type] = Importer(op_type, fn, const_inputs, either_const)
+        return fn
+
+    return register

@@ -1,0 +1,164 @@
+"""Liveness-based activation buffer planning for the integer IR.
+
+Invariant established: every activation that needs storage gets an ``(offset, bytes)`` slot in one
+arena such that no two buffers that are live at the same node overlap, offsets are aligned, and
+the arena is as small as a greedy best-fit placement by decreasing size makes it (the "greedy by
+size" planner of TFLite Micro). The C emitter turns the plan into pointer constants.
+
+* Time is the node index in ``graph.nodes`` (a topological order). A buffer is live from the step
+  of its producer to the step of its last reader; a graph output stays live to the end.
+* ``QReshape`` moves no data: its output aliases its input, so reading the alias extends the life
+  of the aliased buffer and the alias shares its slot.
+* With ``io_external`` (what the generated entry point does), the graph input lives in the
+  caller's input array and the buffer behind the graph output in the caller's output array, so
+  neither takes arena space.
+* A node may ask for scratch (e.g. a zero-padded copy of a conv input): a buffer live only at
+  that node's step, named ``"<node name>:scratch"``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from pqc.ir import Graph
+
+ALIAS_OPS = frozenset({"QReshape"})
+ITEMSIZE = {"int8": 1, "uint8": 1, "int32": 4}
+INPUT, OUTPUT = "input", "output"
+
+
+def scratch_name(node_name: str) -> str:
+    """Name of the scratch buffer a node asked for."""
+    return f"{node_name}:scratch"
+
+
+def value_bytes(graph: Graph, name: str) -> int:
+    v = graph.values[name]
+    return v.size * ITEMSIZE[v.dtype]
+
+
+def alias_roots(graph: Graph) -> dict[str, str]:
+    """Map every activation to the value whose storage it uses (itself unless it is an alias)."""
+    root = {name: name for name in graph.inputs}
+    for node in graph.nodes:
+        for out in node.outputs:
+            root[out] = root[node.inputs[0]] if node.op in ALIAS_OPS else out
+    return root
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Where each activation lives.
+
+    ``buffers`` maps every activation and scratch buffer placed in the arena to ``(offset,
+    bytes)`` (an alias maps to its root's slot); ``external`` maps values that live in the
+    caller's arrays to ``"input"`` or ``"output"``; ``lifetimes`` holds the ``(first, last)``
+    live step of every arena buffer root.
+    """
+
+    arena_bytes: int
+    buffers: dict[str, tuple[int, int]]
+    external: dict[str, str] = field(default_factory=dict)
+    lifetimes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    align: int = 4
+
+
+def _lifetimes(graph: Graph, root: dict[str, str], scratch: Mapping[str, int]) -> dict[str, tuple[int, int]]:
+    end = len(graph.nodes)
+    life: dict[str, list[int]] = {name: [-1, -1] for name in graph.inputs}
+    for step, node in enumerate(graph.nodes):
+        for name in node.inputs:
+            if name in root:
+                life[root[name]][1] = max(life[root[name]][1], step)
+        for out in node.outputs:
+            if root[out] == out:
+                life[out] = [step, step]
+        if scratch.get(node.name, 0) > 0:
+            life[scratch_name(node.name)] = [step, step]
+    for name in graph.outputs:
+        life[root[name]][1] = end
+    return {k: (a, b) for k, (a, b) in life.items()}
+
+
+def _place(sizes: dict[str, int], life: dict[str, tuple[int, int]], align: int) -> dict[str, int]:
+    """Greedy by size: largest first, into the tightest gap among time-overlapping buffers."""
+    placed: list[tuple[int, int, str]] = []  # (offset, bytes, name)
+    offsets: dict[str, int] = {}
+    for name in sorted(sizes, key=lambda n: (-sizes[n], life[n][0], n)):
+        size, (start, stop) = sizes[name], life[name]
+        busy = sorted((o, o + b) for o, b, other in placed if life[other][0] <= stop and start <= life[other][1])
+        best: tuple[int, int] | None = None  # (gap, offset)
+        cursor = 0
+        for lo, hi in busy:
+            if lo - cursor >= size and (best is None or lo - cursor < best[0]):
+                best = (lo - cursor, cursor)
+            cursor = max(cursor, _align(hi, align))
+        offset = cursor if best is None else best[1]
+        offsets[name] = offset
+        placed.append((offset, size, name))
+    return offsets
+
+
+def _align(n: int, align: int) -> int:
+    return -(-n // align) * align
+
+
+def plan_memory(
+    graph: Graph, scratch: Mapping[str, int] | None = None, *, io_external: bool = True, align: int = 4
+) -> MemoryPlan:
+    """Plan the arena of ``graph``; ``scratch`` maps node names to the scratch bytes they need."""
+    scratch = dict(scratch or {})
+    root = alias_roots(graph)
+    external: dict[str, str] = {}
+    if io_external:
+        out_roots = {root[o] for o in graph.outputs}
+        external = {v: INPUT for v, r in root.items() if r in graph.inputs}
+        external.update({v: OUTPUT for v, r in root.items() if r in out_roots and r not in graph.inputs})
+    life = _lifetimes(graph, root, scratch)
+    sizes = {r: value_bytes(graph, r) for r in set(root.values()) if r not in external}
+    sizes.update({scratch_name(n): b for n, b in scratch.items() if b > 0})
+    offsets = _place(sizes, life, align)
+    arena = _align(max((offsets[n] + sizes[n] for n in sizes), default=0), align)
+    buffers = {v: (offsets[r], sizes[r]) for v, r in root.items() if r in sizes}
+    buffers.update({n: (offsets[n], sizes[n]) for n in sizes if n not in root})
+    return MemoryPlan(arena, buffers, external, {n: life[n] for n in sizes}, align)
+
+
+def check_plan(graph: Graph, plan: MemoryPlan, scratch: Mapping[str, int] | None = None) -> None:
+    """Raise ``ValueError`` unless ``plan`` is a valid placement for ``graph``.
+
+    Liveness is re-derived here per step, as sets of values read at or after the step that were
+    produced at or before it, independently of the interval bookkeeping in `plan_memory`.
+    """
+    scratch = dict(scratch or {})
+    root = alias_roots(graph)
+    for name, (offset, size) in plan.buffers.items():
+        if offset % plan.align or offset < 0 or offset + size > plan.arena_bytes:
+            raise ValueError(f"buffer {name!r} at [{offset}, {offset + size}) is misaligned or outside the arena")
+    for name in root:
+        if name not in plan.buffers and name not in plan.external:
+            raise ValueError(f"activation {name!r} has no buffer")
+        if name in plan.buffers and plan.buffers[name][1] < value_bytes(graph, name):
+            raise ValueError(f"buffer of {name!r} is smaller than the value")
+    producer = {name: -1 for name in graph.inputs}
+    readers: dict[str, set[int]] = {}
+    for step, node in enumerate(graph.nodes):
+        producer.update({o: step for o in node.outputs})
+        for name in node.inputs:
+            if name in root:
+                readers.setdefault(root[name], set()).add(step)
+    end = len(graph.nodes)
+    for name in graph.outputs:
+        readers.setdefault(root[name], set()).add(end)
+    for step, node in enumerate(graph.nodes):
+        live = {
+            r
+            for r in set(root.values())
+            if r in plan.buffers and producer[r] <= step and any(s >= step for s in readers.get(r, {producer[r]}))
+        }
+        if scratch.get(node.name, 0) > 0:
+            live.add(scratch_name(node.name))
+        spans = sorted((plan.buffers[n][0], plan.buffers[n][0] + plan.buffers[n][1], n) for n in live)
+        for (_, a_end, a), (b_start, _, b) in zip(spans, spans[1:]):
+            if b_start < a_end:
+                raise ValueError(f"buffers {a!r} and {b!r} overlap while both are live at node {node.name!r}")

@@ -1,0 +1,111 @@
+"""Quantization grids and power-of-two scale selection (RAPQ section 2 and the naive baseline).
+
+A `Grid` is the set of integer levels a quantized tensor may take; the real value is
+``level * 2**exp``. Scale selection works per row of a 2-D array (a weight output channel, or
+a single row of activation samples):
+
+* `lp_scales`: shrink the row's range by ``1 - 0.01*i``, ``i = 0..79``, and keep the uniform
+  scale ``clip / grid.top`` minimizing ``mean |x - Q(x)|^2.4`` (the first, i.e. widest, clip
+  among equals);
+* `minmax_scales`: the range itself over ``grid.top`` (naive);
+* `pot_exponents`: the nearest power of two of a scale, ``round(log2 s)``.
+
+The range of a row is ``max |x|`` on a signed grid and ``max(x, 0)`` on an unsigned one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LP_NORM = 2.4
+SHRINK_STEPS = 80
+SHRINK_STEP = 0.01
+POT_MAX_SHIFT = 7
+"""Largest ``k`` of a ``pot`` weight ``+-2^k``: levels below 2^-7 of a channel's top level
+would round to zero anyway, and the cap keeps ``|q| <= 128`` so accumulators stay as small as
+with 8-bit integer weights."""
+
+
+@dataclass(frozen=True, eq=False)
+class Grid:
+    """Sorted integer ``levels`` a quantized value may take."""
+
+    levels: np.ndarray
+
+    @property
+    def top(self) -> int:
+        """The largest positive level: the one the clipping range maps to."""
+        return int(self.levels[-1])
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.levels[0] < 0)
+
+    def round(self, units: np.ndarray) -> np.ndarray:
+        """Nearest level to each value of ``units`` (values in multiples of the scale); ties
+        go to the larger level. Values beyond the grid saturate."""
+        mids = (self.levels[1:] + self.levels[:-1]) / 2.0
+        return self.levels[np.searchsorted(mids, units, side="right")]
+
+
+def int_grid(bits: int, signed: bool, symmetric: bool = False) -> Grid:
+    """Integers of a ``bits``-bit type; ``symmetric`` drops the most negative one (weights:
+    ``q in [-(2^(b-1)-1), 2^(b-1)-1]``)."""
+    if not signed:
+        return Grid(np.arange(0, 1 << bits, dtype=np.int64))
+    low = -(1 << (bits - 1)) + (1 if symmetric else 0)
+    return Grid(np.arange(low, 1 << (bits - 1), dtype=np.int64))
+
+
+def pot_grid(bits: int) -> Grid:
+    """0 and ``+-2^k``: a sign bit and a (bits-1)-bit code, code 0 meaning zero and code j
+    meaning ``2^(j-1)``, so ``k < 2^(bits-1) - 1`` (ternary at 2 bits), capped at `POT_MAX_SHIFT`."""
+    powers = 1 << np.arange(min((1 << (bits - 1)) - 1, POT_MAX_SHIFT + 1), dtype=np.int64)
+    return Grid(np.concatenate([-powers[::-1], [0], powers]))
+
+
+def row_ranges(rows: np.ndarray, grid: Grid) -> np.ndarray:
+    """The clipping range of each row before shrinking."""
+    top = rows.max(axis=1)
+    return np.maximum(top, -rows.min(axis=1)) if grid.signed else np.maximum(top, 0.0)
+
+
+def minmax_scales(rows: np.ndarray, grid: Grid, ranges: np.ndarray | None = None) -> np.ndarray:
+    """Per row, the scale mapping its full range (default: `row_ranges`) to ``grid.top``."""
+    ranges = row_ranges(np.asarray(rows, np.float64), grid) if ranges is None else ranges
+    return np.asarray(ranges, np.float64) / grid.top
+
+
+def lp_scales(rows: np.ndarray, grid: Grid, ranges: np.ndarray | None = None) -> np.ndarray:
+    """Per row, the uniform scale of the shrink factor with the least Lp(2.4) error.
+
+    ``rows`` is ``[C, K]``; ``ranges`` (default: `row_ranges`) lets a caller search over a
+    sample of a tensor while keeping the range of the full tensor. A row with range 0 gets 0.
+    """
+    rows = np.asarray(rows, np.float64)
+    ranges = row_ranges(rows, grid) if ranges is None else np.asarray(ranges, np.float64)
+    best_err = np.full(rows.shape[0], np.inf)
+    best = np.zeros(rows.shape[0])
+    for i in range(SHRINK_STEPS):
+        scale = ranges * (1.0 - SHRINK_STEP * i) / grid.top
+        safe = np.where(scale > 0, scale, 1.0)[:, None]
+        err = np.mean(np.abs(rows - grid.round(rows / safe) * safe) ** LP_NORM, axis=1)
+        better = (err < best_err) & (scale > 0)
+        best_err, best = np.where(better, err, best_err), np.where(better, scale, best)
+    return best
+
+
+def pot_exponents(scales: np.ndarray, fallback: int = 0) -> np.ndarray:
+    """``round(log2 s)`` per scale (int64); a zero scale (an all-zero row) gets ``fallback``."""
+    scales = np.asarray(scales, np.float64)
+    positive = scales > 0
+    exps = np.full(scales.shape, fallback, dtype=np.int64)
+    exps[positive] = np.round(np.log2(scales[positive])).astype(np.int64)
+    return exps
+
+
+def quantize_rows(rows: np.ndarray, exps: np.ndarray, grid: Grid) -> np.ndarray:
+    """Integer levels of ``rows`` ``[C, K]`` on ``grid`` with per-row exponents (int32)."""
+    step = np.exp2(np.asarray(exps, np.float64))[:, None]
+    return grid.round(np.asarray(rows, np.float64) / step).astype(np.int32)

@@ -1,0 +1,202 @@
+"""The baseline power-of-two quantizer: pass ``quantize`` (methods ``lp`` and ``naive``).
+
+Runs on a canonicalized graph (`pqc.passes.canonicalize`) and establishes the annotation
+invariant of `pqc.quant` that lowering relies on:
+
+* every float activation value (graph inputs included) carries an `ActQuant` with an integer
+  exponent; values produced by a pure reshape (Flatten, Reshape, Squeeze, Unsqueeze) or a
+  MaxPool share their input's `ActQuant` object; Add and Concat operands keep their own;
+* every Conv/Gemm weight carries a `WeightQuant` (output channel on axis 0, integer ``q`` on
+  the grid of its format and bits, per-channel integer exponents).
+
+Scales: ``lp`` searches a clipping range minimizing the Lp(2.4) error per weight output channel
+and per activation tensor, ``naive`` takes the min/max range; both then round ``log2`` of the
+scale to the nearest integer (`pot_scales`). An all-zero weight channel (e.g. pruned) takes the
+smallest exponent of its layer.
+
+Bits and signs:
+
+* The *first layer* is the first Conv/Gemm in topological order, the *last layer* the last one.
+  The first layer's weights and output, and the last layer's weights and input activation, use
+  ``first_last_bits`` (None: no exception, ``wbits``/``abits`` as everywhere else).
+* The graph inputs are 8-bit signed.
+* The last layer's output, when it (or a pure reshape of it) is a graph output, is the 32-bit
+  signed accumulator ``ActQuant(32, True, min_c(e_x + e_w[c]))``: exact logits. Otherwise it
+  uses ``first_last_bits`` like its input.
+* Every other activation uses ``abits``. It is unsigned when it cannot be negative by
+  construction: the output of a Conv/Gemm/Add whose ``act`` is relu or a clip with lower bound
+  >= 0, of Relu, of a Clip with min >= 0, of Sigmoid/HardSigmoid/Softmax, a pool, reduce-mean
+  or reshape of an unsigned tensor, a Concat of unsigned tensors. Otherwise signed.
+* Weights use ``wbits`` (``first_last_bits`` for the first and last layer) in ``weight_format``
+  ``int`` (symmetric integers ``|q| <= 2^(b-1)-1``) or ``pot`` (0 or ``+-2^k``, `pot_grid`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from pqc.errors import ModelError, PqcError
+from pqc.ir import Graph, Node
+from pqc.pipeline import PassContext, register_pass
+from pqc.quant import ActQuant, WeightQuant, set_quant
+
+from .calibrate import ActivationStats, CalibData, calibrate
+from .pot_scales import Grid, int_grid, lp_scales, minmax_scales, pot_exponents, pot_grid, quantize_rows, row_ranges
+
+SCALE_SEARCH = {"lp": lp_scales, "naive": minmax_scales}
+WEIGHT_FORMATS = ("int", "pot")
+LAYER_OPS = ("Conv", "Gemm")
+INPUT_BITS = 8
+ACCUMULATOR_BITS = 32
+SHARING_OPS = ("Flatten", "Reshape", "Squeeze", "Unsqueeze", "MaxPool")
+_RESHAPES = ("Flatten", "Reshape", "Squeeze", "Unsqueeze")
+_SIGN_PRESERVING = _RESHAPES + ("MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean")
+_NONNEGATIVE = ("Relu", "Sigmoid", "HardSigmoid", "Softmax")
+
+
+def quantize(
+    graph: Graph,
+    calib: CalibData | None,
+    *,
+    method: str = "lp",
+    wbits: int = 4,
+    abits: int = 8,
+    weight_format: str = "int",
+    first_last_bits: int | None = 8,
+    max_samples: int = 1 << 16,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: str = "cpu",
+) -> Graph:
+    """A copy of ``graph`` with PoT quantization annotations (see the module doc).
+
+    ``calib`` is the calibration input (``[N] + input_shape[1:]`` floats, or a dict by input
+    name); raises `DataError` for bad data, `ModelError` for a graph that is not canonical,
+    `PqcError` for bad options.
+    """
+    _check_options(method, wbits, abits, weight_format, first_last_bits)
+    g = graph.copy()
+    layers = [n for n in g.nodes if n.op in LAYER_OPS]
+    if not layers:
+        raise ModelError(f"graph {g.name!r} has no Conv or Gemm layer to quantize")
+    first, last = layers[0], layers[-1]
+    edge_wbits = wbits if first_last_bits is None else first_last_bits
+    edge_abits = abits if first_last_bits is None else first_last_bits
+
+    search = SCALE_SEARCH[method]
+    weight_exps: dict[str, np.ndarray] = {}
+    for layer in layers:
+        bits = edge_wbits if layer in (first, last) else wbits
+        weight_exps[layer.name] = _quantize_weight(g, layer, bits, weight_format, search)
+
+    groups = _sharing_groups(g)
+    unsigned = _unsigned_values(g)
+    outputs_of_group = {groups[o] for o in g.outputs if o in groups}
+    bits_of = {root: abits for root in set(groups.values())}
+    for edge in (first.outputs[0], last.inputs[0], last.outputs[0]):
+        bits_of[groups[edge]] = edge_abits
+    for name in g.inputs:  # last: the input contract (int8) wins over a first/last exception
+        bits_of[groups[name]] = INPUT_BITS
+    accumulator = groups[last.outputs[0]] if groups[last.outputs[0]] in outputs_of_group else None
+
+    roots = [r for r in dict.fromkeys(groups.values()) if r != accumulator]
+    stats = calibrate(g, calib, roots, max_samples=max_samples, batch_size=batch_size, seed=seed, device=device)
+    quant_of: dict[str, ActQuant] = {}
+    for root in roots:
+        grid = int_grid(bits_of[root], signed=not unsigned[root])
+        quant_of[root] = ActQuant(bits_of[root], not unsigned[root], _activation_exponent(stats[root], grid, search))
+    if accumulator is not None:
+        e_x = quant_of[groups[last.inputs[0]]].exp
+        quant_of[accumulator] = ActQuant(ACCUMULATOR_BITS, True, int(e_x + weight_exps[last.name].min()))
+    for name, root in groups.items():
+        set_quant(g, name, quant_of[root])
+    return g
+
+
+@register_pass("quantize")
+def quantize_pass(
+    graph: Graph,
+    ctx: PassContext,
+    *,
+    method: str = "lp",
+    wbits: int = 4,
+    abits: int = 8,
+    weight_format: str = "int",
+    first_last_bits: int = 8,
+    max_samples: int = 1 << 16,
+    batch_size: int = 64,
+) -> Graph:
+    """Baseline PoT quantization (lp or naive) with the context's calibration data and seed."""
+    return quantize(
+        graph, ctx.calib, method=method, wbits=wbits, abits=abits, weight_format=weight_format,
+        first_last_bits=first_last_bits, max_samples=max_samples, batch_size=batch_size, seed=ctx.seed,
+        device=ctx.device,
+    )
+
+
+def _check_options(method: str, wbits: int, abits: int, weight_format: str, first_last_bits: int | None) -> None:
+    if method not in SCALE_SEARCH:
+        raise PqcError(f"quantize: unknown method {method!r}; known: {', '.join(SCALE_SEARCH)}")
+    if weight_format not in WEIGHT_FORMATS:
+        raise PqcError(f"quantize: unknown weight_format {weight_format!r}; known: {', '.join(WEIGHT_FORMATS)}")
+    for name, value, lo, hi in (("wbits", wbits, 2, 8), ("abits", abits, 4, 8), ("first_last_bits", first_last_bits, 2, 8)):
+        if value is None and name == "first_last_bits":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise PqcError(f"quantize: {name} must be an integer in {lo}..{hi}, got {value!r}")
+
+
+def _quantize_weight(g: Graph, layer: Node, bits: int, fmt: str, search) -> np.ndarray:
+    """Annotate ``layer``'s weight with a `WeightQuant`; return its per-channel exponents."""
+    weight = g.const(layer.inputs[1])
+    if weight is None:
+        raise ModelError(f"node {layer.name!r} ({layer.op}): its weight is not a constant")
+    a = layer.attrs
+    if layer.op == "Gemm" and (a.get("transB") != 1 or a.get("transA", 0) or a.get("alpha", 1.0) != 1.0):
+        raise ModelError(f"node {layer.name!r} (Gemm) is not canonical (transB=1, transA=0, alpha=1): run canonicalize first")
+    grid = int_grid(bits, signed=True, symmetric=True) if fmt == "int" else pot_grid(bits)
+    rows = weight.reshape(weight.shape[0], -1).astype(np.float64)
+    ranges = row_ranges(rows, grid)
+    scales = search(rows, grid, ranges)
+    nonzero = scales > 0
+    fallback = int(pot_exponents(scales[nonzero]).min()) if nonzero.any() else 0
+    exps = pot_exponents(scales, fallback)
+    q = quantize_rows(rows, exps, grid).reshape(weight.shape)
+    set_quant(g, layer.inputs[1], WeightQuant(bits, fmt, exps.astype(np.int32), q, out_axis=0))
+    return exps
+
+
+def _activation_exponent(stats: ActivationStats, grid: Grid, search) -> int:
+    extreme = max(stats.hi, -stats.lo) if grid.signed else max(stats.hi, 0.0)
+    scale = search(stats.sample[None, :], grid, np.array([extreme]))
+    return int(pot_exponents(scale)[0])
+
+
+def _sharing_groups(g: Graph) -> dict[str, str]:
+    """Each float activation -> the value whose `ActQuant` it shares (itself unless produced by
+    a pure reshape or MaxPool)."""
+    root: dict[str, str] = {name: name for name in g.inputs}
+    for node in g.nodes:
+        for out in node.outputs:
+            if not np.issubdtype(np.dtype(g.values[out].dtype), np.floating):
+                continue
+            root[out] = root[node.inputs[0]] if node.op in SHARING_OPS and node.inputs[0] in root else out
+    return root
+
+
+def _unsigned_values(g: Graph) -> dict[str, bool]:
+    """Whether each activation is non-negative by construction (see the module doc)."""
+    unsigned = {name: False for name in g.inputs}
+    for node in g.nodes:
+        if node.op in ("Conv", "Gemm", "Add"):
+            act = node.attrs.get("act")
+            flag = act == "relu" or (isinstance(act, (tuple, list)) and act[1] >= 0)
+        elif node.op == "Clip":
+            flag = node.attrs.get("min") is not None and node.attrs["min"] >= 0
+        elif node.op in _SIGN_PRESERVING:
+            flag = unsigned.get(node.inputs[0], False)
+        elif node.op == "Concat":
+            flag = all(unsigned.get(i, False) for i in node.inputs)
+        else:
+            flag = node.op in _NONNEGATIVE
+        unsigned.update((out, flag) for out in node.outputs)
+    return unsigned

@@ -1,0 +1,44 @@
+"""range_analysis: prove that every integer the program computes fits int32.
+
+Interval analysis over an integer graph in node order: each op's `IntOpDef.bounds` maps its
+input intervals to its output interval and the intervals of every intermediate the C computes
+(accumulators, aligned operands, rounding adds, left-shifted values, shift-add partial sums).
+Graph inputs span their format's range. The results stay in ``node.meta["range"]`` (``"out"``
+and each intermediate, as ``(lo, hi)`` Python ints) for the report. Any interval outside
+``[-2^31 + 1, 2^31 - 1]`` refuses the model with a `ModelError` naming the layer and the bound
+(the symmetric limit keeps negation and ``abs`` safe in C).
+"""
+from __future__ import annotations
+
+from pqc.backends.intmath import INT32_MAX
+from pqc.backends.intops import Interval, get_int_op
+from pqc.errors import ModelError
+from pqc.ir import Graph
+
+
+def format_range(meta: dict) -> Interval:
+    """The interval a value of this integer format (``bits``, ``signed``) can hold."""
+    bits, signed = meta["bits"], meta["signed"]
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def analyze_ranges(graph: Graph) -> dict[str, Interval]:
+    """Annotate every node of the integer ``graph`` in place; return each activation's interval.
+
+    Raises `ModelError` when an accumulator or intermediate may leave int32.
+    """
+    ranges: dict[str, Interval] = {name: format_range(graph.values[name].meta) for name in graph.inputs}
+    for node in graph.nodes:
+        op = get_int_op(node.op)
+        in_ranges = [ranges.get(i) for i in node.inputs]
+        b = op.bounds(node, graph, in_ranges)
+        report = {"out": b.outputs[0], **b.intermediates}
+        for what, (lo, hi) in report.items():
+            if max(-lo, hi) > INT32_MAX:
+                raise ModelError(
+                    f"layer {node.name!r} ({node.op}): {what} may reach [{lo}, {hi}], beyond int32 "
+                    f"(|v| <= {INT32_MAX}); use fewer bits or a coarser exponent for this layer"
+                )
+        node.meta["range"] = report
+        ranges.update(zip(node.outputs, b.outputs))
+    return ranges

@@ -1,0 +1,52 @@
+"""Test helper: hand-built integer IR graphs (what `pqc.passes.lower` produces), op by op.
+
+`IntGraphBuilder` takes each node's output shape from the op's own simulator (run on zeros), so
+a test states only the input, the constants, the op and its attributes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from pqc.backends.intops import get_int_op
+from pqc.ir import Graph, Node, Value
+
+
+class IntGraphBuilder:
+    """Append-only construction of an integer `Graph`; helpers return the new value's name."""
+
+    def __init__(self, name: str = "int_test") -> None:
+        self.graph = Graph(name)
+
+    def input(self, name: str, shape: tuple[int, ...], dtype: str = "int8", exp: int = -4) -> str:
+        self.graph.add_value(Value(name, tuple(shape), dtype, meta={"exp": exp, "bits": 8}))
+        self.graph.inputs.append(name)
+        return name
+
+    def const(self, name: str, array: np.ndarray) -> str:
+        return self.graph.add_const(name, np.asarray(array)).name
+
+    def op(self, op: str, inputs: list[str], dtype: str = "int8", exp: int = -4, **attrs) -> str:
+        """Add ``op``; its output gets the simulated shape, ``dtype`` and exponent ``exp``."""
+        g = self.graph
+        out = g.unique_name(f"{op.lower()}_out")
+        node = Node(op, list(inputs), [out], attrs, name=g.unique_name(f"{op.lower()}_node"))
+        zeros = [g.values[i].data if g.values[i].is_const else np.zeros(g.values[i].shape, g.values[i].dtype)
+                 for i in inputs]
+        (y,) = get_int_op(op).simulate(node, zeros)
+        bits = {"int8": 8, "uint8": 8, "int32": 32}[dtype]
+        g.add_value(Value(out, tuple(y.shape), dtype, meta={"exp": exp, "bits": bits}))
+        g.nodes.append(node)
+        return out
+
+    def build(self, *outputs: str) -> Graph:
+        self.graph.outputs = list(outputs)
+        return self.graph
+
+
+def random_weights(rng: np.random.Generator, shape: tuple[int, ...], sparsity: float = 0.3) -> np.ndarray:
+    """int8 weights with some exact zeros (which must cost nothing) and the extremes -128/127."""
+    w = rng.integers(-128, 128, size=shape)
+    w[rng.random(shape) < sparsity] = 0
+    flat = w.reshape(-1)
+    flat[:2] = (-128, 127)[: flat.size]
+    return w.astype(np.int8)
