@@ -24,7 +24,8 @@ class FloatExecutor(torch.nn.Module):
 
     Parameters live in ``self.params`` and buffers in ``self.state`` under sanitized keys (IR
     names may contain characters torch refuses); use `param` and `named_ir_parameters` to
-    address them by IR name. Unlike a fresh `torch.nn.Module` it starts in eval mode, so that
+    address them by IR name. ``self.graph`` is the executor's own copy of the graph's structure
+    (its constants' live values are the parameters and buffers). Unlike a fresh `torch.nn.Module` it starts in eval mode, so that
     calling it computes the float reference; call ``.train()`` to train it.
     """
 
@@ -134,8 +135,9 @@ class FloatExecutor(torch.nn.Module):
         ``feeds`` is one array (single-input graphs) or a dict by input name, each of the
         input's declared dtype. With ``graph.dynamic_batch`` the feeds may have any batch size
         and are run in chunks of ``batch_size`` (rows must be independent, as in inference);
-        otherwise they must have exactly the declared shapes. Runs in eval mode under no_grad,
-        and restores the previous mode.
+        otherwise they must have exactly the declared shapes. Captured activations are
+        concatenated over the chunks, captured constants returned once. Runs in eval mode under
+        no_grad, and restores the previous mode.
         """
         feeds = self._checked_feeds(feeds)
         names = list(dict.fromkeys([*self.graph.outputs, *capture]))

@@ -10,11 +10,12 @@ whose docstring states the invariant it establishes):
    alpha=beta=1; the reshape feeding a Gemm is ``Flatten(axis=1)`` when equivalent;
 5. `reduce_mean_to_pool`: a spatial ReduceMean is GlobalAveragePool (+ Flatten);
 6. `fold_pad`: zero Pads are folded into the Conv / AveragePool reading them;
-7. `fold_batchnorm`: no BatchNormalization (folded into Conv/Gemm, else Mul + Add);
-8. `fuse_activations`: Relu / Clip are the ``act`` of the Conv/Gemm/Add before them.
+7. `fold_bias_add`: a per-channel constant Add after a Conv/Gemm is its bias;
+8. `fold_batchnorm`: no BatchNormalization (folded into Conv/Gemm, else Mul + Add);
+9. `fuse_activations`: Relu / Clip are the ``act`` of the Conv/Gemm/Add before them.
 
-The order matters: Gemms are normalized before BN folds into them, and BN is folded before
-activations fuse (a Conv's ``act`` blocks BN folding). The float function is unchanged (up to
+The order matters: Gemms are normalized before biases and BN fold into them, and BN is folded
+before activations fuse (a Conv's ``act`` blocks BN folding). The float function is unchanged (up to
 float rounding) and the result verifies.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 from pqc.ir import Graph
 from pqc.pipeline import register_pass
 
+from .fold_bias import fold_bias_add
 from .fold_bn import fold_batchnorm
 from .fold_constants import fold_constants
 from .fold_pad import fold_pad
@@ -38,6 +40,7 @@ STEPS = (
     normalize_gemm,
     reduce_mean_to_pool,
     fold_pad,
+    fold_bias_add,
     fold_batchnorm,
     fuse_activations,
 )

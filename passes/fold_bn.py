@@ -13,7 +13,7 @@ import numpy as np
 
 from pqc.ir import Graph, Node, Value
 
-from .rewrite import absorb, sole_reader
+from .rewrite import absorb, is_linear_layer, sole_reader
 
 
 def fold_batchnorm(graph: Graph) -> Graph:
@@ -21,7 +21,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
     producers = g.producers_map()
     for bn in [n for n in g.nodes if n.op == "BatchNormalization"]:
         layer = producers.get(bn.inputs[0])
-        if layer is not None and _foldable(g, layer) and sole_reader(g, layer.outputs[0]) is bn:
+        if layer is not None and is_linear_layer(g, layer) and sole_reader(g, layer.outputs[0]) is bn:
             _fold_into_layer(g, layer, bn)
         else:
             _to_affine(g, bn)
@@ -34,16 +34,6 @@ def bn_affine(g: Graph, bn: Node) -> tuple[np.ndarray, np.ndarray]:
     gamma, beta, mean, var = (g.const(i).astype(np.float64) for i in bn.inputs[1:5])
     a = gamma / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
     return a, beta - mean * a
-
-
-def _foldable(g: Graph, layer: Node) -> bool:
-    if layer.op not in ("Conv", "Gemm") or layer.attrs.get("act") is not None or g.const(layer.inputs[1]) is None:
-        return False
-    bias = layer.inputs[2] if len(layer.inputs) > 2 else ""
-    if bias and g.const(bias) is None:
-        return False
-    return layer.op == "Conv" or (layer.attrs.get("transB") == 1 and not layer.attrs.get("transA", 0)
-                                  and layer.attrs.get("alpha", 1.0) == 1.0 and layer.attrs.get("beta", 1.0) == 1.0)
 
 
 def _fold_into_layer(g: Graph, layer: Node, bn: Node) -> None:

@@ -275,7 +275,8 @@ def _mul(ctx: _Lowering, node: Node) -> None:
 def _batchnorm(ctx: _Lowering, node: Node) -> None:
     scale, bias, mean, var = (np.asarray(ctx.src.const(i), dtype=np.float64) for i in node.inputs[1:5])
     k = scale / np.sqrt(var + node.attrs["epsilon"])
-    _affine(ctx, node, 0, k, bias - mean * k)
+    as_channels = (-1,) + (1,) * (len(ctx.src.values[node.inputs[0]].shape) - 2)  # [C] on axis 1
+    _affine(ctx, node, 0, k.reshape(as_channels), (bias - mean * k).reshape(as_channels))
 
 
 def _per_channel(ctx: _Lowering, node: Node, x: str, c: np.ndarray) -> np.ndarray:

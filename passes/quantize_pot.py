@@ -19,7 +19,8 @@ Bits and signs:
 * The *first layer* is the first Conv/Gemm in topological order, the *last layer* the last one.
   The first layer's weights and output, and the last layer's weights and input activation, use
   ``first_last_bits`` (None: no exception, ``wbits``/``abits`` as everywhere else).
-* The graph inputs are 8-bit signed.
+* The graph inputs are 8-bit signed, and so is anything computed from them before any layer
+  (input preprocessing such as a normalizing Add/Mul feeds the first layer at 8 bits).
 * The last layer's output, when it (or a pure reshape of it) is a graph output, is the 32-bit
   signed accumulator ``ActQuant(32, True, min_c(e_x + e_w[c]))``: exact logits. Otherwise it
   uses ``first_last_bits`` like its input.
@@ -94,7 +95,7 @@ def quantize(
     bits_of = {root: abits for root in set(groups.values())}
     for edge in (first.outputs[0], last.inputs[0], last.outputs[0]):
         bits_of[groups[edge]] = edge_abits
-    for name in g.inputs:  # last: the input contract (int8) wins over a first/last exception
+    for name in _before_layers(g):  # last: the input contract (int8) wins over a first/last exception
         bits_of[groups[name]] = INPUT_BITS
     accumulator = groups[last.outputs[0]] if groups[last.outputs[0]] in outputs_of_group else None
 
@@ -181,6 +182,15 @@ def _sharing_groups(g: Graph) -> dict[str, str]:
                 continue
             root[out] = root[node.inputs[0]] if node.op in SHARING_OPS and node.inputs[0] in root else out
     return root
+
+
+def _before_layers(g: Graph) -> list[str]:
+    """The graph inputs and the activations computed from them without passing a Conv/Gemm."""
+    before = list(g.inputs)
+    for node in g.nodes:
+        if node.op not in LAYER_OPS and all(i in before or g.values[i].is_const for i in node.inputs if i):
+            before.extend(node.outputs)
+    return before
 
 
 def _unsigned_values(g: Graph) -> dict[str, bool]:

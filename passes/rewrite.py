@@ -15,6 +15,17 @@ def sole_reader(graph: Graph, value: str) -> Node | None:
     return readers[0] if len(readers) == 1 and readers[0].inputs.count(value) == 1 else None
 
 
+def is_linear_layer(graph: Graph, node: Node) -> bool:
+    """A Conv, or a canonical Gemm (transA=0, transB=1, alpha=beta=1), with a constant weight, a
+    constant or absent bias and no fused ``act``: a layer a per-channel affine can fold into."""
+    a = node.attrs
+    if node.op not in ("Conv", "Gemm") or a.get("act") is not None or graph.const(node.inputs[1]) is None:
+        return False
+    if len(node.inputs) > 2 and node.inputs[2] and graph.const(node.inputs[2]) is None:
+        return False
+    return node.op == "Conv" or (a["transB"] == 1 and not a["transA"] and a["alpha"] == 1.0 and a["beta"] == 1.0)
+
+
 def absorb(graph: Graph, producer: Node, consumer: Node) -> None:
     """Remove ``consumer`` and let ``producer`` write the consumer's output in its place.
 

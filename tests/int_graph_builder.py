@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pqc.backends.intmath import reciprocal
 from pqc.backends.intops import get_int_op
 from pqc.ir import Graph, Node, Value
 
@@ -50,3 +51,20 @@ def random_weights(rng: np.random.Generator, shape: tuple[int, ...], sparsity: f
     flat = w.reshape(-1)
     flat[:2] = (-128, 127)[: flat.size]
     return w.astype(np.int8)
+
+
+def conv(b: IntGraphBuilder, x: str, rng: np.random.Generator, cout: int, k: int = 3, stride: int = 1,
+         pads: tuple[int, int, int, int] = (1, 1, 1, 1), dilation: int = 1, group: int = 1,
+         shift: int = 9, dtype: str = "int8", lo: int = -128, hi: int = 127) -> str:
+    """A QConv of random int8 weights and biases; per-channel shifts scattered around ``shift``."""
+    cin = b.graph.values[x].shape[1]
+    w = b.const("w", random_weights(rng, (cout, cin // group, k, k)))
+    bias = b.const("b", rng.integers(-3000, 3000, cout).astype(np.int32))
+    shifts = tuple(int(s) for s in shift + rng.integers(-1, 2, cout))
+    return b.op("QConv", [x, w, bias], dtype=dtype, kernel_shape=(k, k), strides=(stride, stride), pads=pads,
+                dilations=(dilation, dilation), group=group, shift=shifts, lo=lo, hi=hi)
+
+
+def avg_attrs(divisors: list[int], **attrs) -> dict:
+    """QAvgPool attributes with one 8-bit reciprocal per distinct window divisor."""
+    return dict(recip=tuple((d, *reciprocal(d, 255)) for d in sorted(set(divisors))), **attrs)

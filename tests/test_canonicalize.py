@@ -228,3 +228,17 @@ def test_small_cnn_from_onnx(small_cnn_onnx):
     out = canonical_and_equal(load_onnx(small_cnn_onnx), batch=4)
     assert "BatchNormalization" not in ops(out) and "Relu" not in ops(out)
     assert [n.attrs.get("act") for n in out.nodes if n.op in ("Conv", "Add")] == ["relu", None, "relu"]
+
+
+def test_constant_channel_add_becomes_bias():
+    b = GraphBuilder(dynamic_batch=True)
+    x = b.input("x", (1, 2, 5, 5))
+    y = b.op("Conv", [x, b.const("w", rand(3, 2, 3, 3))], **conv_attrs())
+    y = b.op("Add", [b.const("cb", rand(1, 3, 1, 1)), y])
+    y = b.op("Add", [y, b.const("row", rand(5))])  # varies along W: not a bias
+    y = b.op("Flatten", [y], axis=1)
+    y = b.op("MatMul", [y, b.const("w2", rand(75, 4))])
+    y = b.op("Add", [y, b.const("b2", rand(4))])
+    out = canonical_and_equal(b.build(y))
+    assert ops(out) == ["Conv", "Add", "Flatten", "Gemm"]
+    assert len(out.nodes[0].inputs) == 3 and len(out.nodes[3].inputs) == 3

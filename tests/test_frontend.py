@@ -201,6 +201,20 @@ def test_same_upper_auto_pad_is_resolved_to_explicit_pads():
     assert graph.values["y"].shape == (1, 1, 3, 3)
 
 
+def test_1d_conv_runs_as_2d_on_a_unit_height_view():
+    weight = np.random.RandomState(0).randn(4, 2, 3).astype(np.float32)
+    node = helper.make_node("Conv", ["x", "W"], ["y"], name="c1d", pads=[2, 0], strides=[2])
+    model = make_model([node], [("x", ["N", 2, 9])], [("y", ["N", 4, 5])], {"W": weight})
+    graph = load_onnx(model)
+    assert [n.op for n in graph.nodes] == ["Unsqueeze", "Conv", "Squeeze"]
+    conv = graph.nodes[1]
+    assert conv.name == "c1d" and graph.values[conv.inputs[1]].shape == (4, 2, 1, 3)
+    assert conv.attrs["kernel_shape"] == (1, 3) and conv.attrs["pads"] == (0, 2, 0, 0) and conv.attrs["strides"] == (1, 2)
+    x = np.random.RandomState(1).randn(3, 2, 9).astype(np.float32)
+    expected, got = run_both(model.SerializeToString(), x)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_duplicate_and_empty_node_names_are_made_unique():
     nodes = [helper.make_node("Relu", ["x"], ["a"], name="r"), helper.make_node("Relu", ["a"], ["b"], name="r"),
              helper.make_node("Relu", ["b"], ["y"])]

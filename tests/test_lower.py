@@ -269,12 +269,13 @@ def test_global_avgpool(hw, e_x, e_y):
     rng = np.random.default_rng(4)
     gb = GraphBuilder(dynamic_batch=True)
     x = gb.input("x", (1, 3) + hw)
-    y = gb.op("GlobalAveragePool", [x])
-    g = annotate(gb.build(y), {x: (8, False, e_x), y: (8, False, e_y)})
+    r = gb.op("Relu", [x])
+    y = gb.op("GlobalAveragePool", [r])
+    g = annotate(gb.build(y), {x: (8, True, e_x + 1), r: (8, False, e_x), y: (8, False, e_y)})
     ig = lower(g)
-    a = ig.nodes[0].attrs
-    xq = rng.integers(0, 256, size=(4, 3) + hw)
-    got = simulate(ig, xq)[y]
+    a = ig.nodes[1].attrs
+    cap = simulate(ig, rng.integers(-128, 128, size=(4, 3) + hw), capture=True)
+    xq, got = cap[r].astype(np.int64), cap[y]
     sums = xq.sum(axis=(2, 3), keepdims=True)
     want = np.vectorize(lambda s: min(max(rhu(Fraction(int(s) * a["m"]) / Fraction(2) ** (a["k"] + e_y - e_x)), 0), 255))(sums)
     assert np.array_equal(got, want)
@@ -300,7 +301,7 @@ def test_affine_by_constant(op, const):
     xq = rng.integers(-128, 128, size=(3, 3, 4, 4))
     got = dequantize(ig, y, simulate(ig, xq)[y])
     xr = xq * 2.0 ** -4
-    ref = {"Mul": xr * const, "Div": xr / const, "Add": xr + const, "Sub": xr - const}[op]
+    ref = {"Mul": np.multiply, "Div": np.divide, "Add": np.add, "Sub": np.subtract}[op](xr, const)
     ref = np.clip(ref, -128 * 2.0 ** -5, 127 * 2.0 ** -5)
     assert np.all(np.abs(got - ref) <= 2.0 ** -6 + np.abs(xr * 2.0 ** -13) + 1e-9)
 
@@ -333,23 +334,32 @@ def test_standalone_batchnorm_as_affine():
 def test_lut_is_exact_on_every_input(op, attrs, f, signed_x):
     gb = GraphBuilder(dynamic_batch=True)
     x = gb.input("x", (1, 256))
-    y = gb.op(op, [x], **attrs)
-    g = annotate(gb.build(y), {x: (8, signed_x, -4), y: (8, True, -5)})
+    u = gb.op("Relu", [x]) if not signed_x else x  # an unsigned operand comes from a ReLU
+    y = gb.op(op, [u], **attrs)
+    g = annotate(gb.build(y), {x: (8, True, -4), u: (8, signed_x, -4), y: (8, True, -5)})
     ig = lower(g)
+    node = ig.nodes[-1]
     lo, hi = fmt_range(8, signed_x)
-    xq = np.arange(lo, hi + 1).reshape(1, 256)
-    got = simulate(ig, xq)[y][0]
-    want = [min(max(rha(Fraction(f(v * 2.0 ** -4)) * 32), -128), 127) for v in range(lo, hi + 1)]
-    assert got.tolist() == want
+
+    def want(q: int) -> int:
+        return min(max(rha(Fraction(f(q * 2.0 ** -4)) * 32), -128), 127)
+
+    table = ig.values[node.inputs[1]].data
+    assert table.shape == (256,) and node.attrs["in_min"] == lo
+    assert table.tolist() == [want(q) for q in range(lo, hi + 1)]
+    cap = simulate(ig, np.arange(-128, 128).reshape(1, 256), capture=True)
+    assert cap[y][0].tolist() == [want(int(q)) for q in cap[u][0]]
 
 
 def test_lut_refuses_wide_input():
+    rng = np.random.default_rng(9)
+    qw, wf = int_weight(rng, (3, 8), np.full(3, -6))
     gb = GraphBuilder(dynamic_batch=True)
     x = gb.input("x", (1, 8))
-    y = gb.op("Sigmoid", [x])
-    g = annotate(gb.build(y), {x: (8, True, -4), y: (8, False, -8)})
-    g.values[x].meta["quant"] = type(g.values[y].meta["quant"])(16, True, -4)
-    with pytest.raises(ModelError, match="sigmoid_node"):
+    z = gb.op("Gemm", [x, gb.const("w", wf)], alpha=1.0, beta=1.0, transA=0, transB=1)
+    y = gb.op("Sigmoid", [z])
+    g = annotate(gb.build(y), {x: (8, True, -4), z: (16, True, -10), y: (8, False, -8)}, {"w": (qw, np.full(3, -6))})
+    with pytest.raises(ModelError, match="sigmoid_node.*at most 10 bits"):
         lower(g)
 
 
@@ -361,7 +371,7 @@ def test_reshape_keeps_format_and_softmax_output_dropped():
     x = gb.input("x", (1, 3, 2, 2))
     f = gb.op("Flatten", [x], axis=1)
     z = gb.op("Gemm", [f, gb.const("w", wf)], alpha=1.0, beta=1.0, transA=0, transB=1)
-    s = gb.op("Softmax", [z], axis=1)
+    s = gb.op("Softmax", [z], axis=1, coerce_2d=False)
     g = annotate(gb.build(s), {x: (8, True, -3), f: (8, True, -1), z: (32, True, -9), s: (8, False, -8)},
                  {"w": (qw, np.full(5, -6))})
     ig = lower(g)

@@ -13,7 +13,8 @@ from onnx import numpy_helper
 
 from ..errors import ModelError
 from ..ir import Graph, Node, Value
-from .registry import IMPORTERS, Importer, OnnxNode
+from ..ops import get_op
+from .registry import IMPORTERS, ImportContext, Importer, OnnxNode
 from .shapes import TensorType
 
 FLOAT_DTYPE = "float32"
@@ -34,6 +35,7 @@ def build_graph(model: onnx.ModelProto, types: dict[str, TensorType], opset: int
     onnx_graph = model.graph
     constants = {t.name: numpy_helper.to_array(t) for t in onnx_graph.initializer}
     used = {i for n in onnx_graph.node for i in n.input if i} | {o.name for o in onnx_graph.output}
+    ctx = ImportContext(opset, types, constants, used, dynamic_batch, taken_names=set(types) | set(constants))
     graph = Graph(name, dynamic_batch=dynamic_batch)
     for inp in onnx_graph.input:
         if inp.name not in constants:
@@ -41,14 +43,11 @@ def build_graph(model: onnx.ModelProto, types: dict[str, TensorType], opset: int
             graph.inputs.append(inp.name)
     node_names: set[str] = set()
     for proto in onnx_graph.node:
-        view = OnnxNode(proto, _unique(proto, node_names), opset, types, constants, used, dynamic_batch)
-        node = _import_node(view)
-        for value_name in node.inputs:
-            if value_name and value_name not in graph.values:
-                graph.add_value(_constant(value_name, constants, view))
-        for value_name in node.outputs:
-            graph.add_value(_activation(value_name, types, f"output {value_name!r} of node {view.name!r} ({view.op_type})"))
-        graph.nodes.append(node)
+        view = OnnxNode(proto, _unique(proto.name or f"{proto.op_type}_{proto.output[0]}", node_names), ctx)
+        for node in _import_node(view):
+            if node.name != view.name:
+                node.name = _unique(node.name, node_names)
+            _add_node(graph, node, view, ctx)
     for out in onnx_graph.output:
         if out.name not in graph.values:
             graph.add_value(_constant(out.name, constants, None))
@@ -56,7 +55,22 @@ def build_graph(model: onnx.ModelProto, types: dict[str, TensorType], opset: int
     return graph
 
 
-def _import_node(view: OnnxNode) -> Node:
+def _add_node(graph: Graph, node: Node, view: OnnxNode, ctx: ImportContext) -> None:
+    """Append ``node`` with Values for its new constants and outputs. Outputs ONNX knows take
+    its inferred shapes; intermediates of a multi-node import take the IR op's inference."""
+    for value_name in node.inputs:
+        if value_name and value_name not in graph.values:
+            graph.add_value(_constant(value_name, ctx.constants, view))
+    inferred = None if all(o in ctx.types for o in node.outputs) else get_op(node.op).infer_shapes(node, graph)
+    for k, value_name in enumerate(node.outputs):
+        if value_name in ctx.types:
+            graph.add_value(_activation(value_name, ctx.types, f"output {value_name!r} of node {view.name!r} ({view.op_type})"))
+        else:
+            graph.add_value(Value(value_name, tuple(inferred[k]), FLOAT_DTYPE))
+    graph.nodes.append(node)
+
+
+def _import_node(view: OnnxNode) -> list[Node]:
     entry: Importer | None = IMPORTERS.get(view.op_type)
     if entry is None:
         folded_hint = (
@@ -68,11 +82,11 @@ def _import_node(view: OnnxNode) -> Node:
         )
     for position in entry.const_inputs:
         view.const(position)  # raises, naming the operand, when it is computed at run time
-    return entry.fn(view)
+    result = entry.fn(view)
+    return result if isinstance(result, list) else [result]
 
 
-def _unique(proto: onnx.NodeProto, taken: set[str]) -> str:
-    base = proto.name or f"{proto.op_type}_{proto.output[0]}"
+def _unique(base: str, taken: set[str]) -> str:
     name, k = base, 1
     while name in taken:
         name, k = f"{base}_{k}", k + 1

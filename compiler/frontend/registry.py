@@ -1,13 +1,14 @@
 """The importer registry: one small function per ONNX op type, and the view of a node it reads.
 
-An importer turns one ONNX node into one IR `Node` with explicit, normalized attributes. It is
+An importer turns one ONNX node into one IR `Node` (or a short chain of them) with explicit,
+normalized attributes. It is
 registered with the operand positions that must be constants (weights, Clip bounds, Reshape
 shapes, ...): the graph builder enforces them before calling it, and the conformance harness binds
 them from a test case's data. An op type missing from the registry is unsupported.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -18,29 +19,36 @@ from ..ir import Node
 from .shapes import TensorType
 
 
+@dataclass
+class ImportContext:
+    """What importers may know about the whole model."""
+
+    opset: int
+    types: dict[str, TensorType]
+    constants: dict[str, np.ndarray]
+    used: set[str]
+    dynamic_batch: bool
+    taken_names: set[str] = field(default_factory=set)
+
+    def fresh_name(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.taken_names:
+            name, k = f"{base}_{k}", k + 1
+        self.taken_names.add(name)
+        return name
+
+
 class OnnxNode:
     """Read access to one ONNX node during import: attributes, operands, shapes, the opset."""
 
-    def __init__(
-        self,
-        proto: onnx.NodeProto,
-        name: str,
-        opset: int,
-        types: dict[str, TensorType],
-        constants: dict[str, np.ndarray],
-        used: set[str],
-        dynamic_batch: bool,
-    ) -> None:
-        self.proto = proto
+    def __init__(self, proto: onnx.NodeProto, name: str, ctx: ImportContext) -> None:
         self.name = name
         self.op_type = proto.op_type
-        self.opset = opset
-        self.dynamic_batch = dynamic_batch
+        self.opset = ctx.opset
+        self.dynamic_batch = ctx.dynamic_batch
         self.inputs = list(proto.input)
         self.outputs = list(proto.output)
-        self._types = types
-        self._constants = constants
-        self._used = used
+        self._ctx = ctx
         self._attrs = {a.name: onnx.helper.get_attribute_value(a) for a in proto.attribute}
 
     # ----------------------------------------------------------------- attributes
@@ -60,15 +68,15 @@ class OnnxNode:
         return i < len(self.inputs) and bool(self.inputs[i])
 
     def is_const(self, i: int) -> bool:
-        return self.has_input(i) and self.inputs[i] in self._constants
+        return self.has_input(i) and self.inputs[i] in self._ctx.constants
 
     def const(self, i: int) -> np.ndarray | None:
         """The value of constant operand ``i``, or None when the operand is omitted."""
         if not self.has_input(i):
             return None
-        if self.inputs[i] not in self._constants:
+        if self.inputs[i] not in self._ctx.constants:
             raise self.refuse(f"operand {i} ({self.inputs[i]!r}) must be a constant (an initializer or folded at import)")
-        return self._constants[self.inputs[i]]
+        return self._ctx.constants[self.inputs[i]]
 
     def shape(self, i: int = 0) -> tuple[int, ...]:
         """The static shape of operand ``i``."""
@@ -78,19 +86,29 @@ class OnnxNode:
         return self.type_of(self.outputs[j]).shape  # type: ignore[return-value]
 
     def type_of(self, value: str) -> TensorType:
-        t = self._types.get(value)
+        t = self._ctx.types.get(value)
         if t is None or t.shape is None:
             raise self.refuse(f"tensor {value!r} has no static shape after shape inference (dynamic shape)")
         return t
 
     def output_used(self, j: int) -> bool:
         """Whether output ``j`` exists and is read by a node or is a graph output."""
-        return j < len(self.outputs) and bool(self.outputs[j]) and self.outputs[j] in self._used
+        return j < len(self.outputs) and bool(self.outputs[j]) and self.outputs[j] in self._ctx.used
 
     # ----------------------------------------------------------------- results
     def refuse(self, why: str) -> ModelError:
         """The error to raise for this node: names the node and its op type."""
         return ModelError(f"node {self.name!r} ({self.op_type}): {why}")
+
+    def fresh_value(self, base: str) -> str:
+        """A new value name for an intermediate result of a multi-node import."""
+        return self._ctx.fresh_name(base)
+
+    def new_const(self, base: str, array: np.ndarray) -> str:
+        """Add a constant derived from the model's (e.g. a reshaped weight); returns its name."""
+        name = self._ctx.fresh_name(base)
+        self._ctx.constants[name] = np.ascontiguousarray(array)
+        return name
 
     def ir(self, op: str, inputs: list[str] | None = None, attrs: dict[str, Any] | None = None,
            outputs: list[str] | None = None) -> Node:
@@ -104,7 +122,7 @@ class OnnxNode:
         )
 
 
-ImportFn = Callable[[OnnxNode], Node]
+ImportFn = Callable[[OnnxNode], "Node | list[Node]"]
 
 
 @dataclass(frozen=True)

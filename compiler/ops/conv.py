@@ -21,6 +21,8 @@ class Conv(OpDef):
         x, w = inputs[0], inputs[1]
         b = inputs[2] if len(inputs) > 2 else None
         a = node.attrs
+        if tuple(w.shape[2:]) != tuple(a["kernel_shape"]):
+            raise ValueError(f"weight shape {tuple(w.shape)} does not match kernel_shape {tuple(a['kernel_shape'])}")
         t, l, bo, r = a["pads"]
         if (t, l) == (bo, r):
             y = F.conv2d(x, w, b, tuple(a["strides"]), (t, l), tuple(a["dilations"]), a["group"])

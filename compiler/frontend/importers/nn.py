@@ -1,61 +1,87 @@
 """Importers of the layers with weights or windows: Conv, BatchNormalization, pooling, Gemm, MatMul.
 
-Windowed ops are 2-D only (NCHW input); ``auto_pad`` is resolved to explicit
-(top, left, bottom, right) pads here, so the IR never sees it.
+The IR's windowed ops are 2-D (N, C, H, W). A 1-D op (N, C, L) is imported as the same op on a
+unit-height view: Unsqueeze to (N, C, 1, L), the 2-D op with a 1-wide window along H, Squeeze
+back. ``auto_pad`` is resolved to explicit (top, left, bottom, right) pads here, so the IR never
+sees it.
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ...ir import Node
 from ..registry import OnnxNode, importer
 
 
-def _require_2d(n: OnnxNode) -> tuple[int, int]:
-    """The input's (H, W); refuse any rank other than 4 (N, C, H, W)."""
+def _spatial_dims(n: OnnxNode) -> tuple[int, ...]:
+    """The input's spatial sizes, (L,) or (H, W); refuse other ranks."""
     shape = n.shape(0)
-    if len(shape) != 4:
-        raise n.refuse(f"only 2-D {n.op_type} on 4-D (N, C, H, W) input is supported; the input has rank {len(shape)}")
-    return shape[2], shape[3]
+    if len(shape) not in (3, 4):
+        raise n.refuse(
+            f"only 1-D and 2-D {n.op_type} (input rank 3 or 4) are supported; the input has rank {len(shape)}"
+        )
+    return shape[2:]
 
 
-def _pair(n: OnnxNode, key: str, default: tuple[int, ...]) -> tuple[int, ...]:
+def _ints(n: OnnxNode, key: str, default: tuple[int, ...]) -> tuple[int, ...]:
     value = tuple(int(v) for v in n.attr(key, default))
     if len(value) != len(default):
-        raise n.refuse(f"attribute {key}={value} must have {len(default)} entries for a 2-D op")
+        raise n.refuse(f"attribute {key}={value} must have {len(default)} entries")
     return value
 
 
-def _window_attrs(n: OnnxNode, kernel: tuple[int, int]) -> dict:
-    """strides, dilations and explicit pads (t, l, b, r), with auto_pad resolved."""
-    in_hw = _require_2d(n)
-    strides = _pair(n, "strides", (1, 1))
-    dilations = _pair(n, "dilations", (1, 1))
+def _window_attrs(n: OnnxNode, kernel: tuple[int, ...]) -> dict:
+    """2-D kernel_shape, strides, dilations and explicit pads (t, l, b, r), auto_pad resolved.
+
+    ``kernel`` is the default kernel shape (a Conv's weight shape; empty for pools, which must
+    say it)."""
+    sizes = _spatial_dims(n)
+    ones = (1,) * len(sizes)
+    kernel = _ints(n, "kernel_shape", kernel or ones)
+    strides, dilations = _ints(n, "strides", ones), _ints(n, "dilations", ones)
     auto_pad = n.attr("auto_pad", "NOTSET")
     if auto_pad in ("NOTSET", ""):
-        pads = _pair(n, "pads", (0, 0, 0, 0))
+        pads = _ints(n, "pads", (0,) * 2 * len(sizes))
     elif auto_pad == "VALID":
-        pads = (0, 0, 0, 0)
+        pads = (0,) * 2 * len(sizes)
     elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         begins, ends = [], []
-        for size, k, s, d in zip(in_hw, kernel, strides, dilations):
+        for size, k, s, d in zip(sizes, kernel, strides, dilations):
             total = max(0, (math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size)
             small, large = total // 2, total - total // 2
             begins.append(small if auto_pad == "SAME_UPPER" else large)
             ends.append(large if auto_pad == "SAME_UPPER" else small)
-        pads = (begins[0], begins[1], ends[0], ends[1])
+        pads = tuple(begins + ends)
     else:
         raise n.refuse(f"unknown auto_pad {auto_pad!r}; supported: NOTSET, VALID, SAME_UPPER, SAME_LOWER")
-    return {"strides": strides, "dilations": dilations, "pads": pads}
+    if len(sizes) == 1:  # a unit-height window over the (N, C, 1, L) view
+        return {"kernel_shape": (1,) + kernel, "strides": (1,) + strides, "dilations": (1,) + dilations,
+                "pads": (0, pads[0], 0, pads[1])}
+    return {"kernel_shape": kernel, "strides": strides, "dilations": dilations, "pads": pads}
+
+
+def _windowed(n: OnnxNode, op: str, attrs: dict, operands: list[str]) -> list[Node]:
+    """The IR node of a windowed op; for 1-D input, wrapped in Unsqueeze/Squeeze of axis 2."""
+    if len(n.shape(0)) == 4:
+        return [n.ir(op, inputs=[n.inputs[0], *operands], attrs=attrs)]
+    x_2d, y_2d = n.fresh_value(f"{n.inputs[0]}_2d"), n.fresh_value(f"{n.outputs[0]}_2d")
+    return [
+        Node("Unsqueeze", [n.inputs[0]], [x_2d], {"axes": (2,)}, name=f"{n.name}_to_2d"),
+        Node(op, [x_2d, *operands], [y_2d], attrs, name=n.name),
+        Node("Squeeze", [y_2d], [n.outputs[0]], {"axes": (2,)}, name=f"{n.name}_to_1d"),
+    ]
 
 
 @importer("Conv", const_inputs=(1, 2))
-def conv(n: OnnxNode) -> Node:
-    _require_2d(n)
+def conv(n: OnnxNode) -> list[Node]:
     weight = n.const(1)
-    kernel = _pair(n, "kernel_shape", tuple(int(d) for d in weight.shape[2:]))
-    attrs = {"kernel_shape": kernel, **_window_attrs(n, kernel), "group": int(n.attr("group", 1))}
-    return n.ir("Conv", attrs=attrs)
+    attrs = {**_window_attrs(n, tuple(int(d) for d in weight.shape[2:])), "group": int(n.attr("group", 1))}
+    operands = [name for name in n.inputs[1:3] if name]
+    if weight.ndim == 3:
+        operands[0] = n.new_const(f"{n.inputs[1]}_2d", weight[:, :, np.newaxis, :])
+    return _windowed(n, "Conv", attrs, operands)
 
 
 @importer("BatchNormalization", const_inputs=(1, 2, 3, 4))
@@ -68,25 +94,20 @@ def batch_normalization(n: OnnxNode) -> Node:
 
 
 @importer("MaxPool")
-def max_pool(n: OnnxNode) -> Node:
+def max_pool(n: OnnxNode) -> list[Node]:
     if n.output_used(1):
         raise n.refuse("the Indices output of MaxPool is not supported")
-    _require_2d(n)
-    kernel = _pair(n, "kernel_shape", (0, 0))
-    attrs = {"kernel_shape": kernel, **_window_attrs(n, kernel), "ceil_mode": int(n.attr("ceil_mode", 0))}
-    return n.ir("MaxPool", attrs=attrs)
+    attrs = {**_window_attrs(n, ()), "ceil_mode": int(n.attr("ceil_mode", 0))}
+    return _windowed(n, "MaxPool", attrs, [])
 
 
 @importer("AveragePool")
-def average_pool(n: OnnxNode) -> Node:
-    _require_2d(n)
-    kernel = _pair(n, "kernel_shape", (0, 0))
-    attrs = _window_attrs(n, kernel)
-    if attrs.pop("dilations") != (1, 1):
+def average_pool(n: OnnxNode) -> list[Node]:
+    attrs = _window_attrs(n, ())
+    if any(d != 1 for d in attrs.pop("dilations")):
         raise n.refuse("AveragePool with dilations other than 1 is not supported")
-    attrs.update(kernel_shape=kernel, ceil_mode=int(n.attr("ceil_mode", 0)),
-                 count_include_pad=int(n.attr("count_include_pad", 0)))
-    return n.ir("AveragePool", attrs=attrs)
+    attrs.update(ceil_mode=int(n.attr("ceil_mode", 0)), count_include_pad=int(n.attr("count_include_pad", 0)))
+    return _windowed(n, "AveragePool", attrs, [])
 
 
 @importer("GlobalAveragePool")

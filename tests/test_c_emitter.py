@@ -1,0 +1,282 @@
+"""The C emitter, one kernel template at a time (onnx2c style): each case is a hand-built integer
+graph compiled with gcc and clang (warnings as errors) and compared bit for bit with the simulator
+on random inputs; plus the generated files' contract (determinism, header, errors)."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from int_graph_builder import IntGraphBuilder, avg_attrs, conv, random_weights
+from pqc.backends.c_emitter import emit_c
+from pqc.backends.harness import build, run_c
+from pqc.backends.intmath import INT32_MAX, INT32_MIN, naf_count, reciprocal
+from pqc.backends.intops import INT_OPS, get_int_op
+from pqc.backends.simulator import simulate
+from pqc.errors import ModelError, PqcError
+from pqc.ir import Graph
+
+COMPILERS = [cc for cc in ("gcc", "clang") if shutil.which(cc)]
+needs_cc = pytest.mark.skipif(not COMPILERS, reason="no C compiler")
+
+
+def case_conv_3x3(rng):
+    b = IntGraphBuilder()
+    return b.build(conv(b, b.input("x", (1, 3, 9, 9)), rng, 5))
+
+
+def case_conv_strided_dilated_uint8_int32_out(rng):
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 4, 11, 10), dtype="uint8")
+    w = b.const("w", random_weights(rng, (3, 4, 3, 3)))
+    bias = b.const("b", rng.integers(-3000, 3000, 3).astype(np.int32))
+    y = b.op("QConv", [x, w, bias], dtype="int32", kernel_shape=(3, 3), strides=(2, 3), pads=(2, 0, 1, 3),
+             dilations=(2, 1), group=1, shift=(3, 0, -2), lo=INT32_MIN, hi=INT32_MAX)
+    return b.build(y)
+
+
+def case_conv_depthwise_and_grouped(rng):
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 4, 7, 7))
+    y = conv(b, x, rng, 4, group=4, shift=7, dtype="uint8", lo=0, hi=255)
+    y = conv(b, y, rng, 6, k=1, pads=(0, 0, 0, 0), group=2, shift=9)
+    return b.build(y)
+
+
+def case_conv_zero_channel(rng):
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 2, 6, 6))
+    w = random_weights(rng, (3, 2, 3, 3))
+    w[1] = 0  # a pruned channel: bias only, no digits
+    y = b.op("QConv", [x, b.const("w", w), b.const("b", np.array([5, -700, 9], np.int32))], kernel_shape=(3, 3),
+             strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), group=1, shift=(8, 2, 8), lo=-128, hi=127)
+    return b.build(y)
+
+
+def case_gemm(rng):
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 40))
+    w = b.const("w", random_weights(rng, (10, 40)))
+    y = b.op("QGemm", [x, w, b.const("b", rng.integers(-5000, 5000, 10).astype(np.int32))], shift=tuple(range(8, 18)),
+             lo=-128, hi=127)
+    w2 = b.const("w2", random_weights(rng, (3, 10)))
+    y = b.op("QGemm", [y, w2, b.const("b2", np.array([1, -2, 3], np.int32))], dtype="int32", shift=(0, -1, 1),
+             lo=INT32_MIN, hi=INT32_MAX)
+    return b.build(y)
+
+
+def case_add(rng):
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 3, 5, 5))
+    y = conv(b, x, rng, 3, shift=8, dtype="uint8", lo=0, hi=255)
+    s = b.op("QAdd", [x, y], shift_a=2, shift_b=0, shift=1, lo=-128, hi=127, negate_b=False)
+    d = b.op("QAdd", [s, x], shift_a=0, shift_b=3, shift=2, lo=-100, hi=100, negate_b=True)
+    return b.build(d)
+
+
+def case_concat(rng):
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 2, 4, 4))
+    u = conv(b, x, rng, 3, shift=8, dtype="uint8", lo=0, hi=255)
+    y = b.op("QConcat", [x, u, x], axis=1, shifts=(0, 2, -1), lo=-128, hi=127)
+    z = b.op("QConcat", [y, y], axis=3, shifts=(1, 0), lo=-50, hi=60)
+    return b.build(z)
+
+
+def case_maxpool(rng):
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 3, 9, 8))
+    y = b.op("QMaxPool", [x], kernel_shape=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1), dilations=(1, 1), ceil_mode=1)
+    y = b.op("QMaxPool", [y], kernel_shape=(2, 2), strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), ceil_mode=0)
+    return b.build(y)
+
+
+def case_maxpool_dilated_uint8(rng):
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 2, 10, 9), dtype="uint8")
+    y = b.op("QMaxPool", [x], dtype="uint8", kernel_shape=(2, 3), strides=(3, 2), pads=(0, 1, 2, 0),
+             dilations=(2, 2), ceil_mode=1)
+    return b.build(y)
+
+
+def case_avgpool_borders(rng):
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 3, 7, 7))
+    attrs = dict(kernel_shape=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1), ceil_mode=1, count_include_pad=0)
+    y = b.op("QAvgPool", [x], **avg_attrs([1, 2, 3, 4, 6, 9], **attrs), shift_base=0, lo=-128, hi=127)
+    return b.build(y)
+
+
+def case_avgpool_uniform(rng):
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 2, 8, 8), dtype="uint8")
+    attrs = dict(kernel_shape=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0), ceil_mode=0, count_include_pad=0)
+    y = b.op("QAvgPool", [x], dtype="uint8", **avg_attrs([4], **attrs), shift_base=-1, lo=0, hi=255)
+    return b.build(y)
+
+
+def case_global_avgpool(rng):
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 6, 5, 5))
+    m, k = reciprocal(25, 255)
+    y = b.op("QGlobalAvgPool", [x], m=m, k=k, shift_base=1, lo=-128, hi=127)
+    return b.build(y)
+
+
+def case_affine(rng):
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 4, 3, 5))
+    m = b.const("m", np.array([37, -5, 0, 1023], np.int32))
+    y = b.op("QAffine", [x, m, b.const("b", np.array([100, -7, 3, 0], np.int32))], shift=(5, 0, -3, 9),
+             lo=-128, hi=127)
+    f = b.op("QReshape", [y], shape=(1, 60), keep_batch=True)
+    z = b.op("QAffine", [f, b.const("m2", rng.integers(-300, 300, 60).astype(np.int32)),
+                         b.const("b2", rng.integers(-99, 99, 60).astype(np.int32))],
+             dtype="int32", shift=(2,) * 60, lo=INT32_MIN, hi=INT32_MAX)
+    return b.build(z)
+
+
+def case_lut(rng):
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 3, 4, 4))
+    y = b.op("QLut", [x, b.const("t", (np.arange(-128, 128) // 3).astype(np.int8))], in_min=-128)
+    z = b.op("QLut", [y, b.const("t2", rng.integers(0, 256, 256).astype(np.uint8))], dtype="uint8", in_min=-128)
+    return b.build(z)
+
+
+def case_reshape_aliases(rng):
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 2, 4, 4))
+    f = b.op("QReshape", [x], shape=(1, 32), keep_batch=True)
+    y = b.op("QGemm", [f, b.const("w", random_weights(rng, (6, 32))), b.const("b", np.zeros(6, np.int32))],
+             shift=(7,) * 6, lo=-128, hi=127)
+    return b.build(b.op("QReshape", [y], shape=(1, 6, 1, 1), keep_batch=True))
+
+
+CASES: dict[str, Callable[[np.random.Generator], Graph]] = {
+    name[len("case_"):]: fn for name, fn in globals().items() if name.startswith("case_")
+}
+
+
+def random_inputs(graph: Graph, rng: np.random.Generator, samples: int = 6) -> np.ndarray:
+    v = graph.values[graph.inputs[0]]
+    info = np.iinfo(v.dtype)
+    return rng.integers(info.min, info.max + 1, (samples, *v.shape[1:])).astype(v.dtype)
+
+
+def assert_c_matches_simulator(graph: Graph, out_dir: Path, rng: np.random.Generator) -> None:
+    x = random_inputs(graph, rng)
+    emit_c(graph, out_dir)
+    expected = simulate(graph, x, capture=True)
+    for cc in COMPILERS:
+        run = run_c(build(out_dir, cc), x, dump_layers=True)
+        np.testing.assert_array_equal(run.outputs, expected[graph.outputs[0]], err_msg=cc)
+        for name, dump in run.layers.items():
+            np.testing.assert_array_equal(dump, expected[name], err_msg=f"{cc}: layer output {name}")
+
+
+@needs_cc
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_kernel_is_bit_exact_with_gcc_and_clang(case: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(sum(map(ord, case)))
+    graph = CASES[case](rng)
+    assert_c_matches_simulator(graph, tmp_path / case, rng)
+
+
+def test_every_int_op_has_a_case() -> None:
+    ops = {n.op for fn in CASES.values() for n in fn(np.random.default_rng(0)).nodes}
+    assert ops == set(INT_OPS)
+
+
+def test_emitted_bytes_are_deterministic(tmp_path: Path) -> None:
+    graph = CASES["concat"](np.random.default_rng(1))
+    a = emit_c(graph, tmp_path / "a")
+    b = emit_c(CASES["concat"](np.random.default_rng(1)), tmp_path / "b")
+    for fa, fb in zip(a.files, b.files):
+        assert fa.name == fb.name and fa.read_bytes() == fb.read_bytes()
+
+
+def binary_multiplies(c_code: str) -> list[str]:
+    """``*`` used as a binary operator: what is left after comments, preprocessor lines, casts,
+    pointer declarators and dereferences are removed."""
+    code = re.sub(r"/\*.*?\*/", "", c_code, flags=re.S)
+    code = re.sub(r"^\s*#.*$", "", code, flags=re.M)
+    code = re.sub(r"\(\s*(?:const\s+)?\w+_t\s*\)", "", code)
+    code = re.sub(r"\b(?:\w+_t|void|char)\s*\*(?:\s*const\b)?", "", code)
+    return re.findall(r"[\w)\]]\s*\*\s*[\w(]", code)
+
+
+def test_multiply_scanner_finds_multiplies() -> None:
+    assert binary_multiplies("int f(int a, int b) { return a * b + (a + 1)*b; }") == ["a * b", ")*b"]
+    assert binary_multiplies("const int8_t *x; *y++ = (int8_t)*p; s += (uint32_t)*p;") == []
+
+
+def test_generated_model_code_is_multiplier_free_and_self_contained(tmp_path: Path) -> None:
+    for case in sorted(CASES):
+        res = emit_c(CASES[case](np.random.default_rng(2)), tmp_path / case, prefix="net")
+        src = res.source.read_text()
+        assert re.findall(r"#include\s*(\S+)", src) == ['"net.h"']
+        assert re.findall(r"#include\s*(\S+)", res.header.read_text()) == ["<stdint.h>"]
+        assert binary_multiplies(src) == [], case
+        code = re.sub(r"/\*.*?\*/", "", src, flags=re.S)
+        for banned in ("float", "double", "malloc", "printf", "/", "%"):
+            assert banned not in code, (case, banned)
+
+
+def test_header_states_the_contract(tmp_path: Path) -> None:
+    graph = CASES["gemm"](np.random.default_rng(3))
+    res = emit_c(graph, tmp_path, prefix="kws")
+    h = res.header.read_text()
+    for line in ("#define KWS_INPUT_SIZE 40", "#define KWS_OUTPUT_SIZE 3", "#define KWS_INPUT_EXP (-4)",
+                 f"#define KWS_ARENA_BYTES {res.memory.arena_bytes}", "typedef int32_t kws_output_t;",
+                 "int kws_run(const kws_input_t *input, kws_output_t *output);"):
+        assert line in h, line
+    assert "#ifndef KWS_WEIGHT_SECTION" in res.source.read_text()
+
+
+def test_memory_report_counts_tables_arena_and_op_costs(tmp_path: Path) -> None:
+    graph = CASES["conv_zero_channel"](np.random.default_rng(4))
+    res = emit_c(graph, tmp_path)
+    (layer,) = res.memory.layers
+    w = graph.values["w"].data.astype(np.int64)
+    assert layer.digits == int(naf_count(w).sum()) == res.memory.digits
+    cost = get_int_op("QConv").cost(graph.nodes[0], graph)
+    assert (layer.adds, layer.shifts) == (cost["adds"], cost["shifts"])
+    assert res.memory.weight_bytes == layer.weight_bytes > 0
+    assert res.memory.arena_bytes == 0  # input and output live in the caller's arrays
+    assert res.memory.output_bytes == 3 * 4 * 4
+
+
+def test_unwritable_output_folder_is_a_pqc_error(tmp_path: Path) -> None:
+    graph = CASES["lut"](np.random.default_rng(5))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(PqcError, match="cannot write the generated C"):
+        emit_c(graph, blocker / "out")
+    if os.geteuid() != 0:  # root may write anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        with pytest.raises(PqcError, match="cannot write"):
+            emit_c(graph, ro)
+
+
+def test_bad_prefix_and_graph_shape_are_refused(tmp_path: Path) -> None:
+    graph = CASES["lut"](np.random.default_rng(6))
+    with pytest.raises(PqcError, match="not a C identifier"):
+        emit_c(graph, tmp_path, prefix="my-model")
+    graph.outputs.append(graph.inputs[0])
+    with pytest.raises(ModelError, match="one input and one output"):
+        emit_c(graph, tmp_path)
+
+
+def test_out_of_range_shift_is_refused(tmp_path: Path) -> None:
+    graph = CASES["add"](np.random.default_rng(7))
+    graph.nodes[-1].attrs["shift"] = 40
+    with pytest.raises(ModelError, match="outside -31..31"):
+        emit_c(graph, tmp_path)
