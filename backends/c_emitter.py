@@ -8,11 +8,23 @@ does what is common to all ops: naming and placing the constant tables, planning
 and writing the files. The multiplier-free and UB-free rules the templates follow are listed in
 ``codegen_templates/model.c.j2``.
 
+The contract between an op and this module (what adding an op needs):
+
+* ``c_context(node, graph)`` returns the template's variables. Every `CArray` value is a
+  constant table: it is named ``<fn>_<key>``, declared in the weight section and counted in
+  the weight bytes. ``scratch_bytes`` > 0 reserves a buffer live only during the node (a padded
+  copy of its first input), passed as the kernel's last argument.
+* The template defines ``static void <fn>(const T *x0, ..., T *y[, T *scratch])``: one pointer
+  per non-constant input in ``node.inputs`` order, then the output. It also sees ``node``,
+  ``x`` and ``y`` (dtype, C type, shape, size, exponent of each), and may call the runtime
+  helpers of ``runtime.c.j2`` (``pqc_requant``, ``pqc_mulc``, ...), emitted only when used.
+
 Besides the C, the folder gets ``manifest.json``: the input/output/layer layout the harness
 (`pqc.backends.harness`) needs to read the test binary's raw outputs and per-layer dumps.
 """
 from __future__ import annotations
 
+import importlib.resources
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -20,14 +32,24 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 
 from ..errors import ModelError, PqcError
-from ..ir import Graph
-from ..passes.memory_plan import ALIAS_OPS, MemoryPlan, check_plan, plan_memory, scratch_name, value_bytes
-from .c_tables import CTYPES, CArray
+from ..ir import Graph, Node
+from ..passes.memory_plan import (
+    ALIAS_OPS,
+    MemoryPlan,
+    alias_roots,
+    check_plan,
+    plan_memory,
+    scratch_name,
+    value_bytes,
+)
+from .c_tables import CTYPES, CArray, c_int
 from .intops import get_int_op
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "codegen_templates"
+#: the kernel templates, shipped as package data of ``pqc.codegen_templates``
+TEMPLATES = Path(str(importlib.resources.files("pqc.codegen_templates")))
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 MANIFEST = "manifest.json"
 
@@ -80,16 +102,6 @@ class EmitResult:
         return (self.header, self.source, self.main, self.makefile, self.manifest)
 
 
-def c_int(v: int) -> str:
-    """A C literal for any int32 or uint32 value (``INT32_MIN`` is not a literal in C)."""
-    v = int(v)
-    if v == -(1 << 31):
-        return "(-2147483647 - 1)"
-    if v > 0x7FFFFFFF:
-        return f"{v}u"
-    return f"({v})" if v < 0 else str(v)
-
-
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -105,7 +117,7 @@ def _environment() -> jinja2.Environment:
 
 def _io_value(graph: Graph, name: str) -> dict[str, Any]:
     v = graph.values[name]
-    bits = int(v.meta.get("bits", 8 * value_bytes(graph, name) // max(v.size, 1)))
+    bits = int(v.meta.get("bits", 8 * np.dtype(v.dtype).itemsize))
     signed = v.dtype != "uint8"
     return {
         "name": name,
@@ -131,6 +143,8 @@ def _check_graph(graph: Graph, prefix: str) -> None:
     for name in graph.activations():
         if graph.values[name].dtype not in CTYPES:
             raise ModelError(f"value {name!r} has dtype {graph.values[name].dtype}; the C supports {sorted(CTYPES)}")
+    if alias_roots(graph)[graph.outputs[0]] == graph.inputs[0]:
+        raise ModelError(f"graph {graph.name!r} computes nothing: its output is its input")
     for node in graph.nodes:
         get_int_op(node.op)
         if len(node.outputs) != 1:
@@ -157,26 +171,23 @@ class _Emitter:
         self.plan: MemoryPlan = plan_memory(graph, self.scratch)
         check_plan(graph, self.plan, self.scratch)
 
-    def pointer(self, name: str) -> str:
-        """The C expression of a value's or scratch buffer's storage."""
-        where = self.plan.external.get(name)
-        if where is not None:
-            return where
-        ctype = CTYPES[self.graph.values[name].dtype] if name in self.graph.values else None
-        if ctype is None:  # scratch: typed by the node's first input
-            node = self.graph.node(name.rsplit(":", 1)[0])
-            ctype = CTYPES[self.graph.values[node.inputs[0]].dtype]
+    def pointer(self, name: str, ctype: str | None = None) -> str:
+        """The C expression of a value's storage, or of a scratch buffer of element type ``ctype``."""
+        if name in self.plan.external:
+            return self.plan.external[name]
+        ctype = ctype or CTYPES[self.graph.values[name].dtype]
         return f"PQC_AT({ctype}, {self.plan.buffers[name][0]})"
 
-    def kernel(self, node_name: str) -> str:
-        node = self.graph.node(node_name)
-        ctx = self.contexts[node_name]
-        acts = [i for i in node.inputs if i and not self.graph.values[i].is_const]
+    def activations(self, node: Node) -> list[str]:
+        """The node's non-constant inputs: the kernel's pointer parameters, in order."""
+        return [i for i in node.inputs if i and not self.graph.values[i].is_const]
+
+    def kernel(self, node: Node) -> str:
         view = {
             "node": node.name,
-            "x": [_io_value(self.graph, i) for i in acts],
+            "x": [_io_value(self.graph, i) for i in self.activations(node)],
             "y": _io_value(self.graph, node.outputs[0]),
-            **ctx,
+            **self.contexts[node.name],
         }
         return self.env.get_template(get_int_op(node.op).template).render(view).strip() + "\n"
 
@@ -184,10 +195,9 @@ class _Emitter:
         out = []
         for node in self.graph.nodes:
             y = node.outputs[0]
-            args = [self.pointer(i) for i in node.inputs if i and not self.graph.values[i].is_const]
-            args.append(self.pointer(y))
-            if self.scratch[node.name] > 0:
-                args.append(self.pointer(scratch_name(node.name)))
+            args = [self.pointer(i) for i in [*self.activations(node), y]]
+            if self.scratch[node.name] > 0:  # a padded copy of the node's first input
+                args.append(self.pointer(scratch_name(node.name), CTYPES[self.graph.values[node.inputs[0]].dtype]))
             out.append({
                 "node": node.name,
                 "fn": None if node.op in ALIAS_OPS else self.contexts[node.name]["fn"],
@@ -216,7 +226,7 @@ class _Emitter:
 
     def render(self) -> tuple[dict[str, str], MemoryReport]:
         g = self.graph
-        kernels = [self.kernel(n.name) for n in g.nodes]
+        kernels = [self.kernel(n) for n in g.nodes]
         layers = self.layer_reports()
         memory = MemoryReport(
             weight_bytes=sum(t.nbytes for t in self.tables),

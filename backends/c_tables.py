@@ -9,8 +9,8 @@ A kernel template reads its weights from compact tables rather than from multipl
   only, and most layers fit the deltas in 8 or 16 bits). Zero digits are simply absent.
 * `multiplier_codes`: constants ``m`` (reciprocals, per-channel scales) as ``[npos, nneg,
   shifts of +1 digits..., shifts of -1 digits...]`` records read by the C helper ``pqc_mulc``.
-* `padded_plane`: the geometry of a zero- (or minimum-) padded copy of a pooling/conv input,
-  so window offsets never leave the buffer and the inner loops need no bounds checks.
+* `window_geometry`: sliding windows over a zero- (or minimum-) padded copy of a conv/pool
+  input, so window offsets never leave the buffer and the inner loops need no bounds checks.
 
 Every table is a `CArray`; the C emitter names it ``<layer function>_<key>`` and places it in
 the weight section.
@@ -46,11 +46,20 @@ class CArray:
 
     def declaration(self, section: str) -> str:
         """``static const T name[n] SECTION = {...};`` (an empty table holds one unused 0)."""
-        vals = [str(v) for v in self.values] or ["0"]
-        if self.ctype == "int32_t":  # -2147483648 is not an int literal in C
-            vals = ["(-2147483647 - 1)" if v == str(-(1 << 31)) else v for v in vals]
+        vals = [str(v) if v > -(1 << 31) else c_int(v) for v in self.values] or ["0"]
         rows = ["    " + ", ".join(vals[i:i + 16]) for i in range(0, len(vals), 16)]
         return f"static const {self.ctype} {self.name}[{len(vals)}] {section} = {{\n" + ",\n".join(rows) + "\n};"
+
+
+def c_int(v: int) -> str:
+    """A C expression for any int32 or uint32 value, safe inside a larger expression
+    (``INT32_MIN`` is not a literal in C)."""
+    v = int(v)
+    if v == -(1 << 31):
+        return "(-2147483647 - 1)"
+    if v > 0x7FFFFFFF:
+        return f"{v}u"
+    return f"({v})" if v < 0 else str(v)
 
 
 def uint_table(values: Sequence[int] | np.ndarray) -> CArray:
@@ -127,7 +136,7 @@ def requant_shifts(shift: Sequence[int] | int, where: str) -> CArray:
     return int_table(vals)
 
 
-def padded_plane(x_shape: Sequence[int], x_dtype: str, pads: Sequence[int], fill: int) -> dict[str, Any]:
+def _padded_plane(x_shape: Sequence[int], x_dtype: str, pads: Sequence[int], fill: int) -> dict[str, Any]:
     """Geometry of the padded input copy: ``pads`` is ``(left, right, top, bottom)``.
 
     ``padded`` is False when no padding is needed (the kernel then reads the input in place).
@@ -149,7 +158,7 @@ def padded_plane(x_shape: Sequence[int], x_dtype: str, pads: Sequence[int], fill
     }
 
 
-def window_offsets(kh: int, kw: int, dh: int, dw: int, wp: int) -> np.ndarray:
+def _window_offsets(kh: int, kw: int, dh: int, dw: int, wp: int) -> np.ndarray:
     """Offsets of a ``kh x kw`` dilated window's taps in a row-major plane ``wp`` wide."""
     return (np.arange(kh)[:, None] * dh * wp + np.arange(kw)[None, :] * dw).ravel()
 
@@ -171,15 +180,15 @@ def window_geometry(x: Any, y: Any, attrs: dict[str, Any], pads: Sequence[int], 
     """Sliding-window geometry of conv and pool kernels over a padded copy of ``x``.
 
     ``pads`` is ``(left, right, top, bottom)`` including any ceil-mode overhang; the result has
-    the `padded_plane` keys, the output size, the element steps between windows, and
+    the `_padded_plane` keys, the output size, the element steps between windows, and
     ``offsets``: the ndarray of a window's tap offsets within one plane.
     """
     kh, kw = attrs["kernel_shape"]
     dh, dw = attrs.get("dilations", (1, 1))
-    plane = padded_plane(x.shape, x.dtype, pads, fill)
+    plane = _padded_plane(x.shape, x.dtype, pads, fill)
     return {
         **plane,
         "c": x.shape[1], "kh": kh, "kw": kw, "oh": y.shape[2], "ow": y.shape[3],
         "row_step": attrs["strides"][0] * plane["wp"], "col_step": attrs["strides"][1],
-        "offsets": window_offsets(kh, kw, dh, dw, plane["wp"]),
+        "offsets": _window_offsets(kh, kw, dh, dw, plane["wp"]),
     }

@@ -34,7 +34,7 @@ FORBIDDEN_SYMBOLS = (
     "__mulsf3", "__divdi3", "__udivdi3", "__moddi3", "__umoddi3",
 )
 _RV_MULDIV = re.compile(r"^\s*[0-9a-f]+:\s+[0-9a-f]+\s+(mul\w*|div\w*|rem\w*)\s", re.MULTILINE)
-RUN_TIMEOUT_S = 120
+RUN_TIMEOUT_S = 600
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 
 
@@ -180,7 +180,7 @@ def check_rv32i(out_dir: str | Path) -> Check:
     instrs = sorted(set(_RV_MULDIV.findall(listing)))
     if calls or instrs:
         return Check(name, FAILED, f"needs {', '.join(calls + instrs)}", {"symbols": calls, "instructions": instrs})
-    return Check(name, PASSED, f"no {'/'.join(FORBIDDEN_SYMBOLS[:3])}... and no mul/div instruction", {"undefined": undefined})
+    return Check(name, PASSED, "no libgcc multiply/divide call and no mul/div instruction", {"undefined": undefined})
 
 
 def check_cortex_m0(out_dir: str | Path) -> Check:

@@ -33,9 +33,22 @@ def rshift_round(a: IntLike, s: IntLike) -> IntLike:
         return (a + (1 << (s - 1))) >> s if s > 0 else a << -s
     a = np.asarray(a, dtype=np.int64)
     s = np.asarray(s, dtype=np.int64)
-    right = np.maximum(s, 0)
-    half = np.where(right > 0, np.left_shift(np.int64(1), np.maximum(right - 1, 0)), 0)
-    return np.right_shift(np.left_shift(a, np.maximum(-s, 0)) + half, right)
+    shape = np.broadcast_shapes(a.shape, s.shape)
+    if shape != a.shape:
+        a = np.broadcast_to(a, shape)
+    left, right = np.maximum(-s, 0), np.maximum(s, 0)
+    out = np.left_shift(a, left) if left.any() else a.copy()
+    if right.any():
+        out += np.where(right > 0, np.left_shift(np.int64(1), np.maximum(right - 1, 0)), 0)
+        out >>= right
+    return out
+
+
+def format_range(bits: int, signed: bool) -> tuple[int, int]:
+    """The integers a ``bits``-bit value can hold, within int32 (the widest activation dtype)."""
+    if signed:
+        return max(-(1 << (bits - 1)), INT32_MIN), min((1 << (bits - 1)) - 1, INT32_MAX)
+    return 0, min((1 << bits) - 1, INT32_MAX)
 
 
 def clamp(a: IntLike, lo: int, hi: int) -> IntLike:
@@ -47,7 +60,8 @@ def clamp(a: IntLike, lo: int, hi: int) -> IntLike:
 
 def requantize(acc: np.ndarray, shift: IntLike, lo: int, hi: int, axis: int = 1) -> np.ndarray:
     """``clamp(rshift_round(acc, shift[c]), lo, hi)`` with per-channel shifts on ``axis``."""
-    return clamp(rshift_round(acc, channel_vector(shift, acc.ndim, axis)), lo, hi)
+    out = rshift_round(acc, channel_vector(shift, acc.ndim, axis))
+    return np.clip(out, lo, hi, out=out)
 
 
 def channel_vector(v: IntLike, ndim: int, axis: int = 1) -> np.ndarray:
@@ -62,16 +76,21 @@ def channel_vector(v: IntLike, ndim: int, axis: int = 1) -> np.ndarray:
 
 def round_half_away(x: float | np.ndarray) -> IntLike:
     """Round to the nearest integer, ties away from zero (compile-time float -> int)."""
+    # floor(|x| + 0.5) would round 0.49999999999999994 up: compare the exact fraction instead
     if np.ndim(x) == 0:
-        v = float(x)
-        return int(math.copysign(math.floor(abs(v) + 0.5), v))
+        v = abs(float(x))
+        r = math.floor(v) + (v - math.floor(v) >= 0.5)
+        return -r if float(x) < 0 else r
     x = np.asarray(x, dtype=np.float64)
-    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
+    a = np.abs(x)
+    r = np.floor(a) + (a - np.floor(a) >= 0.5)
+    return (np.sign(x) * r).astype(np.int64)
 
 
 def round_half_up(x: float) -> int:
     """``floor(x + 1/2)``: the real-valued rounding `rshift_round` implements on integers."""
-    return math.floor(x + 0.5)
+    f = math.floor(x)
+    return f + (x - f >= 0.5)
 
 
 # ------------------------------------------------------------------ canonical signed digits

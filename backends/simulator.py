@@ -17,8 +17,8 @@ import numpy as np
 from pqc.errors import DataError
 from pqc.ir import Graph
 
-from .intmath import round_half_away
-from .intops import DTYPE_RANGE, get_int_op
+from .intmath import format_range, round_half_away
+from .intops import get_int_op
 
 #: samples per simulated chunk: bounds the memory of float64 intermediates
 CHUNK = 1024
@@ -38,9 +38,10 @@ def simulate(graph: Graph, x: np.ndarray, capture: bool = False) -> dict[str, np
         raise DataError(f"input {name!r}: expected shape [N, {', '.join(map(str, expected))}], got {x.shape}")
     if not np.issubdtype(x.dtype, np.integer):
         raise DataError(f"input {name!r}: expected integers (see quantize_input), got {x.dtype}")
-    lo, hi = DTYPE_RANGE[graph.values[name].dtype]
+    meta = graph.values[name].meta
+    lo, hi = format_range(meta["bits"], meta["signed"])
     if x.size and (x.min() < lo or x.max() > hi):
-        raise DataError(f"input {name!r}: values outside {graph.values[name].dtype}")
+        raise DataError(f"input {name!r}: values outside the {meta['bits']}-bit input range [{lo}, {hi}]")
     chunks = [_run(graph, x[i:i + CHUNK], capture) for i in range(0, max(len(x), 1), CHUNK)]
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
@@ -81,10 +82,8 @@ def quantize_input(graph: Graph, x: np.ndarray) -> np.ndarray:
     """
     (name,) = graph.inputs
     v = graph.values[name]
-    bits = v.meta["bits"]
     q = round_half_away(np.asarray(x, dtype=np.float64) * 2.0 ** -v.meta["exp"])
-    q = np.clip(q, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
-    return q.astype(v.dtype)
+    return np.clip(q, *format_range(v.meta["bits"], v.meta["signed"])).astype(v.dtype)
 
 
 def dequantize(graph: Graph, name: str, q: np.ndarray) -> np.ndarray:

@@ -35,7 +35,8 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import PqcError
-from .frontend import IMPORTERS, SUPPORTED_ONNX_OPS, load_onnx
+from .executor import FloatExecutor
+from .frontend import IMPORTERS, MAX_OPSET, MIN_OPSET, SUPPORTED_ONNX_OPS, load_onnx
 
 RTOL, ATOL = 1e-3, 1e-4
 ON_DISK_KINDS = ("simple", "pytorch-converted", "pytorch-operator")
@@ -58,6 +59,8 @@ class Case:
 
 @dataclass(frozen=True)
 class Result:
+    """A case's outcome; ``detail`` holds the refusal message or what went wrong."""
+
     case: Case
     status: str  # "pass" | "refused" | "fail"
     detail: str = ""
@@ -127,8 +130,6 @@ def bind_constant_inputs(case: Case) -> tuple[onnx.ModelProto, dict[str, np.ndar
 
 def run_case(case: Case) -> Result:
     """Import and run one case; never raises."""
-    from .executor import FloatExecutor
-
     try:
         model, feeds = bind_constant_inputs(case)
         try:
@@ -189,6 +190,11 @@ def markdown(results: Sequence[Result]) -> str:
         "input that an op needs constant as an initializer holding the case's data (see",
         "`pqc/conformance.py`). Constant and Shape (of a statically shaped tensor) are folded at import,",
         "as is any other op whose operands are all constants.",
+        "",
+        f"Import rules: default-domain opsets {MIN_OPSET} to {MAX_OPSET}; float32 tensors only; static shapes except a",
+        "symbolic batch (axis 0 of the inputs, imported as 1), and then no op may act on axis 0; 1-D Conv and",
+        "pools run as 2-D on a unit-height view; `x * HardSigmoid(x)` (torch's Hardswish before opset 14)",
+        "imports as HardSwish; Mul and MatMul need one constant operand, Div a constant divisor.",
         "",
         "| ONNX op | cases | pass | refused | fail | refusal reasons (count) |",
         "|---|---:|---:|---:|---:|---|",

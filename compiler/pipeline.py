@@ -8,7 +8,9 @@ It registers under the name used in pipeline specs::
     def quantize_pass(graph: Graph, ctx: PassContext, *, method: str = "lp", wbits: int = 4) -> Graph: ...
 
 Its keyword parameters with defaults are its options; the defaults give their types, which
-spec strings are checked and converted against. `PassContext` carries what passes share: the
+spec strings are checked and converted against. A pass whose result is no longer float IR (e.g.
+``lower``, whose ops are integer ops) registers with ``verifier=``: the function that checks
+the IR it produces, used after it and after every later pass instead of `Graph.verify`. `PassContext` carries what passes share: the
 calibration data, a seed, the torch device, free-form ``state`` (e.g. results one pass leaves
 for a later one) and the per-stage timings the pipeline records.
 
@@ -76,13 +78,14 @@ class PassInfo:
     options: dict[str, Any]
     open_options: bool
     doc: str
+    verifier: Callable[[Graph], None] | None = None
 
 
 _REGISTRY: dict[str, PassInfo] = {}
 _builtins_loaded = False
 
 
-def register_pass(name: str) -> Callable[[F], F]:
+def register_pass(name: str, *, verifier: Callable[[Graph], None] | None = None) -> Callable[[F], F]:
     """Decorator registering a pass function or class under ``name`` (see the module doc)."""
 
     def decorate(obj: F) -> F:
@@ -98,7 +101,7 @@ def register_pass(name: str) -> Callable[[F], F]:
             raise TypeError(f"pass {name!r}: options {missing} need defaults")
         open_options = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
         doc = inspect.getdoc(obj) or ""
-        _REGISTRY[name] = PassInfo(name, fn, options, open_options, doc.split("\n\n")[0])
+        _REGISTRY[name] = PassInfo(name, fn, options, open_options, doc.split("\n\n")[0], verifier)
         return obj
 
     return decorate
@@ -112,10 +115,10 @@ def registered_passes() -> dict[str, PassInfo]:
     """Every known pass by name (importing the built-in pass modules on first use)."""
     global _builtins_loaded
     if not _builtins_loaded:
-        _builtins_loaded = True
         for module in BUILTIN_PASS_MODULES:
             if importlib.util.find_spec(module) is not None:
                 importlib.import_module(module)
+        _builtins_loaded = True
     return dict(_REGISTRY)
 
 
@@ -200,9 +203,10 @@ _ITEM = re.compile(r"\s*([A-Za-z_][\w\-]*)\s*(?:\((.*)\))?\s*$", re.S)
 
 
 def parse_spec(spec: str) -> list[PassStep]:
-    """``"a,b(k=v,k2=v2),c"`` as checked `PassStep`s (PqcError on syntax, unknown names or options)."""
+    """``"a,b(k=v,k2=v2),c"`` as checked `PassStep`s (PqcError on syntax, unknown names or
+    options); an empty spec is an empty pipeline."""
     steps: list[PassStep] = []
-    for item in _split_top(spec, ",", spec):
+    for item in _split_top(spec, ",", spec) if spec.strip() else []:
         if not item.strip():
             raise PqcError(f"pipeline spec {spec!r}: empty pass name")
         match = _ITEM.match(item)
@@ -248,7 +252,8 @@ def _split_top(text: str, sep: str, spec: str) -> list[str]:
 class Pipeline:
     """An ordered, editable list of passes, run all at once or one step at a time.
 
-    ``verify``: run ``graph.verify()`` after each pass (a failure names the pass).
+    ``verify``: check the IR after each pass (a failure names the pass): ``graph.verify()``, or
+    the verifier of the last pass run so far that declared one (see the module doc).
     ``steps``: spec strings (``"quantize(wbits=4)"``) or `PassStep`s.
     ``dump_dir``: after each pass write ``NN_<pass>.txt`` (NN its 1-based position) holding
     `snapshot` of the graph.
@@ -272,6 +277,7 @@ class Pipeline:
         self.graph: Graph | None = None
         self.ctx: PassContext | None = None
         self.position = 0
+        self._verifier: Callable[[Graph], None] = Graph.verify
 
     @classmethod
     def parse(cls, spec: str, **kwargs: Any) -> "Pipeline":
@@ -316,6 +322,7 @@ class Pipeline:
     def start(self, graph: Graph, ctx: PassContext | None = None) -> None:
         """Begin a run on ``graph``: the next `step` applies the first pass."""
         self.graph, self.ctx, self.position = graph, ctx if ctx is not None else PassContext(), 0
+        self._verifier = Graph.verify
         if self.dump_dir is not None:
             self.dump_dir.mkdir(parents=True, exist_ok=True)
 
@@ -335,9 +342,10 @@ class Pipeline:
         graph = info.fn(self.graph, self.ctx, **step.options)
         self.ctx.timings.append(StageTiming(step.name, time.perf_counter() - begin))
         self.position += 1
+        self._verifier = info.verifier or self._verifier
         if self.verify:
             try:
-                graph.verify()
+                self._verifier(graph)
             except ModelError as exc:
                 raise ModelError(f"after pass {step.name!r}: {exc}") from exc
         if self.dump_dir is not None:
@@ -371,20 +379,20 @@ class Pipeline:
 
 # --------------------------------------------------------------------------- snapshots
 def snapshot(graph: Graph) -> str:
-    """``str(graph)`` followed by one line per quantization annotation."""
-    lines = [str(graph)]
-    annotated = [(k, v.meta[QUANT_KEY]) for k, v in graph.values.items() if QUANT_KEY in v.meta]
-    if annotated:
-        lines.append("quant {")
-        lines.extend(f"  {_quant_line(name, q)}" for name, q in annotated)
-        lines.append("}")
-    return "\n".join(lines)
+    """``str(graph)`` followed by each value's number format: its quantization annotation
+    (float IR) or its ``meta["exp"]`` (integer IR)."""
+    lines = [_format_line(name, v.dtype, v.meta) for name, v in graph.values.items()]
+    lines = [line for line in lines if line]
+    return "\n".join([str(graph)] + (["formats {", *lines, "}"] if lines else []))
 
 
-def _quant_line(name: str, q: Any) -> str:
+def _format_line(name: str, dtype: str, meta: dict[str, Any]) -> str:
+    q = meta.get(QUANT_KEY)
     if isinstance(q, ActQuant):
-        return f"%{name}: {'s' if q.signed else 'u'}{q.bits} * 2^{q.exp}"
+        return f"  %{name}: {'s' if q.signed else 'u'}{q.bits} * 2^{q.exp}"
     if isinstance(q, WeightQuant):
         exps = np.array2string(np.asarray(q.exps), max_line_width=10**6, threshold=16)
-        return f"@{name}: {q.fmt}{q.bits} out_axis={q.out_axis} exps={exps}"
-    return f"{name}: {q!r}"
+        return f"  @{name}: {q.fmt}{q.bits} out_axis={q.out_axis} exps={exps}"
+    if "exp" in meta:
+        return f"  %{name}: {dtype} * 2^{meta['exp']}"
+    return ""

@@ -21,7 +21,7 @@ float rounding) and the result verifies.
 from __future__ import annotations
 
 from pqc.ir import Graph
-from pqc.pipeline import register_pass
+from pqc.pipeline import PassContext, register_pass
 
 from .fold_bias import fold_bias_add
 from .fold_bn import fold_batchnorm
@@ -55,5 +55,6 @@ def canonicalize(graph: Graph) -> Graph:
 
 
 @register_pass("canonicalize")
-def canonicalize_pass(graph: Graph, ctx) -> Graph:
+def canonicalize_pass(graph: Graph, ctx: PassContext) -> Graph:
+    """Canonicalize the float IR (see the module doc)."""
     return canonicalize(graph)

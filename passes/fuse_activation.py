@@ -1,8 +1,8 @@
 """ReLU and Clip fused into the layer that produces their input.
 
-Invariant established: a ``Relu``, or a ``Clip`` with a finite upper bound and a finite or
-zero-equivalent lower bound (ReLU6 and the like), whose input is the output of a Conv, Gemm or
-Add without an ``act`` and read by nothing else, is gone: the producer carries it as ``act``
+Invariant established: a ``Relu``, a ``Clip`` with both bounds (ReLU6 and the like) or a
+``Clip`` with min 0 and no max (a ReLU), whose input is the output of a Conv, Gemm or Add
+without an ``act`` and read by nothing else, is gone: the producer carries it as ``act``
 (`pqc.ops.activation`). Because a clamp is monotone it commutes with max, so an activation
 behind a chain of single-reader MaxPools moves in front of them first (the common
 conv -> maxpool -> relu ordering fuses too).

@@ -30,13 +30,17 @@ import math
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
-from pqc.backends.intmath import INT32_MAX, INT32_MIN, reciprocal, round_half_away, round_half_up
+from pqc.backends.intmath import INT32_MAX, INT32_MIN, format_range, reciprocal, round_half_away, round_half_up
 from pqc.backends.intops.window import avg_divisors, output_hw
 from pqc.errors import ModelError
 from pqc.ir import Graph, Node, Value
+from pqc.ops import get_op
 from pqc.pipeline import PassContext, register_pass
 from pqc.quant import ActQuant, WeightQuant, get_quant
+
+from .range_analysis import analyze_ranges
 
 #: float op -> function emitting its integer node(s)
 LOWERINGS: dict[str, Callable[["_Lowering", Node], None]] = {}
@@ -66,8 +70,6 @@ def lower(graph: Graph) -> Graph:
     Raises `ModelError` naming the node for an op that cannot be lowered, a missing or
     unsupported annotation, or (from range analysis) a value that may overflow int32.
     """
-    from .range_analysis import analyze_ranges
-
     ctx = _Lowering(graph)
     for node in ctx.src.nodes:
         if node.name in ctx.dropped:
@@ -95,6 +97,7 @@ class _Lowering:
     def __init__(self, src: Graph) -> None:
         self.src = src
         self.dropped: set[str] = set()
+        self.formats: dict[str, ActQuant] = {}
         outputs = [self._drop_softmax(o) for o in src.outputs]
         meta = dict(src.meta, dropped_softmax=sorted(self.dropped))
         self.dst = Graph(src.name, inputs=src.inputs, outputs=outputs, dynamic_batch=src.dynamic_batch, meta=meta)
@@ -115,20 +118,22 @@ class _Lowering:
     def act_quant(self, name: str) -> ActQuant:
         q = get_quant(self.src, name)
         if not isinstance(q, ActQuant):
-            raise ModelError(f"activation {name!r} has no ActQuant annotation: quantize the graph before lowering")
+            producer = self.src.producer(name)
+            where = f"node {producer.name!r} ({producer.op}): output" if producer else "graph input"
+            raise ModelError(f"{where} {name!r} has no ActQuant annotation: quantize the graph before lowering")
         if q.bits > 32:
             raise ModelError(f"activation {name!r}: {q.bits} bits exceed int32")
         return q
 
-    def fmt(self, name: str) -> dict[str, Any]:
-        """The integer format of an already lowered activation: exp, bits, signed."""
-        return self.dst.values[name].meta
+    def fmt(self, name: str) -> ActQuant:
+        """The format of an already lowered activation (which may differ from its annotation)."""
+        return self.formats[name]
 
-    def add_activation(self, name: str, q: ActQuant | dict[str, Any]) -> None:
+    def add_activation(self, name: str, q: ActQuant) -> None:
         """Declare integer activation ``name`` (shape of the float value) in format ``q``."""
-        exp, bits, signed = (q.exp, q.bits, q.signed) if isinstance(q, ActQuant) else (q["exp"], q["bits"], q["signed"])
-        dtype = "int32" if bits > 8 else ("int8" if signed else "uint8")
-        meta = {"exp": int(exp), "bits": int(bits), "signed": bool(signed)}
+        self.formats[name] = q
+        dtype = "int32" if q.bits > 8 else ("int8" if q.signed else "uint8")
+        meta = {"exp": int(q.exp), "bits": int(q.bits), "signed": bool(q.signed)}
         self.dst.add_value(Value(name, tuple(self.src.values[name].shape), dtype, None, meta))
 
     def const(self, base: str, data: np.ndarray) -> str:
@@ -144,11 +149,8 @@ class _Lowering:
         return name
 
 
-def _range(q: ActQuant | dict[str, Any]) -> tuple[int, int]:
-    bits, signed = (q.bits, q.signed) if isinstance(q, ActQuant) else (q["bits"], q["signed"])
-    if signed:
-        return max(-(1 << (bits - 1)), INT32_MIN), min((1 << (bits - 1)) - 1, INT32_MAX)
-    return 0, min((1 << bits) - 1, INT32_MAX)
+def _range(q: ActQuant) -> tuple[int, int]:
+    return format_range(q.bits, q.signed)
 
 
 def _clamp_bounds(node: Node, q: ActQuant) -> tuple[int, int]:
@@ -197,7 +199,7 @@ def _linear(ctx: _Lowering, node: Node, op: str, w: np.ndarray, e_w: np.ndarray,
             attrs: dict[str, Any]) -> None:
     """Emit QConv/QGemm: integer bias ``round(b / 2^(e_x+e_w))``, shifts ``e_y - e_x - e_w``."""
     x = ctx.activation_input(node, 0)
-    e_x = ctx.fmt(x)["exp"]
+    e_x = ctx.fmt(x).exp
     q_y = ctx.act_quant(node.outputs[0])
     e_acc = e_x + e_w
     b = np.zeros(w.shape[0]) if bias is None else np.asarray(bias, dtype=np.float64).reshape(-1)
@@ -251,7 +253,7 @@ def _qadd(ctx: _Lowering, node: Node, negate: bool) -> None:
     a, b = ctx.activation_input(node, 0), ctx.activation_input(node, 1)
     if ctx.src.values[a].shape != ctx.src.values[b].shape:
         raise ModelError(f"node {node.name!r} ({node.op}): broadcasting between two activations is not supported")
-    e_a, e_b = ctx.fmt(a)["exp"], ctx.fmt(b)["exp"]
+    e_a, e_b = ctx.fmt(a).exp, ctx.fmt(b).exp
     e = min(e_a, e_b)
     q_y = ctx.act_quant(node.outputs[0])
     lo, hi = _clamp_bounds(node, q_y)
@@ -297,7 +299,7 @@ def _affine(ctx: _Lowering, node: Node, xi: int, scale: np.ndarray, bias: np.nda
     """Emit QAffine for ``x * scale + bias`` per channel: ``m = scale / 2^e_m`` with
     `AFFINE_BITS` significant bits, integer bias ``round(bias / 2^(e_x + e_m))``."""
     x = ctx.activation_input(node, xi)
-    e_x = ctx.fmt(x)["exp"]
+    e_x = ctx.fmt(x).exp
     q_y = ctx.act_quant(node.outputs[0])
     scale, bias = _per_channel(ctx, node, x, scale), _per_channel(ctx, node, x, bias)
     if not np.all(np.isfinite(scale)) or not np.all(np.isfinite(bias)):
@@ -333,7 +335,7 @@ def _concat(ctx: _Lowering, node: Node) -> None:
     lo, hi = _range(q_y)
     axis = node.attrs["axis"] % len(ctx.src.values[xs[0]].shape)
     ctx.add_activation(node.outputs[0], q_y)
-    ctx.emit(node, "QConcat", xs, {"axis": axis, "shifts": tuple(q_y.exp - ctx.fmt(x)["exp"] for x in xs),
+    ctx.emit(node, "QConcat", xs, {"axis": axis, "shifts": tuple(q_y.exp - ctx.fmt(x).exp for x in xs),
                                    "lo": lo, "hi": hi})
 
 
@@ -380,7 +382,7 @@ def _avgpool(ctx: _Lowering, node: Node) -> None:
     x_range = _range(ctx.fmt(x))
     divisors = sorted(int(d) for d in np.unique(avg_divisors(in_hw, attrs)))
     attrs["recip"] = tuple((d, *_recip(node, d, x_range)) for d in divisors)
-    attrs.update(shift_base=q_y.exp - ctx.fmt(x)["exp"], lo=_range(q_y)[0], hi=_range(q_y)[1])
+    attrs.update(shift_base=q_y.exp - ctx.fmt(x).exp, lo=_range(q_y)[0], hi=_range(q_y)[1])
     ctx.add_activation(node.outputs[0], q_y)
     ctx.emit(node, "QAvgPool", [x], attrs)
 
@@ -395,24 +397,20 @@ def _global_avgpool(ctx: _Lowering, node: Node) -> None:
     m, k = _recip(node, shape[2] * shape[3], _range(ctx.fmt(x)))
     lo, hi = _range(q_y)
     ctx.add_activation(node.outputs[0], q_y)
-    ctx.emit(node, "QGlobalAvgPool", [x], {"m": m, "k": k, "shift_base": q_y.exp - ctx.fmt(x)["exp"], "lo": lo, "hi": hi})
+    ctx.emit(node, "QGlobalAvgPool", [x], {"m": m, "k": k, "shift_base": q_y.exp - ctx.fmt(x).exp, "lo": lo, "hi": hi})
 
 
 # ------------------------------------------------------------------ lookup tables
 @lowers(*LUT_OPS)
 def _lut(ctx: _Lowering, node: Node) -> None:
-    import torch
-
-    from pqc.ops import get_op
-
     x = ctx.activation_input(node, 0)
     fx = ctx.fmt(x)
-    if fx["bits"] > MAX_LUT_BITS:
+    if fx.bits > MAX_LUT_BITS:
         raise ModelError(f"node {node.name!r} ({node.op}): a lookup table needs an input of at most "
-                         f"{MAX_LUT_BITS} bits, got {fx['bits']}")
+                         f"{MAX_LUT_BITS} bits, got {fx.bits}")
     in_min, in_max = _range(fx)
     q = np.arange(in_min, in_max + 1, dtype=np.int64)
-    real = torch.from_numpy(q.astype(np.float64) * 2.0 ** fx["exp"])
+    real = torch.from_numpy(q.astype(np.float64) * 2.0 ** fx.exp)
     (f,) = get_op(node.op).forward(node, [real])
     q_y = ctx.act_quant(node.outputs[0])
     lo, hi = _range(q_y)

@@ -20,10 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+import numpy as np
+
 from pqc.ir import Graph
 
 ALIAS_OPS = frozenset({"QReshape"})
-ITEMSIZE = {"int8": 1, "uint8": 1, "int32": 4}
 INPUT, OUTPUT = "input", "output"
 
 
@@ -34,7 +35,7 @@ def scratch_name(node_name: str) -> str:
 
 def value_bytes(graph: Graph, name: str) -> int:
     v = graph.values[name]
-    return v.size * ITEMSIZE[v.dtype]
+    return v.size * np.dtype(v.dtype).itemsize
 
 
 def alias_roots(graph: Graph) -> dict[str, str]:

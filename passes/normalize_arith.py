@@ -24,7 +24,8 @@ def normalize_arith(graph: Graph) -> Graph:
         elif node.op in _INVERSES and g.const(node.inputs[1]) is not None and not g.values[node.inputs[0]].is_const:
             op, invert = _INVERSES[node.op]
             const = g.const(node.inputs[1])
-            new = g.add_const(f"{node.name}_{op.lower()}", invert(const.astype(np.float32)).astype(const.dtype))
+            dtype = const.dtype if np.issubdtype(const.dtype, np.floating) else np.dtype(np.float32)
+            new = g.add_const(f"{node.name}_{op.lower()}", invert(const.astype(dtype)))
             node.op, node.inputs[1] = op, new.name
     g.prune_unused()
     return g

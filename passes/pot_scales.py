@@ -21,10 +21,9 @@ import numpy as np
 LP_NORM = 2.4
 SHRINK_STEPS = 80
 SHRINK_STEP = 0.01
-POT_MAX_SHIFT = 7
-"""Largest ``k`` of a ``pot`` weight ``+-2^k``: levels below 2^-7 of a channel's top level
-would round to zero anyway, and the cap keeps ``|q| <= 128`` so accumulators stay as small as
-with 8-bit integer weights."""
+POT_MAX_SHIFT = 6
+"""Largest ``k`` of a ``pot`` weight ``+-2^k``: lowering stores integer weights as int8, so
+``|q| <= 64``; levels below 2^-6 of a channel's top level would mostly round to zero anyway."""
 
 
 @dataclass(frozen=True, eq=False)

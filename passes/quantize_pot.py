@@ -33,6 +33,8 @@ Bits and signs:
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from pqc.errors import ModelError, PqcError
@@ -41,16 +43,17 @@ from pqc.pipeline import PassContext, register_pass
 from pqc.quant import ActQuant, WeightQuant, set_quant
 
 from .calibrate import ActivationStats, CalibData, calibrate
-from .pot_scales import Grid, int_grid, lp_scales, minmax_scales, pot_exponents, pot_grid, quantize_rows, row_ranges
+from .pot_scales import Grid, int_grid, lp_scales, minmax_scales, pot_exponents, pot_grid, quantize_rows
 
-SCALE_SEARCH = {"lp": lp_scales, "naive": minmax_scales}
+ScaleSearch = Callable[[np.ndarray, Grid, np.ndarray | None], np.ndarray]
+"""``(rows [C, K], grid, ranges or None) -> scales [C]``: `lp_scales` or `minmax_scales`."""
+SCALE_SEARCH: dict[str, ScaleSearch] = {"lp": lp_scales, "naive": minmax_scales}
 WEIGHT_FORMATS = ("int", "pot")
 LAYER_OPS = ("Conv", "Gemm")
 INPUT_BITS = 8
 ACCUMULATOR_BITS = 32
 SHARING_OPS = ("Flatten", "Reshape", "Squeeze", "Unsqueeze", "MaxPool")
-_RESHAPES = ("Flatten", "Reshape", "Squeeze", "Unsqueeze")
-_SIGN_PRESERVING = _RESHAPES + ("MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean")
+_SIGN_PRESERVING = SHARING_OPS + ("AveragePool", "GlobalAveragePool", "ReduceMean")
 _NONNEGATIVE = ("Relu", "Sigmoid", "HardSigmoid", "Softmax")
 
 
@@ -80,24 +83,18 @@ def quantize(
     if not layers:
         raise ModelError(f"graph {g.name!r} has no Conv or Gemm layer to quantize")
     first, last = layers[0], layers[-1]
-    edge_wbits = wbits if first_last_bits is None else first_last_bits
-    edge_abits = abits if first_last_bits is None else first_last_bits
-
     search = SCALE_SEARCH[method]
-    weight_exps: dict[str, np.ndarray] = {}
-    for layer in layers:
-        bits = edge_wbits if layer in (first, last) else wbits
-        weight_exps[layer.name] = _quantize_weight(g, layer, bits, weight_format, search)
+    edge_wbits = wbits if first_last_bits is None else first_last_bits
+    weight_exps = {
+        layer.name: _quantize_weight(g, layer, edge_wbits if layer in (first, last) else wbits, weight_format, search)
+        for layer in layers
+    }
 
     groups = _sharing_groups(g)
     unsigned = _unsigned_values(g)
-    outputs_of_group = {groups[o] for o in g.outputs if o in groups}
-    bits_of = {root: abits for root in set(groups.values())}
-    for edge in (first.outputs[0], last.inputs[0], last.outputs[0]):
-        bits_of[groups[edge]] = edge_abits
-    for name in _before_layers(g):  # last: the input contract (int8) wins over a first/last exception
-        bits_of[groups[name]] = INPUT_BITS
-    accumulator = groups[last.outputs[0]] if groups[last.outputs[0]] in outputs_of_group else None
+    bits_of = _activation_bits(g, groups, first, last, abits, abits if first_last_bits is None else first_last_bits)
+    graph_outputs = {groups[o] for o in g.outputs if o in groups}
+    accumulator = groups[last.outputs[0]] if groups[last.outputs[0]] in graph_outputs else None
 
     roots = [r for r in dict.fromkeys(groups.values()) if r != accumulator]
     stats = calibrate(g, calib, roots, max_samples=max_samples, batch_size=batch_size, seed=seed, device=device)
@@ -146,18 +143,19 @@ def _check_options(method: str, wbits: int, abits: int, weight_format: str, firs
             raise PqcError(f"quantize: {name} must be an integer in {lo}..{hi}, got {value!r}")
 
 
-def _quantize_weight(g: Graph, layer: Node, bits: int, fmt: str, search) -> np.ndarray:
+def _quantize_weight(g: Graph, layer: Node, bits: int, fmt: str, search: ScaleSearch) -> np.ndarray:
     """Annotate ``layer``'s weight with a `WeightQuant`; return its per-channel exponents."""
     weight = g.const(layer.inputs[1])
     if weight is None:
         raise ModelError(f"node {layer.name!r} ({layer.op}): its weight is not a constant")
     a = layer.attrs
-    if layer.op == "Gemm" and (a.get("transB") != 1 or a.get("transA", 0) or a.get("alpha", 1.0) != 1.0):
-        raise ModelError(f"node {layer.name!r} (Gemm) is not canonical (transB=1, transA=0, alpha=1): run canonicalize first")
+    if layer.op == "Gemm" and (a["transB"] != 1 or a["transA"] or a["alpha"] != 1.0 or a["beta"] != 1.0):
+        raise ModelError(
+            f"node {layer.name!r} (Gemm) is not canonical (transB=1, transA=0, alpha=beta=1): run canonicalize first"
+        )
     grid = int_grid(bits, signed=True, symmetric=True) if fmt == "int" else pot_grid(bits)
     rows = weight.reshape(weight.shape[0], -1).astype(np.float64)
-    ranges = row_ranges(rows, grid)
-    scales = search(rows, grid, ranges)
+    scales = search(rows, grid)
     nonzero = scales > 0
     fallback = int(pot_exponents(scales[nonzero]).min()) if nonzero.any() else 0
     exps = pot_exponents(scales, fallback)
@@ -166,7 +164,7 @@ def _quantize_weight(g: Graph, layer: Node, bits: int, fmt: str, search) -> np.n
     return exps
 
 
-def _activation_exponent(stats: ActivationStats, grid: Grid, search) -> int:
+def _activation_exponent(stats: ActivationStats, grid: Grid, search: ScaleSearch) -> int:
     extreme = max(stats.hi, -stats.lo) if grid.signed else max(stats.hi, 0.0)
     scale = search(stats.sample[None, :], grid, np.array([extreme]))
     return int(pot_exponents(scale)[0])
@@ -175,21 +173,34 @@ def _activation_exponent(stats: ActivationStats, grid: Grid, search) -> int:
 def _sharing_groups(g: Graph) -> dict[str, str]:
     """Each float activation -> the value whose `ActQuant` it shares (itself unless produced by
     a pure reshape or MaxPool)."""
-    root: dict[str, str] = {name: name for name in g.inputs}
+    root = {name: name for name in g.inputs if _is_float(g, name)}
     for node in g.nodes:
-        for out in node.outputs:
-            if not np.issubdtype(np.dtype(g.values[out].dtype), np.floating):
-                continue
+        for out in [o for o in node.outputs if _is_float(g, o)]:
             root[out] = root[node.inputs[0]] if node.op in SHARING_OPS and node.inputs[0] in root else out
     return root
 
 
-def _before_layers(g: Graph) -> list[str]:
+def _is_float(g: Graph, name: str) -> bool:
+    return bool(np.issubdtype(np.dtype(g.values[name].dtype), np.floating))
+
+
+def _activation_bits(g: Graph, groups: dict[str, str], first: Node, last: Node, abits: int, edge_abits: int) -> dict[str, int]:
+    """Bits of each sharing group (by root): ``abits``; ``edge_abits`` at the first layer's output
+    and the last layer's input and output; 8 for the inputs and their preprocessing."""
+    bits_of = {root: abits for root in groups.values()}
+    for edge in (first.outputs[0], last.inputs[0], last.outputs[0]):
+        bits_of[groups[edge]] = edge_abits
+    for name in _before_layers(g) & groups.keys():  # last: the int8 input contract wins
+        bits_of[groups[name]] = INPUT_BITS
+    return bits_of
+
+
+def _before_layers(g: Graph) -> set[str]:
     """The graph inputs and the activations computed from them without passing a Conv/Gemm."""
-    before = list(g.inputs)
+    before = set(g.inputs)
     for node in g.nodes:
         if node.op not in LAYER_OPS and all(i in before or g.values[i].is_const for i in node.inputs if i):
-            before.extend(node.outputs)
+            before.update(node.outputs)
     return before
 
 

@@ -10,16 +10,10 @@ and each intermediate, as ``(lo, hi)`` Python ints) for the report. Any interval
 """
 from __future__ import annotations
 
-from pqc.backends.intmath import INT32_MAX
+from pqc.backends.intmath import INT32_MAX, format_range
 from pqc.backends.intops import Interval, get_int_op
 from pqc.errors import ModelError
 from pqc.ir import Graph
-
-
-def format_range(meta: dict) -> Interval:
-    """The interval a value of this integer format (``bits``, ``signed``) can hold."""
-    bits, signed = meta["bits"], meta["signed"]
-    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
 def analyze_ranges(graph: Graph) -> dict[str, Interval]:
@@ -27,12 +21,14 @@ def analyze_ranges(graph: Graph) -> dict[str, Interval]:
 
     Raises `ModelError` when an accumulator or intermediate may leave int32.
     """
-    ranges: dict[str, Interval] = {name: format_range(graph.values[name].meta) for name in graph.inputs}
+    ranges: dict[str, Interval] = {
+        name: format_range(graph.values[name].meta["bits"], graph.values[name].meta["signed"]) for name in graph.inputs
+    }
     for node in graph.nodes:
         op = get_int_op(node.op)
         in_ranges = [ranges.get(i) for i in node.inputs]
         b = op.bounds(node, graph, in_ranges)
-        report = {"out": b.outputs[0], **b.intermediates}
+        report = {**b.intermediates, "out": b.outputs[0]}  # causes first: a clamped "out" only echoes them
         for what, (lo, hi) in report.items():
             if max(-lo, hi) > INT32_MAX:
                 raise ModelError(

@@ -38,8 +38,8 @@ def absorb(graph: Graph, producer: Node, consumer: Node) -> None:
     del graph.values[old]
 
 
-def bypass(graph: Graph, node: Node) -> bool:
-    """Remove a node whose first output equals its first input; return False when it must stay.
+def bypass(graph: Graph, node: Node) -> None:
+    """Remove a node whose first output equals its first input (other outputs must be unused).
 
     Readers of the output read the input instead. When the output is a graph output, the
     input's producer is renamed to write it, so graph output names never change; a node that
@@ -47,16 +47,15 @@ def bypass(graph: Graph, node: Node) -> bool:
     cannot be removed that way and stays.
     """
     src, dst = node.inputs[0], node.outputs[0]
-    if dst in graph.outputs:
-        producer = graph.producer(src)
-        if producer is None or src in graph.outputs:
-            return False
+    if dst not in graph.outputs:
         graph.remove_node(node)
-        producer.outputs = [dst if o == src else o for o in producer.outputs]
-        for reader in graph.consumers(src):
-            reader.inputs = [dst if i == src else i for i in reader.inputs]
-        del graph.values[src]
-        return True
+        graph.replace_uses(dst, src)
+        return
+    producer = graph.producer(src)
+    if producer is None or src in graph.outputs:
+        return
     graph.remove_node(node)
-    graph.replace_uses(dst, src)
-    return True
+    producer.outputs = [dst if o == src else o for o in producer.outputs]
+    for reader in graph.consumers(src):
+        reader.inputs = [dst if i == src else i for i in reader.inputs]
+    del graph.values[src]

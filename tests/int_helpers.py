@@ -73,3 +73,51 @@ def pool_windows(size: int, kernel: int, stride: int, pad_begin: int, pad_end: i
         idx = [o * stride - pad_begin + a * dilation for a in range(kernel)]
         res.append(([i for i in idx if 0 <= i < size], sum(1 for i in idx if -pad_begin <= i < size + pad_end)))
     return res
+
+
+def resnet_like(rng: np.random.Generator, in_shape: tuple[int, int, int] = (1, 12, 12), widths: tuple[int, ...] = (4, 8),
+                classes: int = 5, wbits: int = 5) -> Graph:
+    """An annotated ResNet-style float graph: stem conv, per width a strided conv and a residual
+    block (conv-relu-conv, add, relu), max pool after the stem, global average pool, Gemm, with
+    int32 logits. Exponents are fixed and reasonable; weights are exact integers times 2^-7."""
+    from ir_builder import GraphBuilder, conv_attrs
+
+    gb = GraphBuilder("resnet_like", dynamic_batch=True)
+    acts: dict[str, tuple[int, bool, int]] = {}
+    weights: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    x = gb.input("x", (1,) + tuple(in_shape))
+    acts[x] = (8, True, -5)
+
+    def conv(inp: str, cin: int, cout: int, stride: int = 1, act="relu") -> str:
+        exps = np.full(cout, -7)
+        q, wf = int_weight(rng, (cout, cin, 3, 3), exps, wbits)
+        w = gb.const("w", wf)
+        b = gb.const("b", rng.normal(scale=0.2, size=cout).astype(np.float32))
+        out = gb.op("Conv", [inp, w, b], act=act, **conv_attrs(3, stride))
+        weights[w] = (q, exps)
+        acts[out] = (8, act is None, -4 if act is None else -3)
+        return out
+
+    y = conv(x, in_shape[0], widths[0])
+    y = gb.op("MaxPool", [y], kernel_shape=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0), dilations=(1, 1), ceil_mode=0)
+    acts[y] = (8, False, -3)
+    cin = widths[0]
+    for i, width in enumerate(widths):
+        if i:
+            y = conv(y, cin, width, stride=2)
+        h = conv(conv(y, width, width), width, width, act=None)
+        y = gb.op("Add", [y, h], act="relu")
+        acts[y] = (8, False, -3)
+        cin = width
+    y = gb.op("GlobalAveragePool", [y])
+    acts[y] = (8, False, -4)
+    y = gb.op("Flatten", [y], axis=1)
+    acts[y] = (8, False, -4)
+    exps = np.full(classes, -7)
+    q, wf = int_weight(rng, (classes, cin), exps, wbits)
+    w = gb.const("w", wf)
+    weights[w] = (q, exps)
+    logits = gb.op("Gemm", [y, w, gb.const("b", rng.normal(size=classes).astype(np.float32))],
+                   alpha=1.0, beta=1.0, transA=0, transB=1)
+    acts[logits] = (32, True, -11)
+    return annotate(gb.build(logits), acts, weights)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -273,6 +274,10 @@ def test_bad_prefix_and_graph_shape_are_refused(tmp_path: Path) -> None:
     graph.outputs.append(graph.inputs[0])
     with pytest.raises(ModelError, match="one input and one output"):
         emit_c(graph, tmp_path)
+    b = IntGraphBuilder()
+    identity = b.build(b.op("QReshape", [b.input("x", (1, 2, 3))], shape=(1, 6), keep_batch=True))
+    with pytest.raises(ModelError, match="computes nothing"):
+        emit_c(identity, tmp_path)
 
 
 def test_out_of_range_shift_is_refused(tmp_path: Path) -> None:
@@ -280,3 +285,32 @@ def test_out_of_range_shift_is_refused(tmp_path: Path) -> None:
     graph.nodes[-1].attrs["shift"] = 40
     with pytest.raises(ModelError, match="outside -31..31"):
         emit_c(graph, tmp_path)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("objdump") is None, reason="gcc/binutils missing")
+def test_caller_workspace_and_weight_section(tmp_path: Path) -> None:
+    """``<prefix>_run_ws`` on a caller's buffer equals ``<prefix>_run``; NULL is refused; the
+    section macro moves every table."""
+    graph = CASES["conv_depthwise_and_grouped"](np.random.default_rng(8))
+    res = emit_c(graph, tmp_path, prefix="net")
+    (tmp_path / "ws.c").write_text(
+        '#include "net.h"\n'
+        "int main(void)\n{\n"
+        "    static net_input_t x[NET_INPUT_SIZE];\n"
+        "    static net_output_t a[NET_OUTPUT_SIZE], b[NET_OUTPUT_SIZE];\n"
+        "    static int32_t ws[(NET_ARENA_BYTES + 3) / 4 + 1];\n"
+        "    int i;\n"
+        "    for (i = 0; i < NET_INPUT_SIZE; ++i) x[i] = (net_input_t)(i - 64);\n"
+        "    if (net_run(x, a) != 0 || net_run_ws(x, b, ws) != 0 || net_run_ws(x, b, 0) != -1) return 1;\n"
+        "    for (i = 0; i < NET_OUTPUT_SIZE; ++i) if (a[i] != b[i]) return 2;\n"
+        "    return 0;\n}\n"
+    )
+    cc = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
+    obj, exe = tmp_path / "net.o", tmp_path / "ws"
+    subprocess.run([*cc, '-DNET_WEIGHT_SECTION=__attribute__((section(".rodata.netw")))', "-c", str(res.source),
+                    "-o", str(obj)], check=True)
+    subprocess.run([*cc, "-o", str(exe), str(tmp_path / "ws.c"), str(obj)], check=True)
+    assert subprocess.run([str(exe)]).returncode == 0
+    headers = subprocess.run(["objdump", "-h", str(obj)], capture_output=True, text=True, check=True).stdout
+    size = next(int(line.split()[2], 16) for line in headers.splitlines() if ".rodata.netw" in line)
+    assert size >= res.memory.weight_bytes

@@ -206,11 +206,11 @@ def test_matmul_and_gemm_normalized_and_reshape_becomes_flatten():
     assert out.values[out.nodes[2].inputs[2]].shape == (4,)
 
 
-@pytest.mark.parametrize("keepdims", [0, 1])
-def test_spatial_reduce_mean_becomes_global_pool(keepdims):
+@pytest.mark.parametrize("keepdims,axes", [(0, (2, 3)), (1, (2, 3)), (0, (-1, -2))])
+def test_spatial_reduce_mean_becomes_global_pool(keepdims, axes):
     b = GraphBuilder(dynamic_batch=True)
     x = b.input("x", (1, 3, 4, 5))
-    y = b.op("ReduceMean", [x], axes=(2, 3), keepdims=keepdims)
+    y = b.op("ReduceMean", [x], axes=axes, keepdims=keepdims)
     out = canonical_and_equal(b.build(y))
     assert ops(out) == (["GlobalAveragePool"] if keepdims else ["GlobalAveragePool", "Flatten"])
 
@@ -242,3 +242,35 @@ def test_constant_channel_add_becomes_bias():
     out = canonical_and_equal(b.build(y))
     assert ops(out) == ["Conv", "Add", "Flatten", "Gemm"]
     assert len(out.nodes[0].inputs) == 3 and len(out.nodes[3].inputs) == 3
+
+
+class MixedNet(torch.nn.Module):
+    """Input normalization, explicit pad, Conv-BN-ReLU6, grouped conv, pool-then-ReLU, spatial
+    mean, dropout, Linear-BN1d-ReLU, Linear: what torch's exporter writes for everyday models."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.c1, self.bn = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)
+        self.c2 = nn.Conv2d(4, 6, 3, padding=1, groups=2)
+        self.drop = nn.Dropout(0.5)
+        self.fc1, self.bn1, self.fc2 = nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        F = torch.nn.functional
+        x = F.pad((x - 0.5) / 0.25, (1, 1, 1, 1))
+        y = F.relu6(self.bn(self.c1(x)))
+        y = F.relu(F.max_pool2d(self.c2(y), 2)).mean(dim=(2, 3))
+        return self.fc2(F.relu(self.bn1(self.fc1(self.drop(y)))))
+
+
+def test_mixed_net_from_onnx(tmp_path):
+    from conftest import export_legacy
+    from pqc.frontend import load_onnx
+
+    torch.manual_seed(0)
+    net = MixedNet()
+    net.bn1.running_mean.uniform_(-0.5, 0.5)
+    out = canonical_and_equal(load_onnx(export_legacy(net, tmp_path / "mixed.onnx")), batch=4)
+    assert ops(out) == ["Add", "Mul", "Conv", "Conv", "MaxPool", "GlobalAveragePool", "Flatten", "Gemm", "Gemm"]
+    assert [n.attrs.get("act") for n in out.nodes if n.op in ("Conv", "Gemm")] == [("clip", 0.0, 6.0), "relu", "relu", None]

@@ -295,11 +295,40 @@ def test_new_exporter_output_matches_onnxruntime(small_cnn):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_legacy_hardswish_pattern_becomes_hardswish():
+    """torch before opset 14 writes Hardswish as x * HardSigmoid(x, alpha=1/6): a product of two
+    activations that pqc would refuse if it did not recognize the pattern."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Hardswish(), torch.nn.Conv2d(4, 2, 1)).eval()
+    buffer = io.BytesIO()
+    torch.onnx.export(net, (torch.zeros(1, 3, 8, 8),), buffer, dynamo=False, opset_version=13)
+    assert {"HardSigmoid", "Mul"} <= {n.op_type for n in onnx.load_from_string(buffer.getvalue()).graph.node}
+    graph = load_onnx(buffer.getvalue())
+    assert [n.op for n in graph.nodes] == ["Conv", "HardSwish", "Conv"]
+    x = np.random.RandomState(3).randn(1, 3, 8, 8).astype(np.float32) * 4
+    expected, got = run_both(buffer.getvalue(), x)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
 def test_static_batch_export_is_not_dynamic(small_cnn):
     buffer = io.BytesIO()
     torch.onnx.export(small_cnn, (torch.zeros(2, 3, 8, 8),), buffer, dynamo=False, opset_version=13)
     graph = load_onnx(buffer.getvalue())
     assert not graph.dynamic_batch and graph.values[graph.inputs[0]].shape == (2, 3, 8, 8)
+
+
+@pytest.mark.parametrize("node, out_shape", [
+    (helper.make_node("Squeeze", ["x"], ["y"], name="sq"), [4]),
+    (helper.make_node("Flatten", ["x"], ["y"], name="fl", axis=0), [1, 4]),
+    (helper.make_node("Softmax", ["x"], ["y"], name="sm", axis=0), ["N", 4, 1, 1]),
+    (helper.make_node("Concat", ["x", "x"], ["y"], name="cat", axis=0), ["M", 4, 1, 1]),
+])
+def test_ops_on_the_batch_axis_are_refused_with_dynamic_batch(node, out_shape):
+    model = make_model([node], [("x", ["N", 4, 1, 1])], [("y", out_shape)])
+    with pytest.raises(ModelError, match=f"'{node.name}' .{node.op_type}.: .*batch axis 0 of a dynamic-batch model"):
+        load_onnx(model)
+    static = make_model([node], [("x", [1, 4, 1, 1])], [("y", out_shape)])
+    assert load_onnx(static).nodes[0].op == node.op_type
 
 
 def test_reshape_dropping_the_batch_dim_is_refused_with_dynamic_batch():

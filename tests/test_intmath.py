@@ -53,7 +53,8 @@ def test_requantize_per_channel_broadcast():
         assert got[n, c, i, j] == want
 
 
-@pytest.mark.parametrize("x,want", [(0.5, 1), (-0.5, -1), (1.5, 2), (-2.5, -3), (2.4999, 2), (-0.49, 0)])
+@pytest.mark.parametrize("x,want", [(0.5, 1), (-0.5, -1), (1.5, 2), (-2.5, -3), (2.4999, 2), (-0.49, 0),
+                                    (0.49999999999999994, 0), (-0.49999999999999994, 0)])
 def test_round_half_away(x, want):
     assert round_half_away(x) == want
     assert round_half_away(np.array([x])).tolist() == [want]

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from int_helpers import annotate, conv_int, fmt_range, int_weight, pool_windows, rha, rhu
+from int_helpers import annotate, conv_int, fmt_range, int_weight, pool_windows, resnet_like, rha, rhu
 from ir_builder import GraphBuilder, conv_attrs
 
 from pqc.backends.intops import get_int_op
-from pqc.backends.simulator import dequantize, simulate
+from pqc.backends.simulator import dequantize, quantize_input, simulate
 from pqc.errors import ModelError
 from pqc.executor import FloatExecutor
 from pqc.passes.lower import lower
@@ -411,6 +411,59 @@ def test_missing_annotation_is_refused():
     g = annotate(gb.build(y), {x: (8, True, -3), y: (8, True, -3)})
     with pytest.raises(ModelError, match="conv_node.*WeightQuant"):
         lower(g)
+    annotate(g, {}, {"w": (qw, [-3, -3])})
     del g.values[y].meta["quant"]
-    with pytest.raises(ModelError, match="ActQuant"):
+    with pytest.raises(ModelError, match="conv_node.*ActQuant"):
         lower(g)
+
+
+# ------------------------------------------------------------------ costs, pass registry, real pipeline
+def test_conv_cost_counts_naf_digits_per_output_position():
+    q = np.array([1, 3, 0, -4], np.int8).reshape(1, 4, 1, 1)  # NAF digits: 1, 4-1, -, -4: four digits
+    gb = GraphBuilder(dynamic_batch=True)
+    x = gb.input("x", (1, 4, 2, 2))
+    y = gb.op("Conv", [x, gb.const("w", q.astype(np.float32) / 8)], **conv_attrs(1, pads=(0, 0, 0, 0)))
+    g = annotate(gb.build(y), {x: (8, True, -2), y: (8, True, 0)}, {"w": (q, [-3])})
+    ig = lower(g)
+    node = ig.nodes[0]
+    assert node.attrs["shift"] == (5,)
+    cost = get_int_op("QConv").cost(node, ig)
+    # per output position: 4 digit adds + bias + rounding; shifts: digit position 2 + requantization
+    assert cost == {"adds": 4 * (4 + 1 + 1), "shifts": 4 * (1 + 1), "weight_bytes": 4 + 4}
+
+
+def test_lower_is_a_registered_pass():
+    from pqc.pipeline import get_pass
+
+    info = get_pass("lower")
+    g = resnet_like(np.random.default_rng(10))
+    assert info.fn(g, None).nodes[0].op == "QConv"
+
+
+def test_real_pipeline_matches_fake_quant_first_layer(small_cnn_onnx):
+    """ONNX -> canonicalize -> baseline quantizer -> lower: the first layer equals the float conv
+    of the dequantized input and weights, quantized, within half an output step."""
+    import torch
+    import torch.nn.functional as F
+
+    from pqc.frontend import load_onnx
+    from pqc.passes import canonicalize, quantize
+    from pqc.quant import get_quant
+
+    rng = np.random.default_rng(11)
+    c = canonicalize(load_onnx(str(small_cnn_onnx)))
+    q = quantize(c, rng.normal(size=(32, 1, 16, 16)).astype(np.float32), wbits=8)
+    ig = lower(q)
+    xq = quantize_input(ig, rng.normal(size=(8, 1, 16, 16)))
+    cap = simulate(ig, xq, capture=True)
+    first = ig.nodes[0]
+    conv = next(n for n in q.nodes if n.name == first.name)
+    wq = get_quant(q, conv.inputs[1])
+    yf = F.conv2d(torch.from_numpy(dequantize(ig, ig.inputs[0], xq)), torch.from_numpy(wq.dequantize()).double(),
+                  torch.from_numpy(q.const(conv.inputs[2])).double(), padding=1)
+    yf = apply_act(yf.numpy(), conv.attrs.get("act"))
+    e_y = ig.values[first.outputs[0]].meta["exp"]
+    ref = np.clip(yf, first.attrs["lo"] * 2.0 ** e_y, first.attrs["hi"] * 2.0 ** e_y)
+    e_b = max(ig.values[ig.inputs[0]].meta["exp"] + int(e) for e in wq.exps)
+    assert np.abs(dequantize(ig, first.outputs[0], cap[first.outputs[0]]) - ref).max() <= 2.0 ** (e_y - 1) + 2.0 ** (e_b - 1)
+    assert ig.values[ig.outputs[0]].dtype == "int32"

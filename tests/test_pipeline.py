@@ -33,6 +33,27 @@ def _break_shape_pass(graph: Graph, ctx: PassContext) -> Graph:
     return g
 
 
+def _verify_tagged(graph: Graph) -> None:
+    if graph.meta.get("kind") != "tagged":
+        raise ModelError("not a tagged graph")
+
+
+@register_pass("test_tag", verifier=_verify_tagged)
+def _tag_pass(graph: Graph, ctx: PassContext) -> Graph:
+    """Turn the graph into another IR (here: one only `_verify_tagged` accepts)."""
+    g = graph.copy()
+    g.meta["kind"] = "tagged"
+    g.nodes[0].op = "NotAFloatOp"
+    return g
+
+
+@register_pass("test_untag")
+def _untag_pass(graph: Graph, ctx: PassContext) -> Graph:
+    g = graph.copy()
+    g.meta.pop("kind")
+    return g
+
+
 @register_pass("test_count")
 class _CountPass:
     """A class-based pass: counts its calls."""
@@ -88,6 +109,12 @@ def test_spec_errors(spec, message):
         Pipeline.parse(spec)
 
 
+def test_empty_spec_is_an_empty_pipeline():
+    graph = small_graph()
+    p = Pipeline.parse("  ")
+    assert len(p) == 0 and p.run(graph) is graph
+
+
 def test_editing():
     p = Pipeline(["canonicalize", "test_scale(factor=3)"])
     p.insert(0, "test_count")
@@ -134,9 +161,10 @@ def test_run_and_step_agree_and_record_timings():
 
 
 def test_class_pass_is_instantiated_once():
-    p = Pipeline(["test_count(step=2)", "test_count"])
-    p.run(small_graph())
-    assert registered_passes()["test_count"].fn.calls == 3
+    counter = registered_passes()["test_count"].fn
+    before = counter.calls
+    Pipeline(["test_count(step=2)", "test_count"]).run(small_graph())
+    assert counter.calls - before == 3
 
 
 def test_verify_names_the_pass():
@@ -146,6 +174,15 @@ def test_verify_names_the_pass():
         Pipeline(["canonicalize", "test_break_shape"], verify=True).run(graph)
 
 
+def test_a_pass_producing_another_ir_brings_its_verifier():
+    p = Pipeline(["canonicalize", "test_tag", "test_count"], verify=True)
+    assert p.run(small_graph()).nodes[0].op == "NotAFloatOp"  # Graph.verify would refuse it
+    with pytest.raises(ModelError, match="after pass 'test_untag': not a tagged graph"):
+        Pipeline(["test_tag", "test_untag"], verify=True).run(small_graph())
+    with pytest.raises(ModelError, match="unknown IR op 'NotAFloatOp'"):
+        Pipeline(["test_tag"]).run(small_graph()).verify()
+
+
 def test_dump_dir_writes_one_snapshot_per_pass(tmp_path):
     calib = np.random.default_rng(0).standard_normal((8, 2, 6, 6)).astype(np.float32)
     p = Pipeline.parse("canonicalize,quantize(wbits=4)", verify=True, dump_dir=tmp_path / "dump")
@@ -153,8 +190,8 @@ def test_dump_dir_writes_one_snapshot_per_pass(tmp_path):
     files = sorted(f.name for f in (tmp_path / "dump").iterdir())
     assert files == ["01_canonicalize.txt", "02_quantize.txt"]
     first, second = ((tmp_path / "dump" / f).read_text() for f in files)
-    assert "= Conv(" in first and "quant {" not in first
-    assert "quant {" in second and "%x: s8 * 2^" in second and "int8 out_axis=0 exps=[" in second
+    assert "= Conv(" in first and "formats {" not in first
+    assert "formats {" in second and "%x: s8 * 2^" in second and "int8 out_axis=0 exps=[" in second
     assert str(out) in second
 
 

@@ -26,20 +26,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ...errors import ModelError
-from ..intmath import INT32_MAX, INT32_MIN, rshift_round
+from ..intmath import rshift_round
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...ir import Graph, Node
 
 Interval = tuple[int, int]
-
-#: dtype name -> (min, max) of what a value of that dtype may hold
-DTYPE_RANGE: dict[str, Interval] = {
-    "int8": (-128, 127),
-    "uint8": (0, 255),
-    "int32": (INT32_MIN, INT32_MAX),
-}
-
 
 @dataclass
 class Bounds:

@@ -10,12 +10,29 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from ..intmath import naf, naf_magnitude, requantize
 from . import Bounds, Interval, IntOpDef, abs_max, output_elements, requant_bounds
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...ir import Graph, Node
+
+
+def exact_dtype(x: np.ndarray, w: np.ndarray) -> torch.dtype:
+    """The cheapest torch float dtype in which ``sum x * w`` is exact in any summation order.
+
+    float32 holds every integer below 2^24 exactly; when ``max|x| * max_c sum|w[c]|`` stays below
+    that, every product and partial sum is such an integer, so float32 is exact in any
+    summation order (IEEE matmul precision; callers keep NNPACK's Winograd convolutions off) and
+    several times faster than float64. Otherwise float64 (exact below 2^53,
+    which int32-bounded sums always are).
+    """
+    x_abs = int(np.abs(x).max(initial=0))
+    w_abs = int(np.abs(w.astype(np.int64)).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
+    if x_abs * w_abs < (1 << 24) and torch.get_float32_matmul_precision() == "highest":
+        return torch.float32
+    return torch.float64
 
 
 class LinearOpDef(IntOpDef):
@@ -25,7 +42,7 @@ class LinearOpDef(IntOpDef):
     pads_with_zero = False
 
     def accumulate(self, node: "Node", x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """``sum x * w`` per output element, exact, as int64 (no bias)."""
+        """``sum x * w`` per output element, exact, as int64 (no bias); see `exact_dtype`."""
         raise NotImplementedError
 
     def positions(self, node: "Node", graph: "Graph") -> int:

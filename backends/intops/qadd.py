@@ -48,6 +48,6 @@ class QAdd(IntOpDef):
         return {"adds": e * (1 + (a_["shift"] > 0)), "shifts": e * shifts, "weight_bytes": 0}
 
     def c_context(self, node, graph):
-        """The attributes, with the output shift checked against the C's range."""
-        requant_shifts(node.attrs["shift"], node.name)
+        """The attributes, with the three shifts checked against the C's range."""
+        requant_shifts((node.attrs["shift_a"], node.attrs["shift_b"], node.attrs["shift"]), node.name)
         return dict(node.attrs)

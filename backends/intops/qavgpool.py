@@ -12,22 +12,24 @@ shift-adds of its NAF digits.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..intmath import naf_count, naf_magnitude, rshift_round
-from . import Bounds, IntOpDef, abs_max, output_elements, register, requant_bounds
+from . import Bounds, Interval, IntOpDef, abs_max, output_elements, register, requant_bounds
 from ..c_tables import multiplier_codes, requant_shifts, uint_table, window_geometry
 from .window import avg_divisors, torch_pads
 
 
-def scaled_sum_bounds(in_range: tuple[int, int], recip, shift_base: int, lo: int, hi: int,
-                      ) -> Bounds:
+def scaled_sum_bounds(in_range: Interval, recip: Sequence[tuple[int, int, int]], shift_base: int, lo: int,
+                      hi: int) -> Bounds:
     """Bounds of ``clamp(rshift_round(sum * m, k + shift_base), lo, hi)`` where each ``(d, m, k)``
     of ``recip`` scales a sum of at most ``d`` inputs and zeros (shared with QGlobalAvgPool)."""
     x_lo, x_hi = min(in_range[0], 0), max(in_range[1], 0)
-    sums, prods, accs, shifts, partial = [], [], [], [], 0
+    sums, accs, shifts, partial = [], [], [], 0
     for d, m, k in recip:
         s = (d * x_lo, d * x_hi)
         sums.append(s)

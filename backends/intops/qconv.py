@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..c_tables import linear_tables, window_geometry
 from . import register
-from .linear import LinearOpDef, per_channel_elements
+from .linear import LinearOpDef, exact_dtype, per_channel_elements
 
 
 @register
@@ -27,14 +27,15 @@ class QConv(LinearOpDef):
     pads_with_zero = True
 
     def accumulate(self, node, x, w):
-        # float64 is exact here: every partial sum is an integer bounded by int32 (< 2^53).
         a = node.attrs
         t, l, b, r = a["pads"]
-        xt = torch.from_numpy(np.asarray(x, dtype=np.float64))
+        dtype = exact_dtype(x, w)
+        xt = torch.from_numpy(np.asarray(x)).to(dtype)
         if any((t, l, b, r)):
             xt = F.pad(xt, (l, r, t, b))
-        wt = torch.from_numpy(np.asarray(w, dtype=np.float64))
-        y = F.conv2d(xt, wt, None, tuple(a["strides"]), 0, tuple(a["dilations"]), a["group"])
+        with torch.backends.nnpack.flags(enabled=False):  # NNPACK may use Winograd: not exact
+            y = F.conv2d(xt, torch.from_numpy(np.asarray(w)).to(dtype), None, tuple(a["strides"]), 0,
+                         tuple(a["dilations"]), a["group"])
         return y.numpy().astype(np.int64)
 
     def positions(self, node, graph):

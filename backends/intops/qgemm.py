@@ -9,10 +9,11 @@ Semantics: ``acc[n, m] = b[m] + sum_k x[n, k] * w[m, k]`` (exact, int32 by range
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..c_tables import linear_tables
 from . import register
-from .linear import LinearOpDef
+from .linear import LinearOpDef, exact_dtype
 
 
 @register
@@ -21,8 +22,9 @@ class QGemm(LinearOpDef):
     template = "qgemm.c.j2"
 
     def accumulate(self, node, x, w):
-        # float64 is exact here: every partial sum is an integer bounded by int32 (< 2^53).
-        return (np.asarray(x, dtype=np.float64) @ np.asarray(w, dtype=np.float64).T).astype(np.int64)
+        dtype = exact_dtype(x, w)
+        y = torch.from_numpy(np.asarray(x)).to(dtype) @ torch.from_numpy(np.asarray(w)).to(dtype).T
+        return y.numpy().astype(np.int64)
 
     def positions(self, node, graph):
         return 1

@@ -2,8 +2,9 @@
 
 Pipeline: read and check the file (`reader`), pin a symbolic batch to 1 and infer static shapes
 (`shapes`), fold everything computable from constants (`constants`), infer again so folded shapes
-and Reshape targets are static, then import node by node through the registry (`builder`,
-`importers`).
+and Reshape targets are static, then import node by node through the registry (`builder`;
+one small function per ONNX op type in `nn_importers`, `elementwise_importers`,
+`tensor_importers`).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import onnx
 
 from ..errors import ModelError
 from ..ir import Graph
-from . import importers  # noqa: F401  (registers the importers)
+from . import elementwise_importers, nn_importers, tensor_importers  # noqa: F401  (register the importers)
 from .builder import build_graph, supported_onnx_ops
 from .constants import fold_constants
 from .reader import MAX_OPSET, MIN_OPSET, default_opset, read_model

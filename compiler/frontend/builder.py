@@ -14,7 +14,7 @@ from onnx import numpy_helper
 from ..errors import ModelError
 from ..ir import Graph, Node, Value
 from ..ops import get_op
-from .registry import IMPORTERS, ImportContext, Importer, OnnxNode
+from .registry import IMPORTERS, ImportContext, Importer, OnnxNode, unique_name
 from .shapes import TensorType
 
 FLOAT_DTYPE = "float32"
@@ -35,7 +35,8 @@ def build_graph(model: onnx.ModelProto, types: dict[str, TensorType], opset: int
     onnx_graph = model.graph
     constants = {t.name: numpy_helper.to_array(t) for t in onnx_graph.initializer}
     used = {i for n in onnx_graph.node for i in n.input if i} | {o.name for o in onnx_graph.output}
-    ctx = ImportContext(opset, types, constants, used, dynamic_batch, taken_names=set(types) | set(constants))
+    producers = {o: n for n in onnx_graph.node for o in n.output if o}
+    ctx = ImportContext(opset, types, constants, used, dynamic_batch, producers, taken_names=set(types) | set(constants))
     graph = Graph(name, dynamic_batch=dynamic_batch)
     for inp in onnx_graph.input:
         if inp.name not in constants:
@@ -43,15 +44,16 @@ def build_graph(model: onnx.ModelProto, types: dict[str, TensorType], opset: int
             graph.inputs.append(inp.name)
     node_names: set[str] = set()
     for proto in onnx_graph.node:
-        view = OnnxNode(proto, _unique(proto.name or f"{proto.op_type}_{proto.output[0]}", node_names), ctx)
+        view = OnnxNode(proto, unique_name(proto.name or f"{proto.op_type}_{proto.output[0]}", node_names), ctx)
         for node in _import_node(view):
             if node.name != view.name:
-                node.name = _unique(node.name, node_names)
+                node.name = unique_name(node.name, node_names)
             _add_node(graph, node, view, ctx)
     for out in onnx_graph.output:
         if out.name not in graph.values:
             graph.add_value(_constant(out.name, constants, None))
         graph.outputs.append(out.name)
+    graph.prune_unused()  # nodes an importer fused into a later one (HardSigmoid into HardSwish)
     return graph
 
 
@@ -84,14 +86,6 @@ def _import_node(view: OnnxNode) -> list[Node]:
         view.const(position)  # raises, naming the operand, when it is computed at run time
     result = entry.fn(view)
     return result if isinstance(result, list) else [result]
-
-
-def _unique(base: str, taken: set[str]) -> str:
-    name, k = base, 1
-    while name in taken:
-        name, k = f"{base}_{k}", k + 1
-    taken.add(name)
-    return name
 
 
 def _activation(name: str, types: dict[str, TensorType], what: str) -> Value:

@@ -16,7 +16,7 @@ from onnx.reference import ReferenceEvaluator
 from ..errors import ModelError
 from .shapes import TensorType
 
-#: Ops whose value is not a function of their operands: never folded.
+#: Ops whose value may not be a function of their operands (Dropout: in training mode): never folded.
 NONDETERMINISTIC_OPS = frozenset(
     {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli", "Dropout"}
 )

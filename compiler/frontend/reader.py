@@ -30,7 +30,7 @@ def read_model(src: str | os.PathLike | bytes | onnx.ModelProto) -> onnx.ModelPr
     if isinstance(src, onnx.ModelProto):
         model = src
     elif isinstance(src, (bytes, bytearray)):
-        model = _parse(bytes(src), "the given bytes")
+        model = _parse(bytes(src), "the serialized model")
     elif isinstance(src, (str, os.PathLike)):
         model = _load_file(os.fspath(src))
     else:

@@ -1,10 +1,10 @@
 """The importer registry: one small function per ONNX op type, and the view of a node it reads.
 
 An importer turns one ONNX node into one IR `Node` (or a short chain of them) with explicit,
-normalized attributes. It is
-registered with the operand positions that must be constants (weights, Clip bounds, Reshape
-shapes, ...): the graph builder enforces them before calling it, and the conformance harness binds
-them from a test case's data. An op type missing from the registry is unsupported.
+normalized attributes. It is registered with the operand positions that must be constants
+(weights, Clip bounds, Reshape shapes, ...): the graph builder enforces them before calling it,
+and the conformance harness binds them from a test case's data. An op type missing from the
+registry is unsupported.
 """
 from __future__ import annotations
 
@@ -19,6 +19,15 @@ from ..ir import Node
 from .shapes import TensorType
 
 
+def unique_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base_<k>`` with the smallest k that is not taken; records it as taken."""
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    taken.add(name)
+    return name
+
+
 @dataclass
 class ImportContext:
     """What importers may know about the whole model."""
@@ -28,14 +37,11 @@ class ImportContext:
     constants: dict[str, np.ndarray]
     used: set[str]
     dynamic_batch: bool
+    producers: dict[str, onnx.NodeProto] = field(default_factory=dict)
     taken_names: set[str] = field(default_factory=set)
 
     def fresh_name(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.taken_names:
-            name, k = f"{base}_{k}", k + 1
-        self.taken_names.add(name)
-        return name
+        return unique_name(base, self.taken_names)
 
 
 class OnnxNode:
@@ -91,6 +97,11 @@ class OnnxNode:
             raise self.refuse(f"tensor {value!r} has no static shape after shape inference (dynamic shape)")
         return t
 
+    def producer(self, i: int) -> "OnnxNode | None":
+        """A view of the ONNX node that computes operand ``i`` (None for inputs and constants)."""
+        proto = self._ctx.producers.get(self.inputs[i]) if self.has_input(i) else None
+        return None if proto is None else OnnxNode(proto, proto.name, self._ctx)
+
     def output_used(self, j: int) -> bool:
         """Whether output ``j`` exists and is read by a node or is a graph output."""
         return j < len(self.outputs) and bool(self.outputs[j]) and self.outputs[j] in self._ctx.used
@@ -110,16 +121,10 @@ class OnnxNode:
         self._ctx.constants[name] = np.ascontiguousarray(array)
         return name
 
-    def ir(self, op: str, inputs: list[str] | None = None, attrs: dict[str, Any] | None = None,
-           outputs: list[str] | None = None) -> Node:
-        """The IR node of this ONNX node; inputs default to the ONNX operands, outputs to the first."""
-        return Node(
-            op,
-            list(self.inputs if inputs is None else inputs),
-            list(self.outputs[:1] if outputs is None else outputs),
-            dict(attrs or {}),
-            name=self.name,
-        )
+    def ir(self, op: str, inputs: list[str] | None = None, attrs: dict[str, Any] | None = None) -> Node:
+        """The IR node of this ONNX node: inputs default to the ONNX operands, the output is the
+        first ONNX output (pqc refuses nodes whose other outputs are used)."""
+        return Node(op, list(self.inputs if inputs is None else inputs), self.outputs[:1], dict(attrs or {}), name=self.name)
 
 
 ImportFn = Callable[[OnnxNode], "Node | list[Node]"]

@@ -5,10 +5,12 @@ constant operand, normalized to the second position (Div by a constant only).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from ...ir import Node
-from ..registry import OnnxNode, importer
+from ..ir import Node
+from .registry import OnnxNode, importer
 
 
 def _simple(op: str) -> None:
@@ -80,7 +82,24 @@ def mul(n: OnnxNode) -> Node:
         return n.ir("Mul")
     if n.is_const(0):
         return n.ir("Mul", inputs=[n.inputs[1], n.inputs[0]])
+    hard_swish_input = _hard_swish_input(n)
+    if hard_swish_input is not None:
+        return n.ir("HardSwish", inputs=[hard_swish_input])
     raise n.refuse("Mul of two activations is not supported: a multiplier-free target multiplies only by constants")
+
+
+def _hard_swish_input(n: OnnxNode) -> str | None:
+    """``x`` when this Mul computes ``x * HardSigmoid(x)`` with alpha 1/6 and beta 1/2: HardSwish
+    as torch exports it before opset 14 (the HardSigmoid node is pruned when nothing else reads it)."""
+    for gate_position in (0, 1):
+        gate, x = n.producer(gate_position), n.inputs[1 - gate_position]
+        if (
+            gate is not None and gate.op_type == "HardSigmoid" and gate.inputs[0] == x
+            and math.isclose(gate.attr("alpha", 0.2), 1 / 6, rel_tol=1e-6)
+            and math.isclose(gate.attr("beta", 0.5), 0.5, rel_tol=1e-6)
+        ):
+            return x
+    return None
 
 
 @importer("Div", const_inputs=(1,))

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...ir import Node
-from ..registry import OnnxNode, importer
-from .axes import normalize_axes, normalize_axis
+from ..ir import Node
+from .axes import check_not_batch_axis, normalize_axes, normalize_axis
+from .registry import OnnxNode, importer
 
 
 def _axes(n: OnnxNode, first_opset_with_input: int) -> tuple[int, ...] | None:
@@ -28,7 +28,9 @@ def flatten(n: OnnxNode) -> Node:
     axis = int(n.attr("axis", 1))
     if not -rank <= axis <= rank:
         raise n.refuse(f"axis {axis} is out of range for rank {rank}")
-    return n.ir("Flatten", attrs={"axis": axis + rank if axis < 0 else axis})
+    axis = axis + rank if axis < 0 else axis
+    check_not_batch_axis(n, [axis], "Flatten at axis 0")
+    return n.ir("Flatten", attrs={"axis": axis})
 
 
 @importer("Reshape", const_inputs=(1,))
@@ -53,6 +55,7 @@ def squeeze(n: OnnxNode) -> Node:
     axes = normalize_axes(n, axes, len(in_shape))
     if any(in_shape[a] != 1 for a in axes):
         raise n.refuse(f"cannot squeeze axes {axes} of shape {in_shape}: not all have size 1")
+    check_not_batch_axis(n, axes, "Squeeze of axis 0")
     return n.ir("Squeeze", inputs=n.inputs[:1], attrs={"axes": axes})
 
 
@@ -62,6 +65,7 @@ def unsqueeze(n: OnnxNode) -> Node:
     if axes is None:
         raise n.refuse("Unsqueeze needs axes")
     axes = normalize_axes(n, axes, len(n.shape(0)) + len(axes))
+    check_not_batch_axis(n, axes, "Unsqueeze at axis 0")
     return n.ir("Unsqueeze", inputs=n.inputs[:1], attrs={"axes": axes})
 
 
@@ -74,13 +78,15 @@ def reduce_mean(n: OnnxNode) -> Node:
             return n.ir("Identity", inputs=n.inputs[:1])
         axes = tuple(range(rank))
     attrs = {"axes": normalize_axes(n, axes, rank), "keepdims": int(n.attr("keepdims", 1))}
+    check_not_batch_axis(n, attrs["axes"], "a mean over axis 0")
     return n.ir("ReduceMean", inputs=n.inputs[:1], attrs=attrs)
 
 
 @importer("Concat")
 def concat(n: OnnxNode) -> Node:
-    axis = int(n.attr("axis", 1))
-    return n.ir("Concat", attrs={"axis": normalize_axis(n, axis, len(n.shape(0)))})
+    axis = normalize_axis(n, int(n.attr("axis", 1)), len(n.shape(0)))
+    check_not_batch_axis(n, [axis], "Concat along axis 0")
+    return n.ir("Concat", attrs={"axis": axis})
 
 
 @importer("Pad", const_inputs=(1, 2, 3))
@@ -101,6 +107,7 @@ def pad(n: OnnxNode) -> Node:
             pads = _pads_for_all_axes(n, pads, normalize_axes(n, axes.reshape(-1), rank), rank)
     if len(pads) != 2 * rank:
         raise n.refuse(f"pads {pads} must have 2 x rank = {2 * rank} entries")
+    check_not_batch_axis(n, [0] if pads[0] or pads[rank] else [], "padding axis 0")
     return n.ir("Pad", inputs=n.inputs[:1], attrs={"pads": pads, "value": value})
 
 
@@ -117,8 +124,9 @@ def _pads_for_all_axes(n: OnnxNode, pads: tuple[int, ...], axes: tuple[int, ...]
 @importer("Softmax")
 def softmax(n: OnnxNode) -> Node:
     coerce_2d = n.opset < 13
-    axis = int(n.attr("axis", 1 if coerce_2d else -1))
-    return n.ir("Softmax", attrs={"axis": normalize_axis(n, axis, len(n.shape(0))), "coerce_2d": coerce_2d})
+    axis = normalize_axis(n, int(n.attr("axis", 1 if coerce_2d else -1)), len(n.shape(0)))
+    check_not_batch_axis(n, [axis], "Softmax over axis 0")
+    return n.ir("Softmax", attrs={"axis": axis, "coerce_2d": coerce_2d})
 
 
 @importer("Identity")

@@ -11,8 +11,9 @@ import math
 
 import numpy as np
 
-from ...ir import Node
-from ..registry import OnnxNode, importer
+from ..ir import Node
+from .axes import check_not_batch_axis
+from .registry import OnnxNode, importer
 
 
 def _spatial_dims(n: OnnxNode) -> tuple[int, ...]:
@@ -123,6 +124,7 @@ def gemm(n: OnnxNode) -> Node:
         "transA": int(n.attr("transA", 0)),
         "transB": int(n.attr("transB", 0)),
     }
+    check_not_batch_axis(n, [0] if attrs["transA"] else [], "Gemm with transA=1 (contracting axis 0)")
     return n.ir("Gemm", attrs=attrs)
 
 
@@ -130,4 +132,7 @@ def gemm(n: OnnxNode) -> Node:
 def matmul(n: OnnxNode) -> Node:
     if not (n.is_const(0) or n.is_const(1)):
         raise n.refuse("MatMul of two activations is not supported: a multiplier-free target multiplies only by constants")
+    x_position = 1 if n.is_const(0) else 0
+    contracts_batch = len(n.shape(x_position)) <= (2 if x_position == 1 else 1)
+    check_not_batch_axis(n, [0] if contracts_batch else [], "MatMul contracting axis 0")
     return n.ir("MatMul")

@@ -1,0 +1,165 @@
+"""The build-and-compare harness: the full proof on a graph using every kernel, and each way it
+must fail (a bit mismatch named at its layer, a runtime multiply, a warning, a missing tool)."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from int_graph_builder import IntGraphBuilder, avg_attrs, conv, random_weights
+from int_helpers import resnet_like
+from pqc.backends import harness
+from pqc.backends.c_emitter import emit_c
+from pqc.backends.harness import BuildError, build, check_cortex_m0, check_rv32i, run_c, verify
+from pqc.backends.intmath import reciprocal
+from pqc.backends.simulator import quantize_input, simulate
+from pqc.errors import DataError, PqcError, VerificationError
+from pqc.ir import Graph
+from pqc.passes.lower import lower
+
+HAVE_CC = shutil.which("gcc") is not None
+HAVE_RV = shutil.which("riscv64-unknown-elf-gcc") is not None
+needs_cc = pytest.mark.skipif(not HAVE_CC, reason="gcc missing")
+needs_rv = pytest.mark.skipif(not HAVE_RV, reason="riscv64-unknown-elf-gcc missing")
+
+
+def zoo(seed: int = 0) -> Graph:
+    """A small CNN that uses every integer op, so one build exercises every kernel."""
+    rng = np.random.default_rng(seed)
+    b = IntGraphBuilder("zoo")
+    x = b.input("x", (1, 3, 12, 12))
+    c1 = conv(b, x, rng, 6, shift=9)
+    p = b.op("QMaxPool", [c1], kernel_shape=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0), dilations=(1, 1), ceil_mode=0)
+    dw = conv(b, p, rng, 6, group=6, shift=8)
+    r = b.op("QAdd", [p, dw], shift_a=1, shift_b=0, shift=1, lo=0, hi=127, negate_b=False)
+    a = b.op("QAffine", [r, b.const("m", rng.integers(-40, 40, 6).astype(np.int32)),
+                         b.const("mb", rng.integers(-50, 50, 6).astype(np.int32))], shift=(3,) * 6, lo=-128, hi=127)
+    t = b.op("QLut", [a, b.const("t", np.clip(np.arange(-128, 128), -20, 100).astype(np.int8))], in_min=-128)
+    cat = b.op("QConcat", [t, p], axis=1, shifts=(0, 1), lo=-128, hi=127)
+    avg = b.op("QAvgPool", [cat], **avg_attrs([4, 6, 9], kernel_shape=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1),
+                                              ceil_mode=0, count_include_pad=0), shift_base=0, lo=-128, hi=127)
+    m, k = reciprocal(9, 255)
+    g = b.op("QGlobalAvgPool", [avg], m=m, k=k, shift_base=0, lo=-128, hi=127)
+    f = b.op("QReshape", [g], shape=(1, 12), keep_batch=True)
+    fc = b.op("QGemm", [f, b.const("fw", random_weights(rng, (10, 12))), b.const("fb", np.zeros(10, np.int32))],
+              shift=(6,) * 10, lo=-128, hi=127)
+    return b.build(fc)
+
+
+def inputs(graph: Graph, n: int = 5, seed: int = 0) -> np.ndarray:
+    shape = graph.values[graph.inputs[0]].shape[1:]
+    return np.random.default_rng(seed).integers(-128, 128, (n, *shape)).astype(np.int8)
+
+
+@pytest.fixture(scope="module")
+def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("zoo")
+    emit_c(zoo(), out)
+    return out
+
+
+@needs_cc
+def test_verify_passes_every_check_on_every_kernel(zoo_dir: Path) -> None:
+    report = verify(zoo(), zoo_dir, inputs(zoo()))
+    assert report.ok
+    for check in report.checks:
+        tool_missing = check.status == "skipped" and "not installed" in check.details
+        assert check.status == "passed" or tool_missing, str(report)
+    if HAVE_RV:
+        assert report.status("rv32i multiplier-free") == "passed"
+    if shutil.which("arm-none-eabi-size"):
+        sizes = next(c.data for c in report.checks if c.name == "cortex-m0 build")
+        assert sizes["text"] > 0 and sizes["bss"] >= emit_c(zoo(), zoo_dir).memory.arena_bytes
+
+
+@needs_cc
+def test_mismatch_names_the_first_differing_layer(tmp_path: Path) -> None:
+    graph = zoo()
+    emit_c(graph, tmp_path)
+    src = tmp_path / "model.c"
+    # corrupt the depthwise conv's first bias (layer 2): the layers before it still agree
+    text = src.read_text()
+    m = re.search(r"model_l2_qconv_bias\[\d+\] MODEL_WEIGHT_SECTION = \{\n\s+(-?\d+)", text)
+    assert m is not None
+    src.write_text(text[:m.start(1)] + str(int(m.group(1)) + 100000) + text[m.end(1):])
+    with pytest.raises(VerificationError, match=r"first at layer 'qconv_node_1', index \(0, 0, ") as err:
+        verify(graph, tmp_path, inputs(graph))
+    assert err.value.exit_code == 1
+
+
+@needs_cc
+def test_run_c_dumps_every_layer(zoo_dir: Path) -> None:
+    graph, x = zoo(), inputs(zoo(), n=3)
+    run = run_c(build(zoo_dir), x, dump_layers=True)
+    expected = simulate(graph, x, capture=True)
+    assert set(run.layers) == set(expected)
+    for name in expected:
+        np.testing.assert_array_equal(run.layers[name], expected[name])
+    with pytest.raises(DataError, match="whole number of samples"):
+        run_c(build(zoo_dir), x.reshape(-1)[:-1])
+
+
+@needs_rv
+def test_rv32i_check_catches_a_runtime_multiply_and_divide(tmp_path: Path) -> None:
+    emit_c(zoo(), tmp_path)
+    assert check_rv32i(tmp_path).status == "passed"
+    src = tmp_path / "model.c"
+    mul = "int model_scale(int a, int b);\nint model_scale(int a, int b) { return a * b; }\n"
+    src.write_text(src.read_text() + mul)
+    check = check_rv32i(tmp_path)
+    assert check.status == "failed" and check.data["symbols"] == ["__mulsi3"]
+    src.write_text(src.read_text() + "int model_div(int a, int b);\nint model_div(int a, int b) { return a / b; }\n")
+    assert "__divsi3" in check_rv32i(tmp_path).data["symbols"]
+
+
+@needs_cc
+def test_warnings_fail_the_build(tmp_path: Path) -> None:
+    emit_c(zoo(), tmp_path)
+    src = tmp_path / "model.c"
+    src.write_text(src.read_text() + "int model_extra(int unused);\nint model_extra(int unused) { return 0; }\n")
+    with pytest.raises(BuildError, match="unused"):
+        build(tmp_path, "gcc")
+    assert issubclass(BuildError, PqcError)
+
+
+def test_missing_tools_are_skipped_not_passed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    emit_c(zoo(), tmp_path)
+    monkeypatch.setattr(harness.shutil, "which", lambda name: None)
+    for check in (check_rv32i(tmp_path), check_cortex_m0(tmp_path)):
+        assert check.status == "skipped" and "not installed" in check.details
+    report = verify(zoo(), tmp_path, inputs(zoo()))
+    assert {c.status for c in report.checks} == {"skipped"}
+    with pytest.raises(PqcError, match="gcc is not installed"):
+        build(tmp_path, "gcc")
+
+
+def test_verify_needs_an_emitted_folder(tmp_path: Path) -> None:
+    with pytest.raises(PqcError, match="run emit_c first"):
+        verify(zoo(), tmp_path, inputs(zoo()))
+
+
+@needs_cc
+def test_sanitizer_build_catches_undefined_behaviour(tmp_path: Path) -> None:
+    graph = zoo()
+    emit_c(graph, tmp_path)
+    src = tmp_path / "model.c"
+    # shift the signed partial sums instead of their uint32_t images: UB for negative sums
+    text = src.read_text()
+    assert "acc += s << g[0];" in text
+    src.write_text(text.replace("acc += s << g[0];", "acc += (uint32_t)(pqc_s32(s) << g[0]);"))
+    with pytest.raises(VerificationError, match="sanitizers") as err:
+        verify(graph, tmp_path, inputs(graph))
+    assert err.value.report.status("sanitizers (undefined,address)") == "failed"
+    assert err.value.report.status("gcc build and compare") == "passed"
+
+
+@needs_cc
+def test_lowered_resnet_verifies_end_to_end(tmp_path: Path) -> None:
+    graph = lower(resnet_like(np.random.default_rng(0)))
+    x = quantize_input(graph, np.random.default_rng(1).normal(size=(6, 1, 12, 12)))
+    result = emit_c(graph, tmp_path)
+    assert result.memory.arena_bytes < sum(v.size for v in map(graph.values.get, graph.activations()))
+    assert verify(graph, tmp_path, x).ok
