@@ -118,7 +118,7 @@ def _environment() -> jinja2.Environment:
 def _io_value(graph: Graph, name: str) -> dict[str, Any]:
     v = graph.values[name]
     bits = int(v.meta.get("bits", 8 * np.dtype(v.dtype).itemsize))
-    signed = v.dtype != "uint8"
+    signed = bool(v.meta.get("signed", v.dtype != "uint8"))
     return {
         "name": name,
         "shape": list(v.shape),

@@ -35,6 +35,13 @@ FORBIDDEN_SYMBOLS = (
 )
 _RV_MULDIV = re.compile(r"^\s*[0-9a-f]+:\s+[0-9a-f]+\s+(mul\w*|div\w*|rem\w*)\s", re.MULTILINE)
 RUN_TIMEOUT_S = 600
+#: the Debian package of each tool, for the "not installed" messages
+PACKAGES = {
+    "gcc": "gcc", "clang": "clang", "make": "make",
+    "riscv64-unknown-elf-gcc": "gcc-riscv64-unknown-elf", "riscv64-unknown-elf-nm": "binutils-riscv64-unknown-elf",
+    "riscv64-unknown-elf-objdump": "binutils-riscv64-unknown-elf",
+    "arm-none-eabi-gcc": "gcc-arm-none-eabi", "arm-none-eabi-size": "binutils-arm-none-eabi",
+}
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 
 
@@ -85,10 +92,17 @@ def dump_dtype(dtype: str) -> np.dtype:
     return np.dtype({"int8": "i1", "uint8": "u1", "int32": "<i4"}[dtype])
 
 
+def _missing(tools: tuple[str, ...]) -> str:
+    """'' when every tool is on PATH, else a message naming the missing ones and their packages."""
+    gone = [t for t in tools if shutil.which(t) is None]
+    pkgs = sorted({PACKAGES.get(t, t) for t in gone})
+    return f"{', '.join(gone)} not installed (Debian: apt-get install {' '.join(pkgs)})" if gone else ""
+
+
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise PqcError(f"{name} is not installed (or not on PATH)")
+        raise PqcError(_missing((name,)))
     return path
 
 
@@ -165,9 +179,9 @@ def check_rv32i(out_dir: str | Path) -> Check:
     """The model compiles for RV32I and needs no multiply/divide routine or instruction."""
     name = "rv32i multiplier-free"
     tools = ("riscv64-unknown-elf-gcc", "riscv64-unknown-elf-nm", "riscv64-unknown-elf-objdump")
-    missing = [t for t in tools if shutil.which(t) is None]
+    missing = _missing(tools)
     if missing:
-        return Check(name, SKIPPED, f"{', '.join(missing)} not installed")
+        return Check(name, SKIPPED, missing)
     flags = ["-march=rv32i", "-mabi=ilp32", "-ffreestanding", *CFLAGS]
     with tempfile.TemporaryDirectory(prefix="pqc_rv_") as tmp:
         try:
@@ -187,9 +201,9 @@ def check_cortex_m0(out_dir: str | Path) -> Check:
     """The model builds for Cortex-M0 (``-Os``); reports its text/data/bss bytes."""
     name = "cortex-m0 build"
     tools = ("arm-none-eabi-gcc", "arm-none-eabi-size")
-    missing = [t for t in tools if shutil.which(t) is None]
+    missing = _missing(tools)
     if missing:
-        return Check(name, SKIPPED, f"{', '.join(missing)} not installed")
+        return Check(name, SKIPPED, missing)
     flags = ["-mcpu=cortex-m0", "-mthumb", "-ffreestanding", *CFLAGS[:-1], "-Os"]
     with tempfile.TemporaryDirectory(prefix="pqc_m0_") as tmp:
         try:
@@ -225,8 +239,8 @@ def verify(int_graph: Graph, out_dir: str | Path, inputs_int8: np.ndarray) -> Ve
     expected = simulate(int_graph, x)[int_graph.outputs[0]]
     report = VerifyReport()
     for cc in ("gcc", "clang"):
-        if shutil.which(cc) is None:
-            report.checks.append(Check(f"{cc} build and compare", SKIPPED, f"{cc} not installed"))
+        if _missing((cc, "make")):
+            report.checks.append(Check(f"{cc} build and compare", SKIPPED, _missing((cc, "make"))))
             continue
         try:
             binary = build(out, cc)
@@ -248,8 +262,8 @@ def verify(int_graph: Graph, out_dir: str | Path, inputs_int8: np.ndarray) -> Ve
 def _sanitized(graph: Graph, out: Path, x: np.ndarray, expected: np.ndarray) -> Check:
     name = "sanitizers (undefined,address)"
     cc = next((c for c in ("gcc", "clang") if shutil.which(c)), None)
-    if cc is None:
-        return Check(name, SKIPPED, "no gcc or clang")
+    if cc is None or _missing(("make",)):
+        return Check(name, SKIPPED, _missing(("make", "gcc") if cc is None else ("make",)))
     try:
         binary = build(out, cc, sanitize=True)
         check = _compare(graph, binary, x, expected, name, env={"ASAN_OPTIONS": "detect_leaks=0"})

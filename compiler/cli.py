@@ -19,6 +19,7 @@ from . import __version__, console
 from .errors import PqcError
 
 EXIT_OK, EXIT_VERIFY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+RANDOM_DEFAULT = 8
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -60,17 +61,82 @@ def cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .data import load_inputs
-    from .executor import FloatExecutor
-    from .frontend import load_onnx
 
     out = _output_file(args.output, args.force)
-    graph = load_onnx(args.model)
-    feeds = load_inputs(args.inputs, graph.inputs)
-    results = FloatExecutor(graph).run(feeds, batch_size=args.batch_size)
-    np.savez(out, **{name: results[name] for name in graph.outputs})
-    for name in graph.outputs:
-        console.info(f"{name}: {results[name].dtype}{list(results[name].shape)}")
+    if Path(args.model).is_dir():  # a build folder: the integer program
+        from .driver import load_build, run_program
+
+        build = load_build(args.model)
+        feeds = load_inputs(args.inputs, build.program.inputs)
+        results = run_program(build, feeds[build.program.inputs[0]])
+    else:
+        from .executor import FloatExecutor
+        from .frontend import load_onnx
+
+        graph = load_onnx(args.model)
+        feeds = load_inputs(args.inputs, graph.inputs)
+        results = FloatExecutor(graph).run(feeds, batch_size=args.batch_size)
+        results = {name: results[name] for name in graph.outputs}
+    np.savez(out, **results)
+    for name, arr in results.items():
+        console.info(f"{name}: {arr.dtype}{list(arr.shape)}")
     console.info(f"wrote {out}")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- compile
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .driver import compile_model
+
+    build = compile_model(
+        args.model, args.output, target=args.target, calib=args.calib, method=args.method, wbits=args.wbits,
+        abits=args.abits, weight_format=args.weight_format, first_last_bits=args.first_last_bits,
+        pipeline=args.pipeline, prefix=args.prefix, seed=args.seed, device=args.device, dump_ir=args.dump_ir,
+        verify=not args.no_verify, verify_inputs=args.verify_inputs, eval_data=args.eval, force=args.force,
+    )
+    _print_build_summary(build.report)
+    return EXIT_OK
+
+
+def _print_build_summary(report: dict) -> None:
+    t = report["totals"]
+    lines = [f"compiled {report['model']} -> {report.get('out_dir', '')}".rstrip(" ->"),
+             f"  weights {t['weight_bytes']:,} B, arena {t['arena_bytes']:,} B"
+             + (f", Cortex-M0 flash {t['flash_bytes']:,} B" if t.get("flash_bytes") else "")
+             + f"; {t['adds']:,} adds and {t['shifts']:,} shifts per inference"]
+    for c in report.get("verification", {}).get("checks", []):
+        lines.append(f"  {c['status']:8} {c['name']}: {c['details']}")
+    acc = report.get("accuracy")
+    if acc:
+        lines.append(f"  top-1 on {acc['n']} samples: float {acc['float_top1']:.4f}, integer {acc['int_top1']:.4f}")
+    console.info("\n".join(lines))
+
+
+# ----------------------------------------------------------------------------- verify
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .driver import load_build, resolve_data, verify_build
+
+    build = load_build(args.build)
+    x = resolve_data(args.inputs) if args.inputs else None
+    report = verify_build(build, x, seed=args.seed, random_samples=args.random)
+    for c in report.checks:
+        print(f"{c.status:8} {c.name}: {c.details}")
+    skipped = [c.name for c in report.checks if c.status == "skipped"]
+    if skipped:
+        console.info(f"note: {len(skipped)} check(s) skipped because a tool is missing: {', '.join(skipped)}")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- evaluate
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .driver import evaluate_build, load_build
+
+    result = evaluate_build(load_build(args.build), args.data)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"top-1 on {result['n']} samples of {result['data']}: float {result['float_top1']:.4f}, "
+              f"integer program {result['int_top1']:.4f}")
     return EXIT_OK
 
 
@@ -78,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pqc",
-        description="pqc compiles trained CNNs (ONNX) into pruned, power-of-two quantized, multiplier-free C.",
+        description="pqc compiles trained CNNs (ONNX) into power-of-two quantized, multiplier-free C, verified bit-exact.",
         epilog="Exit status: 0 ok, 1 verification failure, 2 usage or input error, 3 internal error.",
     )
     parser.add_argument("--version", action="version", version=f"pqc {__version__}")
@@ -95,16 +161,68 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("run", help="run a float ONNX model on arrays from an .npz file",
-                       description="Run the float executor on the arrays in an .npz file (the array 'x', or arrays "
-                                   "named after the model's inputs) and write the outputs under the model's output names.")
-    p.add_argument("model", help="ONNX model file")
+    p = sub.add_parser("run", help="run a float ONNX model, or a build's integer program, on arrays from an .npz",
+                       description="Run the float executor (for an ONNX file) or the integer program (for a build "
+                                   "folder) on the arrays in an .npz file (the array 'x', or arrays named after the "
+                                   "model's inputs) and write the outputs under the model's output names; a build's "
+                                   "outputs are dequantized, with the raw integers as '<name>_int'.")
+    p.add_argument("model", help="ONNX model file, or a build folder written by pqc compile")
     p.add_argument("--inputs", required=True, help=".npz file with the input arrays")
     p.add_argument("-o", "--output", required=True, help="output .npz file")
     p.add_argument("--batch-size", type=int, default=256, help="samples per executor call (default 256)")
     p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     _add_common(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compile", help="compile an ONNX model to verified multiplier-free C",
+                       description="Quantize a float ONNX model to power-of-two scales, lower it to an integer "
+                                   "program, emit C for the target into the output folder, verify the C bit-exactly "
+                                   "against the simulator (when a C compiler exists) and write report.json/report.md.")
+    p.add_argument("model", help="float ONNX model file")
+    p.add_argument("-o", "--output", required=True, help="build folder (created; must be empty unless --force)")
+    p.add_argument("--target", default="shift-accel", help="code generation target (default shift-accel: add/shift only)")
+    p.add_argument("--calib", default="fashion-mnist:train:256",
+                   help="calibration inputs: an .npz with array 'x', or a bundled data set such as "
+                        "fashion-mnist:train:256 (default)")
+    p.add_argument("--method", default="lp", choices=["lp", "naive"],
+                   help="quantizer: lp (Lp(2.4) clipping search, default) or naive (min/max range)")
+    p.add_argument("--wbits", type=int, default=8, help="weight bits, 2..8 (default 8)")
+    p.add_argument("--abits", type=int, default=8, help="activation bits, 4..8 (default 8)")
+    p.add_argument("--weight-format", default="int", choices=["int", "pot"],
+                   help="int: integers times a power-of-two scale; pot: every weight 0 or +-2^k (default int)")
+    p.add_argument("--first-last-bits", type=int, default=8, help="bits of the first and last layers (default 8)")
+    p.add_argument("--pipeline", help="custom pass pipeline spec, e.g. 'canonicalize,quantize(wbits=4),lower'")
+    p.add_argument("--prefix", default="model", help="C identifier prefix: <prefix>_run, <prefix>.h (default model)")
+    p.add_argument("--seed", type=int, default=0, help="seed for every randomized step (default 0)")
+    p.add_argument("--device", default="cpu", help="torch device for calibration (default cpu)")
+    p.add_argument("--dump-ir", metavar="DIR", help="write a snapshot of the IR after every pass into DIR")
+    p.add_argument("--no-verify", action="store_true", help="skip building and verifying the C")
+    p.add_argument("--verify-inputs", help="inputs for verification (.npz or data set); default: calibration samples")
+    p.add_argument("--eval", metavar="DATA", help="labelled data to report float and integer top-1 on, e.g. fashion-mnist:test")
+    p.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+    _add_common(p)
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("verify", help="check a build's C bit-exactly against the simulator and for multiplies",
+                       description="Build the C of a build folder with gcc and clang (-Werror), compare it bit-exactly "
+                                   "with the simulator on the given and on random inputs, run it under sanitizers, and "
+                                   "prove it multiplier-free (RV32I) and buildable for Cortex-M0. Exit 1 on a mismatch "
+                                   "(naming the first differing layer); checks whose tool is missing are reported as skipped.")
+    p.add_argument("build", help="build folder written by pqc compile")
+    p.add_argument("--inputs", help="float inputs (.npz with 'x', or a data set such as fashion-mnist:test:32)")
+    p.add_argument("--random", type=int, default=RANDOM_DEFAULT, help=f"random integer inputs added (default {RANDOM_DEFAULT})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    _add_common(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("evaluate", help="top-1 accuracy of a build's integer program and of its float model",
+                       description="Run the integer program (simulator) and the float model on labelled data and "
+                                   "report both top-1 accuracies.")
+    p.add_argument("build", help="build folder written by pqc compile")
+    p.add_argument("--data", required=True, help="labelled data: .npz with 'x' and 'y', or e.g. fashion-mnist:test")
+    p.add_argument("--json", action="store_true", help="print JSON with float_top1, int_top1, n")
+    _add_common(p)
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

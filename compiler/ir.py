@@ -228,7 +228,14 @@ class Graph:
         topological order and the graph is acyclic), every value declared with a static shape,
         known ops with valid attributes, and output shapes equal to what the op infers.
         """
-        from .ops import get_op  # local: ops import ir
+        from .ops import OPS, get_op  # local: ops import ir
+
+        def opdef(op: str):
+            if op in OPS:
+                return OPS[op]
+            from pqc.backends.intops import INT_OPS, get_int_op  # integer programs use the same IR
+
+            return INT_OPS[op] if op in INT_OPS else get_op(op)
 
         defined: set[str] = set()
         for name in self.inputs:
@@ -260,7 +267,7 @@ class Graph:
                 if o not in self.values:
                     raise ModelError(f"node {n.name!r} output {o!r} has no Value")
                 defined.add(o)
-            inferred = get_op(n.op).infer_shapes(n, self)
+            inferred = opdef(n.op).infer_shapes(n, self)
             for o, shape in zip(n.outputs, inferred):
                 if tuple(self.values[o].shape) != tuple(shape):
                     raise ModelError(

@@ -10,9 +10,11 @@ It registers under the name used in pipeline specs::
 Its keyword parameters with defaults are its options; the defaults give their types, which
 spec strings are checked and converted against. A pass whose result is no longer float IR (e.g.
 ``lower``, whose ops are integer ops) registers with ``verifier=``: the function that checks
-the IR it produces, used after it and after every later pass instead of `Graph.verify`. `PassContext` carries what passes share: the
-calibration data, a seed, the torch device, free-form ``state`` (e.g. results one pass leaves
-for a later one) and the per-stage timings the pipeline records.
+the IR it produces, used after it and after every later pass instead of `Graph.verify`.
+
+`PassContext` carries what passes share: the calibration data, a seed, the torch device,
+free-form ``state`` (e.g. results one pass leaves for a later one) and the per-stage timings
+the pipeline records.
 
     pipeline = Pipeline.parse("canonicalize,quantize(method=lp,wbits=4)", verify=True, dump_dir="dump")
     out = pipeline.run(graph, PassContext(calib=x))       # or: pipeline.start(graph, ctx); pipeline.step() ...
@@ -211,7 +213,9 @@ def parse_spec(spec: str) -> list[PassStep]:
             raise PqcError(f"pipeline spec {spec!r}: empty pass name")
         match = _ITEM.match(item)
         if match is None:
-            raise PqcError(f"pipeline spec {spec!r}: cannot parse {item.strip()!r} (expected name or name(key=value,...))")
+            raise PqcError(
+                f"pipeline spec {spec!r}: cannot parse {item.strip()!r} (expected name or name(key=value,...))"
+            )
         name, body = match.group(1), match.group(2)
         options: dict[str, str] = {}
         for pair in _split_top(body, ",", spec) if body and body.strip() else []:

@@ -81,7 +81,9 @@ def calibrate(
     count = next(iter(feeds.values())).shape[0]
     step = batch_size if graph.dynamic_batch else graph.values[graph.inputs[0]].shape[0]
     if count % step and not graph.dynamic_batch:
-        raise DataError(f"graph {graph.name!r} has a fixed batch of {step}; {count} calibration samples is not a multiple")
+        raise DataError(
+            f"graph {graph.name!r} has a fixed batch of {step}; {count} calibration samples is not a multiple"
+        )
     names = list(dict.fromkeys(names))
     executor = FloatExecutor(graph, device=device)
     rng = np.random.default_rng(seed)

@@ -32,7 +32,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
 def bn_affine(g: Graph, bn: Node) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel ``(a, c)`` with ``BN(x) = a * x + c``, computed in float64."""
     gamma, beta, mean, var = (g.const(i).astype(np.float64) for i in bn.inputs[1:5])
-    a = gamma / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
+    a = gamma / np.sqrt(var + float(bn.attrs["epsilon"]))
     return a, beta - mean * a
 
 

@@ -34,11 +34,8 @@ def fold_pad(graph: Graph) -> Graph:
 
 def _spatial_zero_pads(g: Graph, pad: Node) -> tuple[int, int, int, int] | None:
     """The pad's (top, left, bottom, right) when it is a zero pad of H and W only, else None."""
-    a = pad.attrs
-    widths = tuple(a["pads"])
-    if a.get("mode", "constant") != "constant" or float(a.get("value", 0.0) or 0.0) != 0.0:
-        return None
-    if len(g.values[pad.inputs[0]].shape) != 4 or len(widths) != 8 or min(widths) < 0:
+    widths = tuple(pad.attrs["pads"])
+    if float(pad.attrs["value"]) != 0.0 or len(g.values[pad.inputs[0]].shape) != 4 or min(widths) < 0:
         return None
     n0, c0, t, l, n1, c1, b, r = widths
     return (t, l, b, r) if n0 == c0 == n1 == c1 == 0 else None
@@ -46,7 +43,7 @@ def _spatial_zero_pads(g: Graph, pad: Node) -> tuple[int, int, int, int] | None:
 
 def _pool_can_take(node: Node, pads: tuple[int, ...]) -> bool:
     a = node.attrs
-    counts_pad = a.get("count_include_pad", 0) or not any(a["pads"])
+    counts_pad = a["count_include_pad"] or not any(a["pads"])
     kh, kw = a["kernel_shape"]
     fits = max(pads[0], pads[2]) < kh and max(pads[1], pads[3]) < kw
-    return bool(counts_pad) and not a.get("ceil_mode", 0) and fits
+    return bool(counts_pad) and not a["ceil_mode"] and fits

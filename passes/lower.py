@@ -46,7 +46,7 @@ from .range_analysis import analyze_ranges
 LOWERINGS: dict[str, Callable[["_Lowering", Node], None]] = {}
 
 #: elementwise float ops of one input that lower to a lookup table
-LUT_OPS = frozenset({"Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh"})
+LUT_OPS = frozenset({"Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid"})
 #: widest input a lookup table accepts (its table has 2^bits entries)
 MAX_LUT_BITS = 10
 #: significant bits of a constant multiplier (QAffine's m)
@@ -137,7 +137,11 @@ class _Lowering:
         self.dst.add_value(Value(name, tuple(self.src.values[name].shape), dtype, None, meta))
 
     def const(self, base: str, data: np.ndarray) -> str:
-        return self.dst.add_const(base, data).name
+        """Add an integer constant under a name no float value uses (activations keep theirs)."""
+        name, i = base, 1
+        while name in self.src.values or name in self.dst.values:
+            name, i = f"{base}_{i}", i + 1
+        return self.dst.add_value(Value(name, tuple(data.shape), str(data.dtype), data)).name
 
     def emit(self, node: Node, op: str, inputs: list[str], attrs: dict[str, Any]) -> None:
         self.dst.nodes.append(Node(op, inputs, list(node.outputs), attrs, node.name, {"float_op": node.op}))

@@ -9,6 +9,9 @@ size" planner of TFLite Micro). The C emitter turns the plan into pointer consta
   of its producer to the step of its last reader; a graph output stays live to the end.
 * ``QReshape`` moves no data: its output aliases its input, so reading the alias extends the life
   of the aliased buffer and the alias shares its slot.
+* In place: an elementwise op (``QAdd``, ``QAffine``, ``QLut``: output element i depends only on
+  input element i, and the kernels read it before writing it) writes over an input of the same
+  byte size whose buffer dies at that op (TinyEngine's in-place reuse).
 * With ``io_external`` (what the generated entry point does), the graph input lives in the
   caller's input array and the buffer behind the graph output in the caller's output array, so
   neither takes arena space.
@@ -25,6 +28,7 @@ import numpy as np
 from pqc.ir import Graph
 
 ALIAS_OPS = frozenset({"QReshape"})
+INPLACE_OPS = frozenset({"QAdd", "QAffine", "QLut"})
 INPUT, OUTPUT = "input", "output"
 
 
@@ -47,18 +51,51 @@ def alias_roots(graph: Graph) -> dict[str, str]:
     return root
 
 
+def _last_reads(graph: Graph) -> dict[str, int]:
+    """The last step reading each value; graph outputs are read at the end (step ``len(nodes)``)."""
+    last = {i: step for step, node in enumerate(graph.nodes) for i in node.inputs if i}
+    last.update({o: len(graph.nodes) for o in graph.outputs})
+    return last
+
+
+def storage_roots(graph: Graph, in_place: bool = True) -> dict[str, str]:
+    """`alias_roots`, plus in-place reuse: the output of an `INPLACE_OPS` node takes the storage
+    of an input (not the graph input) of equal byte size that nothing reads after that node."""
+    last = _last_reads(graph)
+    root = {name: name for name in graph.inputs}
+    members: dict[str, list[str]] = {name: [name] for name in graph.inputs}
+    for step, node in enumerate(graph.nodes):
+        for out in node.outputs:
+            target = out
+            if node.op in ALIAS_OPS:
+                target = root[node.inputs[0]]
+            elif in_place and node.op in INPLACE_OPS:
+                target = next(
+                    (r for r in (root.get(i) for i in node.inputs)
+                     if r is not None and r not in graph.inputs
+                     and value_bytes(graph, r) == value_bytes(graph, out)
+                     and all(last.get(m, -1) <= step for m in members[r])),
+                    out,
+                )
+            root[out] = target
+            members.setdefault(target, []).append(out)
+    return root
+
+
 @dataclass(frozen=True)
 class MemoryPlan:
     """Where each activation lives.
 
     ``buffers`` maps every activation and scratch buffer placed in the arena to ``(offset,
     bytes)`` (an alias maps to its root's slot); ``external`` maps values that live in the
-    caller's arrays to ``"input"`` or ``"output"``; ``lifetimes`` holds the ``(first, last)``
-    live step of every arena buffer root.
+    caller's arrays to ``"input"`` or ``"output"``; ``roots`` maps every activation to the value
+    whose storage it uses (`storage_roots`); ``lifetimes`` holds the ``(first, last)`` live step
+    of every arena buffer root.
     """
 
     arena_bytes: int
     buffers: dict[str, tuple[int, int]]
+    roots: dict[str, str]
     external: dict[str, str] = field(default_factory=dict)
     lifetimes: dict[str, tuple[int, int]] = field(default_factory=dict)
     align: int = 4
@@ -105,11 +142,16 @@ def _align(n: int, align: int) -> int:
 
 
 def plan_memory(
-    graph: Graph, scratch: Mapping[str, int] | None = None, *, io_external: bool = True, align: int = 4
+    graph: Graph,
+    scratch: Mapping[str, int] | None = None,
+    *,
+    io_external: bool = True,
+    in_place: bool = True,
+    align: int = 4,
 ) -> MemoryPlan:
     """Plan the arena of ``graph``; ``scratch`` maps node names to the scratch bytes they need."""
     scratch = dict(scratch or {})
-    root = alias_roots(graph)
+    root = storage_roots(graph, in_place)
     external: dict[str, str] = {}
     if io_external:
         out_roots = {root[o] for o in graph.outputs}
@@ -122,7 +164,7 @@ def plan_memory(
     arena = _align(max((offsets[n] + sizes[n] for n in sizes), default=0), align)
     buffers = {v: (offsets[r], sizes[r]) for v, r in root.items() if r in sizes}
     buffers.update({n: (offsets[n], sizes[n]) for n in sizes if n not in root})
-    return MemoryPlan(arena, buffers, external, {n: life[n] for n in sizes}, align)
+    return MemoryPlan(arena, buffers, root, external, {n: life[n] for n in sizes}, align)
 
 
 def check_plan(graph: Graph, plan: MemoryPlan, scratch: Mapping[str, int] | None = None) -> None:

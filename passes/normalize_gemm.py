@@ -28,7 +28,7 @@ def normalize_gemm(graph: Graph) -> Graph:
     for node in g.nodes:
         if node.op == "MatMul" and _matmul_is_dense(g, node):
             _matmul_to_gemm(g, node)
-        if node.op == "Gemm" and not node.attrs.get("transA", 0) and g.const(node.inputs[1]) is not None:
+        if node.op == "Gemm" and not node.attrs["transA"] and g.const(node.inputs[1]) is not None:
             _canonical_gemm(g, node)
     producers = g.producers_map()
     for node in g.nodes:
@@ -56,7 +56,7 @@ def _matmul_to_gemm(g: Graph, node: Node) -> None:
 def _canonical_gemm(g: Graph, node: Node) -> None:
     a = node.attrs
     weight = g.const(node.inputs[1])
-    alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+    alpha, beta = float(a["alpha"]), float(a["beta"])
     out_features = g.values[node.outputs[0]].shape[1]
     bias_name = node.inputs[2] if len(node.inputs) > 2 else ""
     bias = g.const(bias_name)
@@ -64,9 +64,9 @@ def _canonical_gemm(g: Graph, node: Node) -> None:
         return  # a computed C: leave the Gemm as it is
     if bias is not None and bias.size != out_features and bias.size != 1:
         return  # C varies along the batch
-    if a.get("transB", 0) and alpha == 1.0 and beta == 1.0 and (bias is None or bias.shape == (out_features,)):
+    if a["transB"] and alpha == 1.0 and beta == 1.0 and (bias is None or bias.shape == (out_features,)):
         return
-    new_weight = weight if a.get("transB", 0) else weight.T
+    new_weight = weight if a["transB"] else weight.T
     if alpha != 1.0:
         new_weight = new_weight * np.asarray(alpha, weight.dtype)
     node.inputs = [node.inputs[0], g.add_const(f"{node.name}_weight", np.ascontiguousarray(new_weight)).name]

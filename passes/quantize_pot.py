@@ -12,7 +12,9 @@ invariant of `pqc.quant` that lowering relies on:
 Scales: ``lp`` searches a clipping range minimizing the Lp(2.4) error per weight output channel
 and per activation tensor, ``naive`` takes the min/max range; both then round ``log2`` of the
 scale to the nearest integer (`pot_scales`). An all-zero weight channel (e.g. pruned) takes the
-smallest exponent of its layer.
+smallest exponent of its layer. An activation's search runs on a uniform sample of at most
+``max_samples`` of its calibration values (seeded: results are deterministic) with its range
+from the exact calibration extremes (`calibrate`).
 
 Bits and signs:
 
@@ -90,7 +92,7 @@ def quantize(
         for layer in layers
     }
 
-    groups = _sharing_groups(g)
+    groups = sharing_groups(g)
     unsigned = _unsigned_values(g)
     bits_of = _activation_bits(g, groups, first, last, abits, abits if first_last_bits is None else first_last_bits)
     graph_outputs = {groups[o] for o in g.outputs if o in groups}
@@ -136,9 +138,10 @@ def _check_options(method: str, wbits: int, abits: int, weight_format: str, firs
         raise PqcError(f"quantize: unknown method {method!r}; known: {', '.join(SCALE_SEARCH)}")
     if weight_format not in WEIGHT_FORMATS:
         raise PqcError(f"quantize: unknown weight_format {weight_format!r}; known: {', '.join(WEIGHT_FORMATS)}")
-    for name, value, lo, hi in (("wbits", wbits, 2, 8), ("abits", abits, 4, 8), ("first_last_bits", first_last_bits, 2, 8)):
-        if value is None and name == "first_last_bits":
-            continue
+    limits = [("wbits", wbits, 2, 8), ("abits", abits, 4, 8)]
+    if first_last_bits is not None:
+        limits.append(("first_last_bits", first_last_bits, 2, 8))
+    for name, value, lo, hi in limits:
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
             raise PqcError(f"quantize: {name} must be an integer in {lo}..{hi}, got {value!r}")
 
@@ -170,9 +173,10 @@ def _activation_exponent(stats: ActivationStats, grid: Grid, search: ScaleSearch
     return int(pot_exponents(scale)[0])
 
 
-def _sharing_groups(g: Graph) -> dict[str, str]:
-    """Each float activation -> the value whose `ActQuant` it shares (itself unless produced by
-    a pure reshape or MaxPool)."""
+def sharing_groups(g: Graph) -> dict[str, str]:
+    """Each float activation -> the root value whose `ActQuant` it shares: itself, unless it is
+    produced by a pure reshape or a MaxPool (which cannot rescale). A pass that changes a root's
+    format must change the whole group (graph copies keep equal, not identical, annotations)."""
     root = {name: name for name in g.inputs if _is_float(g, name)}
     for node in g.nodes:
         for out in [o for o in node.outputs if _is_float(g, o)]:
@@ -184,7 +188,9 @@ def _is_float(g: Graph, name: str) -> bool:
     return bool(np.issubdtype(np.dtype(g.values[name].dtype), np.floating))
 
 
-def _activation_bits(g: Graph, groups: dict[str, str], first: Node, last: Node, abits: int, edge_abits: int) -> dict[str, int]:
+def _activation_bits(
+    g: Graph, groups: dict[str, str], first: Node, last: Node, abits: int, edge_abits: int
+) -> dict[str, int]:
     """Bits of each sharing group (by root): ``abits``; ``edge_abits`` at the first layer's output
     and the last layer's input and output; 8 for the inputs and their preprocessing."""
     bits_of = {root: abits for root in groups.values()}

@@ -14,11 +14,13 @@ def reduce_mean_to_pool(graph: Graph) -> Graph:
         shape = g.values[node.inputs[0]].shape
         if len(shape) != 4 or sorted(a % 4 for a in node.attrs["axes"]) != [2, 3]:
             continue
-        node.op, keepdims = "GlobalAveragePool", node.attrs.get("keepdims", 1)
+        node.op, keepdims = "GlobalAveragePool", node.attrs["keepdims"]
         node.attrs = {}
         if not keepdims:
-            pooled = g.add_value(Value(g.unique_name(f"{node.outputs[0]}_pooled"), shape[:2] + (1, 1), g.values[node.inputs[0]].dtype))
-            flatten = Node("Flatten", [pooled.name], [node.outputs[0]], {"axis": 1}, g.unique_name(f"{node.name}_flatten"))
-            node.outputs = [pooled.name]
+            dtype = g.values[node.inputs[0]].dtype
+            pooled = g.add_value(Value(g.unique_name(f"{node.outputs[0]}_pooled"), shape[:2] + (1, 1), dtype))
+            flatten_name = g.unique_name(f"{node.name}_flatten")
+            flatten = Node("Flatten", [pooled.name], [node.outputs[0]], {"axis": 1}, flatten_name)
             g.nodes.insert(g.nodes.index(node) + 1, flatten)
+            node.outputs = [pooled.name]
     return g

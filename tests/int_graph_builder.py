@@ -1,6 +1,6 @@
 """Test helper: hand-built integer IR graphs (what `pqc.passes.lower` produces), op by op.
 
-`IntGraphBuilder` takes each node's output shape from the op's own simulator (run on zeros), so
+`IntGraphBuilder` takes each node's output shape from the op's own ``infer_shapes``, so
 a test states only the input, the constants, the op and its attributes.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ class IntGraphBuilder:
         self.graph = Graph(name)
 
     def input(self, name: str, shape: tuple[int, ...], dtype: str = "int8", exp: int = -4) -> str:
-        self.graph.add_value(Value(name, tuple(shape), dtype, meta={"exp": exp, "bits": 8}))
+        self.graph.add_value(Value(name, tuple(shape), dtype, meta={"exp": exp, "bits": 8, "signed": dtype != "uint8"}))
         self.graph.inputs.append(name)
         return name
 
@@ -31,11 +31,9 @@ class IntGraphBuilder:
         g = self.graph
         out = g.unique_name(f"{op.lower()}_out")
         node = Node(op, list(inputs), [out], attrs, name=g.unique_name(f"{op.lower()}_node"))
-        zeros = [g.values[i].data if g.values[i].is_const else np.zeros(g.values[i].shape, g.values[i].dtype)
-                 for i in inputs]
-        (y,) = get_int_op(op).simulate(node, zeros)
+        (shape,) = get_int_op(op).infer_shapes(node, g)
         bits = {"int8": 8, "uint8": 8, "int32": 32}[dtype]
-        g.add_value(Value(out, tuple(y.shape), dtype, meta={"exp": exp, "bits": bits}))
+        g.add_value(Value(out, shape, dtype, meta={"exp": exp, "bits": bits, "signed": dtype != "uint8"}))
         g.nodes.append(node)
         return out
 

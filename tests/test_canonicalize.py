@@ -173,7 +173,8 @@ def test_zero_pad_folds_into_conv_and_avgpool():
     p = b.op("Pad", [x], pads=(0, 0, 1, 2, 0, 0, 1, 0), value=0.0)
     y = b.op("Conv", [p, b.const("w", rand(2, 2, 3, 3))], **conv_attrs(pads=(0, 1, 0, 1)))
     q = b.op("Pad", [y], pads=(0, 0, 1, 1, 0, 0, 1, 1), value=0.0)
-    z = b.op("AveragePool", [q], kernel_shape=(3, 3), strides=(1, 1), pads=(0, 0, 0, 0), ceil_mode=0, count_include_pad=0)
+    z = b.op("AveragePool", [q], kernel_shape=(3, 3), strides=(1, 1), pads=(0, 0, 0, 0),
+             ceil_mode=0, count_include_pad=0)
     out = canonical_and_equal(b.build(z))
     assert ops(out) == ["Conv", "AveragePool"]
     assert out.nodes[0].attrs["pads"] == (1, 3, 1, 1)
@@ -186,7 +187,8 @@ def test_nonzero_pad_and_pool_excluding_pad_are_kept():
     p = b.op("Pad", [x], pads=(0, 0, 1, 1, 0, 0, 1, 1), value=1.0)
     y = b.op("Conv", [p, b.const("w", rand(2, 2, 3, 3))], **conv_attrs())
     q = b.op("Pad", [y], pads=(0, 0, 1, 1, 0, 0, 1, 1), value=0.0)
-    z = b.op("AveragePool", [q], kernel_shape=(3, 3), strides=(1, 1), pads=(1, 1, 1, 1), ceil_mode=0, count_include_pad=0)
+    z = b.op("AveragePool", [q], kernel_shape=(3, 3), strides=(1, 1), pads=(1, 1, 1, 1),
+             ceil_mode=0, count_include_pad=0)
     out = canonical_and_equal(b.build(z))
     assert ops(out) == ["Pad", "Conv", "Pad", "AveragePool"]
 
@@ -273,4 +275,5 @@ def test_mixed_net_from_onnx(tmp_path):
     net.bn1.running_mean.uniform_(-0.5, 0.5)
     out = canonical_and_equal(load_onnx(export_legacy(net, tmp_path / "mixed.onnx")), batch=4)
     assert ops(out) == ["Add", "Mul", "Conv", "Conv", "MaxPool", "GlobalAveragePool", "Flatten", "Gemm", "Gemm"]
-    assert [n.attrs.get("act") for n in out.nodes if n.op in ("Conv", "Gemm")] == [("clip", 0.0, 6.0), "relu", "relu", None]
+    acts = [n.attrs.get("act") for n in out.nodes if n.op in ("Conv", "Gemm")]
+    assert acts == [("clip", 0.0, 6.0), "relu", "relu", None]

@@ -135,3 +135,11 @@ def test_reciprocal_16_bit_error_bound(d):
     m, k = reciprocal(d)
     assert m < (1 << 16)
     assert rel_err(m, k, d) <= Fraction(1, (1 << 16) - 2)
+
+
+def test_clamp_and_format_range():
+    from pqc.backends.intmath import clamp, format_range
+
+    assert clamp(300, -128, 127) == 127 and clamp(np.array([-200, 5]), -128, 127).tolist() == [-128, 5]
+    assert format_range(8, True) == (-128, 127) and format_range(4, False) == (0, 15)
+    assert format_range(32, True) == (-(1 << 31), (1 << 31) - 1) and format_range(32, False) == (0, (1 << 31) - 1)

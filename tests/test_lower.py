@@ -203,7 +203,9 @@ def pool_cases(draw):
     k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     pads = tuple(draw(st.integers(0, min(k[i % 2] - 1, 1))) for i in range(4))
-    return dict(k=k, s=s, pads=pads, h=draw(st.integers(k[0], 7)), w=draw(st.integers(k[1], 7)),
+    dil = draw(st.integers(1, 2))  # max pool only
+    span = tuple(dil * (kk - 1) + 1 for kk in k)
+    return dict(k=k, s=s, pads=pads, dil=dil, h=draw(st.integers(span[0], 7)), w=draw(st.integers(span[1], 7)),
                 ceil=draw(st.integers(0, 1)), incl=draw(st.integers(0, 1)), e_x=draw(st.integers(-5, 0)),
                 e_y=draw(st.integers(-6, 1)), seed=draw(st.integers(0, 2**16)))
 
@@ -214,14 +216,15 @@ def test_maxpool_is_the_window_max(c):
     rng = np.random.default_rng(c["seed"])
     gb = GraphBuilder(dynamic_batch=True)
     x = gb.input("x", (1, 2, c["h"], c["w"]))
-    y = gb.op("MaxPool", [x], kernel_shape=c["k"], strides=c["s"], pads=c["pads"], dilations=(1, 1), ceil_mode=c["ceil"])
+    y = gb.op("MaxPool", [x], kernel_shape=c["k"], strides=c["s"], pads=c["pads"], dilations=(c["dil"],) * 2,
+              ceil_mode=c["ceil"])
     g = annotate(gb.build(y), {x: (8, True, c["e_x"]), y: (8, True, c["e_x"])})
     ig = lower(g)
     xq = rng.integers(-128, 128, size=(3, 2, c["h"], c["w"]))
     got = simulate(ig, xq)[y]
     t, l, b, r = c["pads"]
-    rows = pool_windows(c["h"], c["k"][0], c["s"][0], t, b, got.shape[2])
-    cols = pool_windows(c["w"], c["k"][1], c["s"][1], l, r, got.shape[3])
+    rows = pool_windows(c["h"], c["k"][0], c["s"][0], t, b, got.shape[2], c["dil"])
+    cols = pool_windows(c["w"], c["k"][1], c["s"][1], l, r, got.shape[3], c["dil"])
     for i, (ri, _) in enumerate(rows):
         for j, (cj, _) in enumerate(cols):
             assert np.array_equal(got[:, :, i, j], xq[:, :, ri][:, :, :, cj].max(axis=(2, 3)))
@@ -430,6 +433,16 @@ def test_conv_cost_counts_naf_digits_per_output_position():
     cost = get_int_op("QConv").cost(node, ig)
     # per output position: 4 digit adds + bias + rounding; shifts: digit position 2 + requantization
     assert cost == {"adds": 4 * (4 + 1 + 1), "shifts": 4 * (1 + 1), "weight_bytes": 4 + 4}
+
+
+def test_every_op_reports_a_cost_and_consistent_shapes():
+    ig = lower(resnet_like(np.random.default_rng(12)))
+    assert_shapes_consistent(ig)
+    for node in ig.nodes:
+        cost = get_int_op(node.op).cost(node, ig)
+        assert set(cost) == {"adds", "shifts", "weight_bytes"} and all(isinstance(v, int) and v >= 0 for v in cost.values())
+    total = {n.name: get_int_op(n.op).cost(n, ig)["weight_bytes"] for n in ig.nodes}
+    assert sum(total.values()) == sum(v.data.nbytes for v in ig.values.values() if v.is_const)
 
 
 def test_lower_is_a_registered_pass():

@@ -77,7 +77,9 @@ def small_graph() -> Graph:
 
 
 def test_parse_typed_options_and_round_trip():
-    p = Pipeline.parse("canonicalize, quantize(method=naive, wbits=3,abits=6,first_last_bits=none), test_scale(factor=2,flip=TRUE,tag='a,b')")
+    p = Pipeline.parse(
+        "canonicalize, quantize(method=naive, wbits=3,abits=6,first_last_bits=none), test_scale(factor=2,flip=TRUE,tag='a,b')"
+    )
     assert p.names() == ["canonicalize", "quantize", "test_scale"]
     assert p.steps[1].options == {"method": "naive", "wbits": 3, "abits": 6, "first_last_bits": None}
     opts = p.steps[2].options

@@ -239,7 +239,8 @@ def test_input_preprocessing_stays_8_bit_and_sign_follows_the_ops():
     y = b.op("Clip", [y], min=-1.0, max=1.0)
     z = b.op("Concat", [y, b.op("Sigmoid", [y])], axis=1)
     z = b.op("GlobalAveragePool", [z])
-    z = b.op("Conv", [z, b.const("w2", rng.standard_normal((2, 6, 1, 1)).astype(np.float32))], **conv_attrs(k=1, pads=(0, 0, 0, 0)))
+    w2 = b.const("w2", rng.standard_normal((2, 6, 1, 1)).astype(np.float32))
+    z = b.op("Conv", [z, w2], **conv_attrs(k=1, pads=(0, 0, 0, 0)))
     q = quantize(canonicalize(b.build(z)), rng.standard_normal((8, 1, 4, 4)).astype(np.float32), abits=4)
     kinds = {n.op: get_quant(q, n.outputs[0]) for n in q.nodes}
     assert (kinds["Add"].bits, kinds["Mul"].bits) == (8, 8) and kinds["Add"].signed

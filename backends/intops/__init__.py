@@ -1,9 +1,9 @@
 """Integer IR ops: one `IntOpDef` per op, registered by name, holding every face side by side.
 
 The integer program reuses `pqc.ir.Graph`. Every activation `Value` has dtype ``"int8"``,
-``"uint8"`` or ``"int32"`` and ``meta["exp"]`` (real value = q * 2**exp) and ``meta["bits"]``;
-constants are integer numpy arrays. Attributes are plain ints and tuples of ints (small
-per-channel vectors); large tables (weights, biases, LUTs) are constant inputs.
+``"uint8"`` or ``"int32"`` and ``meta["exp"]`` (real value = q * 2**exp), ``meta["bits"]`` and
+``meta["signed"]``; constants are integer numpy arrays. Attributes are plain ints and tuples of
+ints (small per-channel vectors); large tables (weights, biases, LUTs) are constant inputs.
 
 An op's faces:
 
@@ -13,6 +13,7 @@ An op's faces:
   here): the output interval and every intermediate the C computes, each of which must fit int32;
 * ``cost(node, graph)``: ``adds`` (add, subtract and compare ALU operations, one sample),
   ``shifts`` and ``weight_bytes`` (constant tables as stored in C) for reports;
+* ``infer_shapes(node, graph)``: output shapes, derived from ``simulate`` (for verifiers);
 * ``template``: the jinja2 kernel template in ``codegen_templates/``, and ``c_context(node,
   graph)`` the dict it renders with (the C emitter's owner fills in op-specific preparation).
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ...ir import Graph, Node
 
 Interval = tuple[int, int]
+
 
 @dataclass
 class Bounds:

@@ -1,0 +1,294 @@
+"""`compile_model`: ONNX (or a Graph) -> verified C in a build folder, with its report.
+
+Stages: import, the target's pass pipeline (verified after each pass; optional snapshots),
+C emission, per-layer error measurement, verification of the C against the simulator, the
+report. The build folder then holds everything later commands need:
+
+    <prefix>.c, <prefix>.h, main.c, Makefile    the generated C and its test harness
+    program.json, program.npz                   the integer program (the simulator's input)
+    float.onnx                                  the float model the program was quantized from
+    report.json, report.md                      what was built and measured
+
+`pqc verify`, `pqc run` and `pqc evaluate` work from the folder alone (`load_build`).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import console
+from .errors import DataError, PqcError
+from .ir import Graph
+from .pipeline import PassContext, Pipeline
+from .quant import WeightQuant, get_quant
+from .report import layer_errors, write_report
+from .serialize import load_graph, save_graph
+from .targets import get_target
+
+PROGRAM = "program"
+FLOAT_MODEL = "float.onnx"
+#: calibration samples the per-layer SQNR/clip figures are measured on
+ERROR_SAMPLES = 64
+#: random int8 inputs verification adds to the user's (they reach saturation corners)
+RANDOM_VERIFY_SAMPLES = 8
+
+
+@dataclass
+class Build:
+    """A compiled model: its folder, integer program and float reference."""
+
+    out_dir: Path
+    program: Graph
+    float_graph: Graph
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_output_dir(out_dir: str | Path, force: bool) -> Path:
+    """The build folder, created if needed; a non-empty one is used only with ``force``."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise PqcError(f"output {out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise PqcError(f"output folder {out} is not empty; pass --force to overwrite its files")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".pqc-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise PqcError(f"cannot write to output folder {out}: {exc.strerror or exc}") from exc
+    return out
+
+
+def resolve_data(data: str | np.ndarray | None) -> np.ndarray | None:
+    """Calibration/verification inputs from an array, a bundled data set spec or an .npz path."""
+    if data is None or isinstance(data, np.ndarray):
+        return data
+    from .data import load_dataset
+
+    return load_dataset(data).x
+
+
+def compile_model(
+    model: str | Path | Graph,
+    out_dir: str | Path,
+    *,
+    target: str = "shift-accel",
+    calib: str | np.ndarray | None = "fashion-mnist:train:256",
+    method: str = "lp",
+    wbits: int = 8,
+    abits: int = 8,
+    weight_format: str = "int",
+    first_last_bits: int = 8,
+    pipeline: str | None = None,
+    prefix: str = "model",
+    seed: int = 0,
+    device: str = "cpu",
+    dump_ir: str | Path | None = None,
+    verify: bool = True,
+    verify_inputs: str | np.ndarray | None = None,
+    eval_data: str | None = None,
+    force: bool = False,
+) -> Build:
+    """Compile ``model`` for ``target`` into ``out_dir``; return the `Build` (report included).
+
+    ``pipeline`` overrides the target's default spec (e.g. ``"canonicalize,quantize(wbits=4),
+    lower"``). With ``verify`` the C is built and compared bit-exactly with the simulator on
+    ``verify_inputs`` (default: calibration samples) plus random inputs, and checked for
+    multiplier-freedom; a mismatch raises `VerificationError`. ``eval_data`` (labelled) adds
+    float and integer top-1 accuracy to the report.
+    """
+    from .frontend import load_onnx
+    from .exporter import save_onnx
+    from pqc.backends.c_emitter import emit_c
+
+    tgt = get_target(target)
+    out = prepare_output_dir(out_dir, force)
+    stages: list[dict[str, Any]] = []
+
+    def timed(name: str, t0: float) -> None:
+        stages.append({"name": name, "seconds": round(time.monotonic() - t0, 3)})
+
+    t0 = time.monotonic()
+    graph = model if isinstance(model, Graph) else load_onnx(model)
+    timed("import", t0)
+    calib_x = resolve_data(calib)
+    spec = pipeline or tgt.pipeline(
+        {"method": method, "wbits": wbits, "abits": abits, "weight_format": weight_format, "first_last_bits": first_last_bits}
+    )
+    pipe = Pipeline.parse(spec, verify=True, dump_dir=dump_ir)
+    ctx = PassContext(calib=calib_x, seed=seed, device=device)
+    console.info(f"compiling {graph.name} for {tgt.name}: {spec}")
+    pipe.start(graph, ctx)
+    before_lower = graph
+    while not pipe.done:
+        if pipe.names()[pipe.position] == "lower":
+            before_lower = pipe.graph
+        program = pipe.step()
+    stages += [{"name": t.name, "seconds": round(t.seconds, 3)} for t in ctx.timings]
+    if program is before_lower or "lower" not in pipe.names():
+        raise PqcError(f"pipeline {spec!r} must end in the integer program: its last pass must be 'lower'")
+    annotated = before_lower
+
+    t0 = time.monotonic()
+    emitted = emit_c(program, out, prefix=prefix)
+    save_graph(program, out / PROGRAM)
+    save_onnx(annotated, out / FLOAT_MODEL)
+    timed("emit C", t0)
+
+    t0 = time.monotonic()
+    sample = calib_x[:ERROR_SAMPLES] if calib_x is not None else None
+    errors = _measure_errors(annotated, program, sample) if sample is not None else {}
+    timed("measure errors", t0)
+
+    build = Build(out, program, annotated)
+    report = _base_report(build, tgt.name, spec, seed, emitted.memory.to_dict(), errors, stages,
+                          0 if sample is None else len(sample))
+    if verify:
+        t0 = time.monotonic()
+        xs = resolve_data(verify_inputs) if verify_inputs is not None else sample
+        vrep = verify_build(build, xs, seed=seed)
+        timed("verify", t0)
+        report["verification"] = vrep.to_dict()
+        report["totals"]["flash_bytes"] = _flash_bytes(vrep)
+    if eval_data is not None:
+        t0 = time.monotonic()
+        report["accuracy"] = evaluate_build(build, eval_data)
+        timed("evaluate", t0)
+    report["stages"] = stages
+    build.report = report
+    write_report(report, out)
+    return build
+
+
+def _measure_errors(float_graph: Graph, program: Graph, x: np.ndarray) -> dict[str, dict[str, float]]:
+    from .executor import FloatExecutor
+    from pqc.backends.simulator import quantize_input, simulate
+
+    names = [n for n in program.activations() if n in float_graph.values and not float_graph.values[n].is_const]
+    ref = FloatExecutor(float_graph).run(x, capture=names)
+    got = simulate(program, quantize_input(program, x), capture=True)
+    return layer_errors(program, ref, got)
+
+
+def _base_report(build: Build, target: str, spec: str, seed: int, memory: dict[str, Any],
+                 errors: Mapping[str, Mapping[str, float]], stages: list, error_samples: int) -> dict[str, Any]:
+    from pqc.backends.intops import get_int_op
+
+    program, fgraph = build.program, build.float_graph
+    layers = []
+    totals = {"adds": 0, "shifts": 0, "weight_bytes": 0, "digits": 0}
+    for node in program.nodes:
+        cost = get_int_op(node.op).cost(node, program)
+        out = program.values[node.outputs[0]]
+        layer: dict[str, Any] = {
+            "name": node.name, "op": node.op, "float_op": node.meta.get("float_op"),
+            "shape": list(out.shape), "abits": out.meta.get("bits"), "exp": out.meta.get("exp"),
+            "adds": int(cost.get("adds", 0)), "shifts": int(cost.get("shifts", 0)),
+            "weight_bytes": int(cost.get("weight_bytes", 0)), "digits": int(cost.get("digits", 0)),
+        }
+        fnode = next((n for n in fgraph.nodes if n.name == node.name), None)
+        wq = get_quant(fgraph, fnode.inputs[1]) if fnode is not None and len(fnode.inputs) > 1 and fnode.inputs[1] else None
+        if isinstance(wq, WeightQuant):
+            layer.update(wbits=wq.bits, weight_format=wq.fmt, weight_exps=[int(e) for e in wq.exps])
+        if "range" in node.meta:
+            layer["range"] = {k: list(v) for k, v in node.meta["range"].items()}
+        layer.update(errors.get(node.outputs[0], {}))
+        layers.append(layer)
+        for k in totals:
+            totals[k] += layer[k]
+    totals["arena_bytes"] = int(memory.get("arena_bytes", 0))
+    totals["flash_bytes"] = None
+    return {
+        "model": program.name, "out_dir": str(build.out_dir), "target": target, "pipeline": spec, "seed": seed,
+        "input": {"name": program.inputs[0], "shape": list(program.values[program.inputs[0]].shape),
+                  "exp": program.values[program.inputs[0]].meta["exp"]},
+        "outputs": [{"name": o, "shape": list(program.values[o].shape), "dtype": program.values[o].dtype,
+                     "exp": program.values[o].meta["exp"]} for o in program.outputs],
+        "dropped_softmax": list(program.meta.get("dropped_softmax", ())),
+        "memory": memory, "layers": layers, "totals": totals, "error_samples": error_samples, "stages": stages,
+    }
+
+
+def _flash_bytes(vrep) -> int | None:
+    """Flash of the model on Cortex-M0 (text, which holds code and const weights, plus data)."""
+    for check in vrep.checks:
+        if "text" in check.data:
+            return int(check.data["text"]) + int(check.data["data"])
+    return None
+
+
+def load_build(build_dir: str | Path) -> Build:
+    """A build folder written by `compile_model` (PqcError when it is not one)."""
+    from .frontend import load_onnx
+
+    out = Path(build_dir)
+    if not (out / f"{PROGRAM}.json").exists():
+        raise PqcError(f"{out} is not a pqc build folder ({PROGRAM}.json missing): run `pqc compile` first")
+    return Build(out, load_graph(out / PROGRAM), load_onnx(out / FLOAT_MODEL))
+
+
+def verify_build(build: Build, x_float: np.ndarray | None, *, seed: int = 0, random_samples: int = RANDOM_VERIFY_SAMPLES):
+    """Bit-exact check of the build's C against the simulator on ``x_float`` (quantized like
+    firmware would) plus random integer inputs; returns the harness's report, raises
+    `VerificationError` on any failed check."""
+    from pqc.backends.harness import verify
+    from pqc.backends.intmath import format_range
+    from pqc.backends.simulator import quantize_input
+
+    prog = build.program
+    meta = prog.values[prog.inputs[0]].meta
+    shape = prog.values[prog.inputs[0]].shape[1:]
+    parts = []
+    if x_float is not None:
+        parts.append(quantize_input(prog, _check_inputs(prog, x_float)))
+    lo, hi = format_range(meta["bits"], meta["signed"])
+    rng = np.random.default_rng(seed)
+    parts.append(rng.integers(lo, hi + 1, size=(random_samples, *shape)).astype(prog.values[prog.inputs[0]].dtype))
+    return verify(prog, build.out_dir, np.concatenate(parts))
+
+
+def _check_inputs(prog: Graph, x: np.ndarray) -> np.ndarray:
+    shape = tuple(prog.values[prog.inputs[0]].shape[1:])
+    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+        raise DataError(f"inputs must have shape [N, {', '.join(map(str, shape))}], got {list(x.shape)}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise DataError(f"inputs must be floating point (the model's float input), got {x.dtype}")
+    return x
+
+
+def run_program(build: Build, x_float: np.ndarray) -> dict[str, np.ndarray]:
+    """The integer program on float inputs: returns ``{output: dequantized}`` and
+    ``{output + '_int': integers}``."""
+    from pqc.backends.simulator import dequantize, quantize_input, simulate
+
+    prog = build.program
+    ints = simulate(prog, quantize_input(prog, _check_inputs(prog, x_float)))
+    out: dict[str, np.ndarray] = {}
+    for name in prog.outputs:
+        out[name] = dequantize(prog, name, ints[name]).astype(np.float32)
+        out[f"{name}_int"] = ints[name]
+    return out
+
+
+def evaluate_build(build: Build, data: str) -> dict[str, Any]:
+    """Top-1 accuracy of the float model and of the integer program on labelled ``data``."""
+    from .data import load_dataset
+    from .executor import FloatExecutor
+
+    ds = load_dataset(data)
+    if ds.y is None:
+        raise DataError(f"{data}: evaluation needs labels (an array 'y')")
+    x = _check_inputs(build.program, ds.x)
+    out_float = FloatExecutor(build.float_graph).run(x)[build.float_graph.outputs[0]]
+    out_int = run_program(build, x)[build.program.outputs[0]]
+    y = ds.y
+    return {
+        "data": data, "n": int(len(y)),
+        "float_top1": float(np.mean(np.argmax(out_float.reshape(len(y), -1), 1) == y)),
+        "int_top1": float(np.mean(np.argmax(out_int.reshape(len(y), -1), 1) == y)),
+    }

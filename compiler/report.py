@@ -1,0 +1,114 @@
+"""The compile report: per-layer numbers of the integer program and its totals.
+
+Everything here is measured on the integer program that was emitted: SQNR and clip ratio
+compare the simulator's per-layer outputs (dequantized exactly) with the float executor's on
+the same inputs; adds, shifts and bytes come from each integer op's cost; the arena from the
+memory plan the emitter used. `write_report` writes ``report.json`` (for machines) and
+``report.md`` (for people).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .ir import Graph
+from .summary import format_table
+
+
+def layer_errors(int_graph: Graph, float_acts: dict[str, np.ndarray], int_acts: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per activation: SQNR (dB) of the dequantized integer values against the float ones, and
+    the share of float values outside the format's representable range (clip ratio)."""
+    out: dict[str, dict[str, float]] = {}
+    for name, q in int_acts.items():
+        ref = float_acts.get(name)
+        meta = int_graph.values[name].meta
+        if ref is None or ref.shape != q.shape or "exp" not in meta:
+            continue
+        step = 2.0 ** meta["exp"]
+        deq = q.astype(np.float64) * step
+        ref = ref.astype(np.float64)
+        noise = float(np.sum((ref - deq) ** 2))
+        signal = float(np.sum(ref ** 2))
+        sqnr = math.inf if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)
+        bits, signed = meta["bits"], meta["signed"]
+        qmin = -(1 << (bits - 1)) if signed else 0
+        qmax = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
+        clipped = np.mean((ref < (qmin - 0.5) * step) | (ref > (qmax + 0.5) * step)) if ref.size else 0.0
+        out[name] = {"sqnr_db": round(sqnr, 2) if math.isfinite(sqnr) else sqnr, "clip_ratio": float(clipped)}
+    return out
+
+
+def _fmt_exps(exps: Any) -> str:
+    arr = np.asarray(exps).ravel()
+    if arr.size == 0:
+        return ""
+    lo, hi = int(arr.min()), int(arr.max())
+    return str(lo) if lo == hi else f"{lo}..{hi}"
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.md`` into ``out_dir``."""
+    json_path, md_path = out_dir / "report.json", out_dir / "report.md"
+    json_path.write_text(json.dumps(report, indent=1, sort_keys=True, default=_json_default) + "\n")
+    md_path.write_text(render_markdown(report))
+    return json_path, md_path
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    raise TypeError(type(obj).__name__)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    t = report["totals"]
+    lines = [
+        f"# pqc compile report: {report['model']}",
+        "",
+        f"target `{report['target']}`, pipeline `{report['pipeline']}`, seed {report['seed']}",
+        "",
+        "## Totals",
+        "",
+        f"- weight tables: {t['weight_bytes']:,} bytes; flash of the model on Cortex-M0 (code + weights): "
+        + (f"{t['flash_bytes']:,} bytes" if t.get("flash_bytes") is not None else "not measured (arm-none-eabi-gcc missing or verification off)"),
+        f"- activation arena (RAM): {t['arena_bytes']:,} bytes",
+        f"- per inference: {t['adds']:,} adds, {t['shifts']:,} shifts (ideal shift-add count: nonzero weight digits x output positions)",
+        f"- nonzero weight digits: {t['digits']:,}",
+    ]
+    acc = report.get("accuracy")
+    if acc:
+        lines.append(f"- top-1 on {acc['n']} labelled samples ({acc['data']}): float {acc['float_top1']:.4f}, "
+                     f"integer program {acc['int_top1']:.4f}")
+    if report.get("dropped_softmax"):
+        lines.append(f"- dropped output Softmax ({', '.join(report['dropped_softmax'])}): the program outputs logits; argmax is unchanged")
+    lines += ["", "## Time per stage", ""]
+    lines.append(format_table([[s["name"], f"{s['seconds']:.2f}"] for s in report["stages"]], ["stage", "seconds"]))
+    lines += ["", "## Layers", "",
+              f"SQNR and clip ratio measured on {report['error_samples']} calibration samples against the float model.", ""]
+    rows = []
+    for l in report["layers"]:
+        rows.append([
+            l["name"], l["op"], "x".join(map(str, l["shape"])), str(l.get("wbits", "")) + ("/" if l.get("wbits") else "") + str(l["abits"]),
+            _fmt_exps(l.get("weight_exps", [])), str(l["exp"]),
+            "" if l.get("clip_ratio") is None else f"{l['clip_ratio']:.4f}",
+            "" if l.get("sqnr_db") is None else str(l["sqnr_db"]),
+            f"{l['digits']:,}", f"{l['adds']:,}", f"{l['weight_bytes']:,}",
+        ])
+    lines.append("```")
+    lines.append(format_table(rows, ["layer", "op", "output", "w/a bits", "w exps", "out exp", "clip", "SQNR dB",
+                                     "digits", "adds", "bytes"]))
+    lines.append("```")
+    v = report.get("verification")
+    if v:
+        lines += ["", "## Verification", ""]
+        for c in v["checks"]:
+            lines.append(f"- {c['name']}: **{c['status']}** {c['details']}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,41 @@
+"""Compilation targets: each names its default pass pipeline and its code generator.
+
+A target is what `pqc compile --target` picks. ``shift-accel`` is a machine with integer add,
+shift, logic and compare and no multiplier (Cortex-M0, RV32I, shift-only accelerators): its
+program is the integer IR that `lower` produces, emitted as C99.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .errors import PqcError
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    #: builds the default pipeline spec from the compile options
+    pipeline: Callable[[dict[str, Any]], str]
+
+
+def _shift_accel_pipeline(opts: dict[str, Any]) -> str:
+    quant = ",".join(f"{k}={v}" for k, v in opts.items() if v is not None)
+    return f"canonicalize,quantize({quant}),lower"
+
+
+TARGETS: dict[str, Target] = {
+    "shift-accel": Target(
+        "shift-accel",
+        "integer add/shift/logic/compare only (no multiplier): C99 for Cortex-M0, RV32I, FPGAs",
+        _shift_accel_pipeline,
+    ),
+}
+
+
+def get_target(name: str) -> Target:
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise PqcError(f"unknown target {name!r}; known targets: {', '.join(sorted(TARGETS))}") from None
