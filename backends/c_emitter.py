@@ -38,6 +38,7 @@ from ..errors import ModelError, PqcError
 from ..ir import Graph, Node
 from ..passes.memory_plan import (
     ALIAS_OPS,
+    INPUT,
     MemoryPlan,
     alias_roots,
     check_plan,
@@ -172,11 +173,20 @@ class _Emitter:
         check_plan(graph, self.plan, self.scratch)
 
     def pointer(self, name: str, ctype: str | None = None) -> str:
-        """The C expression of a value's storage, or of a scratch buffer of element type ``ctype``."""
-        if name in self.plan.external:
-            return self.plan.external[name]
+        """The C expression of a value's storage, or of a scratch buffer of element type ``ctype``.
+
+        A value computed in the caller's output array before an in-place op rewrites it there
+        may have another C type of the same size than the output: it gets a cast.
+        """
         ctype = ctype or CTYPES[self.graph.values[name].dtype]
-        return f"PQC_AT({ctype}, {self.plan.buffers[name][0]})"
+        where = self.plan.external.get(name)
+        if where is None:
+            return f"PQC_AT({ctype}, {self.plan.buffers[name][0]})"
+        io = self.graph.inputs[0] if where == INPUT else self.graph.outputs[0]
+        if ctype == CTYPES[self.graph.values[io].dtype]:
+            return where
+        qual = "const " if where == INPUT else ""
+        return f"(({qual}{ctype} *)({qual}void *){where})"
 
     def activations(self, node: Node) -> list[str]:
         """The node's non-constant inputs: the kernel's pointer parameters, in order."""

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pqc.errors import DataError
+from pqc.errors import DataError, ModelError
 from pqc.ir import Graph
 
 from .intmath import format_range, round_half_away
@@ -31,7 +31,7 @@ def simulate(graph: Graph, x: np.ndarray, capture: bool = False) -> dict[str, np
     node output), which is what `first_mismatch` compares against the C harness's dumps.
     Large batches run in chunks of `CHUNK` samples.
     """
-    (name,) = graph.inputs
+    name = _single_input(graph)
     x = np.asarray(x)
     expected = tuple(graph.values[name].shape[1:])
     if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected:
@@ -44,6 +44,12 @@ def simulate(graph: Graph, x: np.ndarray, capture: bool = False) -> dict[str, np
         raise DataError(f"input {name!r}: values outside the {meta['bits']}-bit input range [{lo}, {hi}]")
     chunks = [_run(graph, x[i:i + CHUNK], capture) for i in range(0, max(len(x), 1), CHUNK)]
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+def _single_input(graph: Graph) -> str:
+    if len(graph.inputs) != 1:
+        raise ModelError(f"integer program {graph.name!r} has {len(graph.inputs)} inputs; it must have exactly one")
+    return graph.inputs[0]
 
 
 def _run(graph: Graph, x: np.ndarray, capture: bool) -> dict[str, np.ndarray]:
@@ -80,7 +86,7 @@ def quantize_input(graph: Graph, x: np.ndarray) -> np.ndarray:
     Round half away from zero is what firmware gets from ``lround``-style code and is symmetric
     in sign; the exponent and range are the input value's (``meta["exp"]``, ``meta["bits"]``).
     """
-    (name,) = graph.inputs
+    name = _single_input(graph)
     v = graph.values[name]
     q = round_half_away(np.asarray(x, dtype=np.float64) * 2.0 ** -v.meta["exp"])
     return np.clip(q, *format_range(v.meta["bits"], v.meta["signed"])).astype(v.dtype)

@@ -170,29 +170,33 @@ def plan_memory(
 def check_plan(graph: Graph, plan: MemoryPlan, scratch: Mapping[str, int] | None = None) -> None:
     """Raise ``ValueError`` unless ``plan`` is a valid placement for ``graph``.
 
-    Liveness is re-derived here per step, as sets of values read at or after the step that were
-    produced at or before it, independently of the interval bookkeeping in `plan_memory`.
+    Re-derived here, independently of `plan_memory`'s bookkeeping: liveness per step (values
+    read at or after the step that were produced at or before it), and that storage is shared
+    only by a reshape with its input or by an in-place op with an input nothing reads later.
     """
     scratch = dict(scratch or {})
-    root = alias_roots(graph)
+    root = plan.roots
     for name, (offset, size) in plan.buffers.items():
         if offset % plan.align or offset < 0 or offset + size > plan.arena_bytes:
             raise ValueError(f"buffer {name!r} at [{offset}, {offset + size}) is misaligned or outside the arena")
-    for name in root:
+    for name in graph.activations():
         if name not in plan.buffers and name not in plan.external:
             raise ValueError(f"activation {name!r} has no buffer")
         if name in plan.buffers and plan.buffers[name][1] < value_bytes(graph, name):
             raise ValueError(f"buffer of {name!r} is smaller than the value")
     producer = {name: -1 for name in graph.inputs}
+    producer.update({o: step for step, node in enumerate(graph.nodes) for o in node.outputs})
+    last = _last_reads(graph)
+    for step, node in enumerate(graph.nodes):
+        for out in node.outputs:
+            _check_sharing(graph, root, producer, last, step, node.name, node.op, node.inputs, out)
     readers: dict[str, set[int]] = {}
     for step, node in enumerate(graph.nodes):
-        producer.update({o: step for o in node.outputs})
         for name in node.inputs:
             if name in root:
                 readers.setdefault(root[name], set()).add(step)
-    end = len(graph.nodes)
     for name in graph.outputs:
-        readers.setdefault(root[name], set()).add(end)
+        readers.setdefault(root[name], set()).add(len(graph.nodes))
     for step, node in enumerate(graph.nodes):
         live = {
             r
@@ -205,3 +209,19 @@ def check_plan(graph: Graph, plan: MemoryPlan, scratch: Mapping[str, int] | None
         for (_, a_end, a), (b_start, _, b) in zip(spans, spans[1:]):
             if b_start < a_end:
                 raise ValueError(f"buffers {a!r} and {b!r} overlap while both are live at node {node.name!r}")
+
+
+def _check_sharing(graph: Graph, root: dict[str, str], producer: dict[str, int], last: dict[str, int], step: int,
+                   node: str, op: str, inputs: list[str], out: str) -> None:
+    r = root[out]
+    if r == out:
+        return
+    if op in ALIAS_OPS:
+        if r != root[inputs[0]]:
+            raise ValueError(f"reshape {node!r}: output {out!r} does not alias its input")
+        return
+    if op not in INPLACE_OPS or r not in {root.get(i) for i in inputs} or r in graph.inputs:
+        raise ValueError(f"node {node!r} ({op}) cannot write {out!r} over the storage of {r!r}")
+    for v, vr in root.items():
+        if vr == r and producer[v] < step and last.get(v, -1) > step:
+            raise ValueError(f"node {node!r} overwrites {v!r} in place, but step {last[v]} still reads it")

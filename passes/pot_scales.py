@@ -8,7 +8,12 @@ a single row of activation samples):
   scale ``clip / grid.top`` minimizing ``mean |x - Q(x)|^2.4`` (the first, i.e. widest, clip
   among equals);
 * `minmax_scales`: the range itself over ``grid.top`` (naive);
-* `pot_exponents`: the nearest power of two of a scale, ``round(log2 s)``.
+* `pot_exponents`: the nearest power of two of a scale, ``round(log2 s)`` (naive);
+* `lp_pot_exponents`: of the two powers of two around the Lp-optimal scale, the one with the
+  smaller Lp(2.4) error on the row (``lp``): rounding log2 alone may shrink the range by up to
+  1/sqrt(2) and clip the largest weights of a channel, which costs far more than the finer step
+  gains (measured on ResNet-8's stem at W8: 18.9 dB SQNR with rounding).
+* `method_exponents`: the per-method entry point the quantizer calls.
 
 The range of a row is ``max |x|`` on a signed grid and ``max(x, 0)`` on an unsigned one.
 """
@@ -102,6 +107,39 @@ def pot_exponents(scales: np.ndarray, fallback: int = 0) -> np.ndarray:
     exps = np.full(scales.shape, fallback, dtype=np.int64)
     exps[positive] = np.round(np.log2(scales[positive])).astype(np.int64)
     return exps
+
+
+def lp_errors(rows: np.ndarray, exps: np.ndarray, grid: Grid) -> np.ndarray:
+    """Per row, ``mean |x - Q(x)|^2.4`` with power-of-two steps ``2**exps``."""
+    step = np.exp2(np.asarray(exps, np.float64))[:, None]
+    return np.mean(np.abs(rows - grid.round(rows / step) * step) ** LP_NORM, axis=1)
+
+
+def lp_pot_exponents(rows: np.ndarray, grid: Grid, ranges: np.ndarray | None = None, fallback: int = 0) -> np.ndarray:
+    """Per row, floor or ceil of log2 of the `lp_scales` scale, whichever has the smaller Lp
+    error (ties: ceil, the one that clips less); rows of range 0 get ``fallback``."""
+    rows = np.asarray(rows, np.float64)
+    scales = lp_scales(rows, grid, ranges)
+    positive = scales > 0
+    exps = np.full(scales.shape, fallback, dtype=np.int64)
+    if positive.any():
+        low = np.floor(np.log2(scales[positive])).astype(np.int64)
+        sub = rows[positive]
+        exps[positive] = np.where(lp_errors(sub, low, grid) < lp_errors(sub, low + 1, grid), low, low + 1)
+    return exps
+
+
+def method_exponents(method: str, rows: np.ndarray, grid: Grid, ranges: np.ndarray | None = None) -> np.ndarray:
+    """Per-row PoT exponents by ``method`` (``lp`` or ``naive``). An all-zero row (a pruned
+    channel) takes the smallest exponent of the other rows, so it never widens anything."""
+    rows = np.asarray(rows, np.float64)
+    scales = minmax_scales(rows, grid, ranges)
+    nonzero = scales > 0
+    if method == "naive":
+        fallback = int(pot_exponents(scales[nonzero]).min()) if nonzero.any() else 0
+        return pot_exponents(scales, fallback)
+    exps = lp_pot_exponents(rows, grid, ranges)
+    return np.where(nonzero, exps, exps[nonzero].min() if nonzero.any() else 0)
 
 
 def quantize_rows(rows: np.ndarray, exps: np.ndarray, grid: Grid) -> np.ndarray:

@@ -10,8 +10,9 @@ invariant of `pqc.quant` that lowering relies on:
   the grid of its format and bits, per-channel integer exponents).
 
 Scales: ``lp`` searches a clipping range minimizing the Lp(2.4) error per weight output channel
-and per activation tensor, ``naive`` takes the min/max range; both then round ``log2`` of the
-scale to the nearest integer (`pot_scales`). An all-zero weight channel (e.g. pruned) takes the
+and per activation tensor, then takes whichever of the two neighbouring powers of two has the
+smaller Lp error; ``naive`` takes the min/max range and rounds ``log2`` of its scale
+(`pot_scales`). An all-zero weight channel (e.g. pruned) takes the
 smallest exponent of its layer. An activation's search runs on a uniform sample of at most
 ``max_samples`` of its calibration values (seeded: results are deterministic) with its range
 from the exact calibration extremes (`calibrate`).
@@ -35,7 +36,6 @@ Bits and signs:
 """
 from __future__ import annotations
 
-from typing import Callable
 
 import numpy as np
 
@@ -45,11 +45,9 @@ from pqc.pipeline import PassContext, register_pass
 from pqc.quant import ActQuant, WeightQuant, set_quant
 
 from .calibrate import ActivationStats, CalibData, calibrate
-from .pot_scales import Grid, int_grid, lp_scales, minmax_scales, pot_exponents, pot_grid, quantize_rows
+from .pot_scales import Grid, int_grid, method_exponents, pot_grid, quantize_rows
 
-ScaleSearch = Callable[[np.ndarray, Grid, np.ndarray | None], np.ndarray]
-"""``(rows [C, K], grid, ranges or None) -> scales [C]``: `lp_scales` or `minmax_scales`."""
-SCALE_SEARCH: dict[str, ScaleSearch] = {"lp": lp_scales, "naive": minmax_scales}
+METHODS = ("lp", "naive")
 WEIGHT_FORMATS = ("int", "pot")
 LAYER_OPS = ("Conv", "Gemm")
 INPUT_BITS = 8
@@ -85,10 +83,9 @@ def quantize(
     if not layers:
         raise ModelError(f"graph {g.name!r} has no Conv or Gemm layer to quantize")
     first, last = layers[0], layers[-1]
-    search = SCALE_SEARCH[method]
     edge_wbits = wbits if first_last_bits is None else first_last_bits
     weight_exps = {
-        layer.name: _quantize_weight(g, layer, edge_wbits if layer in (first, last) else wbits, weight_format, search)
+        layer.name: _quantize_weight(g, layer, edge_wbits if layer in (first, last) else wbits, weight_format, method)
         for layer in layers
     }
 
@@ -103,7 +100,7 @@ def quantize(
     quant_of: dict[str, ActQuant] = {}
     for root in roots:
         grid = int_grid(bits_of[root], signed=not unsigned[root])
-        quant_of[root] = ActQuant(bits_of[root], not unsigned[root], _activation_exponent(stats[root], grid, search))
+        quant_of[root] = ActQuant(bits_of[root], not unsigned[root], _activation_exponent(stats[root], grid, method))
     if accumulator is not None:
         e_x = quant_of[groups[last.inputs[0]]].exp
         quant_of[accumulator] = ActQuant(ACCUMULATOR_BITS, True, int(e_x + weight_exps[last.name].min()))
@@ -134,8 +131,8 @@ def quantize_pass(
 
 
 def _check_options(method: str, wbits: int, abits: int, weight_format: str, first_last_bits: int | None) -> None:
-    if method not in SCALE_SEARCH:
-        raise PqcError(f"quantize: unknown method {method!r}; known: {', '.join(SCALE_SEARCH)}")
+    if method not in METHODS:
+        raise PqcError(f"quantize: unknown method {method!r}; known: {', '.join(METHODS)}")
     if weight_format not in WEIGHT_FORMATS:
         raise PqcError(f"quantize: unknown weight_format {weight_format!r}; known: {', '.join(WEIGHT_FORMATS)}")
     limits = [("wbits", wbits, 2, 8), ("abits", abits, 4, 8)]
@@ -146,7 +143,7 @@ def _check_options(method: str, wbits: int, abits: int, weight_format: str, firs
             raise PqcError(f"quantize: {name} must be an integer in {lo}..{hi}, got {value!r}")
 
 
-def _quantize_weight(g: Graph, layer: Node, bits: int, fmt: str, search: ScaleSearch) -> np.ndarray:
+def _quantize_weight(g: Graph, layer: Node, bits: int, fmt: str, method: str) -> np.ndarray:
     """Annotate ``layer``'s weight with a `WeightQuant`; return its per-channel exponents."""
     weight = g.const(layer.inputs[1])
     if weight is None:
@@ -158,19 +155,15 @@ def _quantize_weight(g: Graph, layer: Node, bits: int, fmt: str, search: ScaleSe
         )
     grid = int_grid(bits, signed=True, symmetric=True) if fmt == "int" else pot_grid(bits)
     rows = weight.reshape(weight.shape[0], -1).astype(np.float64)
-    scales = search(rows, grid)
-    nonzero = scales > 0
-    fallback = int(pot_exponents(scales[nonzero]).min()) if nonzero.any() else 0
-    exps = pot_exponents(scales, fallback)
+    exps = method_exponents(method, rows, grid)
     q = quantize_rows(rows, exps, grid).reshape(weight.shape)
     set_quant(g, layer.inputs[1], WeightQuant(bits, fmt, exps.astype(np.int32), q, out_axis=0))
     return exps
 
 
-def _activation_exponent(stats: ActivationStats, grid: Grid, search: ScaleSearch) -> int:
+def _activation_exponent(stats: ActivationStats, grid: Grid, method: str) -> int:
     extreme = max(stats.hi, -stats.lo) if grid.signed else max(stats.hi, 0.0)
-    scale = search(stats.sample[None, :], grid, np.array([extreme]))
-    return int(pot_exponents(scale)[0])
+    return int(method_exponents(method, stats.sample[None, :], grid, np.array([extreme]))[0])
 
 
 def sharing_groups(g: Graph) -> dict[str, str]:

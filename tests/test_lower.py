@@ -45,12 +45,6 @@ def requant_ref(acc: np.ndarray, shifts: np.ndarray, lo: int, hi: int) -> np.nda
     return out
 
 
-def assert_shapes_consistent(ig) -> None:
-    for node in ig.nodes:
-        inferred = get_int_op(node.op).infer_shapes(node, ig)
-        assert [tuple(ig.values[o].shape) for o in node.outputs] == inferred, node.name
-
-
 ACTS = st.sampled_from([None, "relu", ("clip", 0.0, 6.0), ("clip", -1.0, 2.0)])
 
 
@@ -84,7 +78,7 @@ def test_conv_matches_exact_integer_and_float64_references(c):
     g = annotate(gb.build(y), {x: (8, True, c["e_x"]), y: (c["bits_y"], c["signed_y"], c["e_y"])},
                  {"w": (qw, c["e_w"])})
     ig = lower(g)
-    assert_shapes_consistent(ig)
+    ig.verify()  # integer ops' shapes agree with the float graph's
     xq = rng.integers(-128, 128, size=(3, c["cin"], c["h"], c["w"]))
     got = simulate(ig, xq)[y].astype(np.int64)
 
@@ -432,15 +426,15 @@ def test_conv_cost_counts_naf_digits_per_output_position():
     assert node.attrs["shift"] == (5,)
     cost = get_int_op("QConv").cost(node, ig)
     # per output position: 4 digit adds + bias + rounding; shifts: digit position 2 + requantization
-    assert cost == {"adds": 4 * (4 + 1 + 1), "shifts": 4 * (1 + 1), "weight_bytes": 4 + 4}
+    assert cost == {"adds": 4 * (4 + 1 + 1), "shifts": 4 * (1 + 1), "weight_bytes": 4 + 4, "digits": 4}
 
 
-def test_every_op_reports_a_cost_and_consistent_shapes():
+def test_every_op_reports_a_cost_and_the_program_verifies():
     ig = lower(resnet_like(np.random.default_rng(12)))
-    assert_shapes_consistent(ig)
+    ig.verify()  # integer ops' shapes agree with the float graph's
     for node in ig.nodes:
         cost = get_int_op(node.op).cost(node, ig)
-        assert set(cost) == {"adds", "shifts", "weight_bytes"} and all(isinstance(v, int) and v >= 0 for v in cost.values())
+        assert set(cost) == {"adds", "shifts", "weight_bytes", "digits"} and all(isinstance(v, int) and v >= 0 for v in cost.values())
     total = {n.name: get_int_op(n.op).cost(n, ig)["weight_bytes"] for n in ig.nodes}
     assert sum(total.values()) == sum(v.data.nbytes for v in ig.values.values() if v.is_const)
 

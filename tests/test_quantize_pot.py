@@ -261,3 +261,23 @@ def test_annotations_lower_and_simulate_close_to_float(options):
     ref = FloatExecutor(g).run(data)[g.outputs[0]]
     sqnr = 10 * np.log10((ref ** 2).mean() / ((y - ref) ** 2).mean())
     assert sqnr > (15 if options["wbits"] == 8 else 0)
+
+
+def test_lp_pot_exponent_is_the_better_neighbour_by_lp_error() -> None:
+    """Brute force over every exponent near the row's scale: the chosen one has the least
+    Lp(2.4) error of the two neighbours of the Lp scale, and never clips a channel whose
+    nearest-PoT rounding would cut its largest weight by more than the step it saves."""
+    from pqc.passes.pot_scales import lp_errors, lp_pot_exponents, lp_scales
+
+    rng = np.random.default_rng(3)
+    grid = int_grid(8, signed=True, symmetric=True)
+    rows = rng.standard_normal((32, 27)) * rng.uniform(0.01, 1.0, (32, 1))
+    exps = lp_pot_exponents(rows, grid)
+    low = np.floor(np.log2(lp_scales(rows, grid))).astype(np.int64)
+    for r in range(len(rows)):
+        errs = {e: lp_errors(rows[r:r + 1], np.array([e]), grid)[0] for e in (low[r], low[r] + 1)}
+        assert exps[r] in errs and errs[exps[r]] == min(errs.values())
+    # a row whose scale 0.59/127 rounds (log2 = -7.74) to 2^-8 would clip its max to 0.496
+    row = np.array([[0.593, -0.2, 0.1, 0.05, -0.01, 0.3, -0.4, 0.02, 0.0]])
+    assert lp_pot_exponents(row, grid)[0] == -7
+    assert pot_exponents(minmax_scales(row, grid))[0] == -8

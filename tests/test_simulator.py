@@ -117,3 +117,11 @@ def test_ten_thousand_images_through_a_resnet8_quickly():
     out = simulate(ig, x)
     assert out[ig.outputs[0]].shape == (10_000, 10)
     assert time.perf_counter() - start < 45 * max(1, 2 / threads)
+
+
+def test_exact_dtype_switches_to_float64_at_2_to_24():
+    from pqc.backends.intops.linear import exact_dtype
+
+    x = np.full((2, 1033), -128, np.int8)  # int8 -128: its magnitude must not wrap to -128
+    assert exact_dtype(x, np.full((1, 1024), 127, np.int8)) == torch.float32  # 128*127*1024 < 2^24
+    assert exact_dtype(x, np.full((1, 1033), 127, np.int8)) == torch.float64  # 128*127*1033 > 2^24

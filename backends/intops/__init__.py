@@ -11,8 +11,9 @@ An op's faces:
   `pqc.backends.simulator` dispatches here);
 * ``bounds(node, graph, in_ranges)``: interval analysis (`pqc.passes.range_analysis` dispatches
   here): the output interval and every intermediate the C computes, each of which must fit int32;
-* ``cost(node, graph)``: ``adds`` (add, subtract and compare ALU operations, one sample),
-  ``shifts`` and ``weight_bytes`` (constant tables as stored in C) for reports;
+* ``cost(node, graph)``: for reports, per sample: ``adds`` (add, subtract and compare ALU
+  operations), ``shifts``, ``weight_bytes`` (constant tables as stored in C) and ``digits`` (the
+  nonzero NAF digits of the op's constant multipliers: weights, reciprocals, scales);
 * ``infer_shapes(node, graph)``: output shapes, derived from ``simulate`` (for verifiers);
 * ``template``: the jinja2 kernel template in ``codegen_templates/``, and ``c_context(node,
   graph)`` the dict it renders with (the C emitter's owner fills in op-specific preparation).
@@ -57,7 +58,7 @@ class IntOpDef:
         raise NotImplementedError
 
     def cost(self, node: "Node", graph: "Graph") -> dict[str, int]:
-        return {"adds": 0, "shifts": 0, "weight_bytes": 0}
+        return make_cost()
 
     def infer_shapes(self, node: "Node", graph: "Graph") -> list[tuple[int, ...]]:
         """Output shapes, from ``simulate`` on zeros (so shape rules cannot drift from semantics)."""
@@ -88,6 +89,11 @@ def get_int_op(name: str) -> IntOpDef:
 
 
 # ------------------------------------------------------------------ helpers shared by the ops
+def make_cost(adds: int = 0, shifts: int = 0, weight_bytes: int = 0, digits: int = 0) -> dict[str, int]:
+    """The dict every ``cost`` returns (plain ints, every key present)."""
+    return {"adds": int(adds), "shifts": int(shifts), "weight_bytes": int(weight_bytes), "digits": int(digits)}
+
+
 def requant_bounds(accs: Sequence[Interval], shifts: Sequence[int], lo: int, hi: int) -> tuple[Interval, dict[str, Interval]]:
     """Bounds of ``clamp(rshift_round(acc[c], shift[c]), lo, hi)`` over channels ``c``.
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..intmath import naf, naf_magnitude, requantize
-from . import Bounds, Interval, IntOpDef, abs_max, output_elements, requant_bounds
+from . import Bounds, Interval, IntOpDef, abs_max, make_cost, output_elements, requant_bounds
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...ir import Graph, Node
@@ -23,16 +23,21 @@ def exact_dtype(x: np.ndarray, w: np.ndarray) -> torch.dtype:
     """The cheapest torch float dtype in which ``sum x * w`` is exact in any summation order.
 
     float32 holds every integer below 2^24 exactly; when ``max|x| * max_c sum|w[c]|`` stays below
-    that, every product and partial sum is such an integer, so float32 is exact in any
-    summation order (IEEE matmul precision; callers keep NNPACK's Winograd convolutions off) and
-    several times faster than float64. Otherwise float64 (exact below 2^53,
-    which int32-bounded sums always are).
+    that, every product and partial sum is such an integer, so float32 is exact in any order
+    (given IEEE float32 arithmetic, checked here, and no Winograd convolutions: callers turn
+    NNPACK off) and several times faster. Otherwise float64, exact below 2^53, which
+    int32-bounded sums always are.
     """
-    x_abs = int(np.abs(x).max(initial=0))
+    x_abs = max(-int(x.min()), int(x.max())) if x.size else 0  # not np.abs: it wraps int8 -128
     w_abs = int(np.abs(w.astype(np.int64)).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
-    if x_abs * w_abs < (1 << 24) and torch.get_float32_matmul_precision() == "highest":
-        return torch.float32
-    return torch.float64
+    return torch.float32 if x_abs * w_abs < (1 << 24) and _ieee_float32() else torch.float64
+
+
+def _ieee_float32() -> bool:
+    """Whether torch computes float32 matmuls and convolutions in full IEEE precision (not
+    TF32/bf16), as it does unless a user lowers the precision globally."""
+    conv = getattr(getattr(torch.backends.mkldnn, "conv", None), "fp32_precision", "none")
+    return torch.get_float32_matmul_precision() == "highest" and conv in ("none", "ieee")
 
 
 class LinearOpDef(IntOpDef):
@@ -92,7 +97,7 @@ class LinearOpDef(IntOpDef):
         shift = np.broadcast_to(np.asarray(node.attrs["shift"]), (w.shape[0],))
         adds = positions * int(digits.sum() + w.shape[0] + np.count_nonzero(shift > 0))
         shifts = positions * int(used.sum() + np.count_nonzero(shift != 0))
-        return {"adds": adds, "shifts": shifts, "weight_bytes": int(w.size + 4 * b.size)}
+        return make_cost(adds, shifts, w.size + 4 * b.size, digits.sum())
 
 
 def per_channel_elements(node: "Node", graph: "Graph") -> int:

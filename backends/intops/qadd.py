@@ -13,7 +13,7 @@ import numpy as np
 
 from ..intmath import requantize
 from ..c_tables import requant_shifts
-from . import Bounds, IntOpDef, output_elements, register, requant_bounds
+from . import Bounds, IntOpDef, make_cost, output_elements, register, requant_bounds
 
 
 @register
@@ -45,7 +45,7 @@ class QAdd(IntOpDef):
         a_ = node.attrs
         e = output_elements(node, graph)
         shifts = sum(1 for s in (a_["shift_a"], a_["shift_b"], a_["shift"]) if s != 0)
-        return {"adds": e * (1 + (a_["shift"] > 0)), "shifts": e * shifts, "weight_bytes": 0}
+        return make_cost(e * (1 + (a_["shift"] > 0)), e * shifts)
 
     def c_context(self, node, graph):
         """The attributes, with the three shifts checked against the C's range."""

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..intmath import channel_vector, naf_count, naf_magnitude, requantize
 from ..c_tables import multiplier_codes, requant_shifts, typed_table
-from . import Bounds, IntOpDef, abs_max, output_elements, register, requant_bounds
+from . import Bounds, IntOpDef, abs_max, make_cost, output_elements, register, requant_bounds
 
 
 @register
@@ -48,7 +48,7 @@ class QAffine(IntOpDef):
         shift = np.broadcast_to(np.asarray(node.attrs["shift"]), m.shape)
         adds = int((digits + 1 + (shift > 0)).sum()) * per_c
         shifts = int((digits + (shift != 0)).sum()) * per_c
-        return {"adds": adds, "shifts": shifts, "weight_bytes": int(8 * m.size)}
+        return make_cost(adds, shifts, 8 * m.size, digits.sum())
 
     def c_context(self, node, graph):
         """Per channel: the NAF record of ``m[c]``, the bias and the shift; ``inner`` elements

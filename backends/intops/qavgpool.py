@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..intmath import naf_count, naf_magnitude, rshift_round
-from . import Bounds, Interval, IntOpDef, abs_max, output_elements, register, requant_bounds
+from . import Bounds, Interval, IntOpDef, abs_max, make_cost, output_elements, register, requant_bounds
 from ..c_tables import multiplier_codes, requant_shifts, uint_table, window_geometry
 from .window import avg_divisors, torch_pads
 
@@ -73,9 +73,9 @@ class QAvgPool(IntOpDef):
         one rounding add and one shift."""
         a = node.attrs
         kh, kw = a["kernel_shape"]
-        digits = max(int(naf_count(m)) for _, m, _ in a["recip"])
-        e = output_elements(node, graph)
-        return {"adds": e * (kh * kw - 1 + digits + 1), "shifts": e * (digits + 1), "weight_bytes": 0}
+        counts = [int(naf_count(m)) for _, m, _ in a["recip"]]
+        e, digits = output_elements(node, graph), max(counts)
+        return make_cost(e * (kh * kw - 1 + digits + 1), e * (digits + 1), 0, sum(counts))
 
     def c_context(self, node, graph):
         """Zero-padded planes, the window's taps, one multiplier record and shift per distinct

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..intmath import requantize
 from ..c_tables import requant_shifts
-from . import Bounds, IntOpDef, hull, register, requant_bounds
+from . import Bounds, IntOpDef, hull, make_cost, register, requant_bounds
 
 
 @register
@@ -41,7 +41,7 @@ class QConcat(IntOpDef):
             e = int(np.prod(graph.values[name].shape[1:], dtype=np.int64))
             adds += e * (s > 0)
             shifts += e * (s != 0)
-        return {"adds": adds, "shifts": shifts, "weight_bytes": 0}
+        return make_cost(adds, shifts)
 
     def c_context(self, node, graph):
         """``outer`` blocks (the dims before ``axis``), each the inputs' ``inners`` elements in turn."""

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..intmath import naf_count, rshift_round
 from ..c_tables import multiplier_codes, requant_shifts
-from . import IntOpDef, output_elements, register
+from . import IntOpDef, make_cost, output_elements, register
 from .qavgpool import scaled_sum_bounds
 
 
@@ -37,7 +37,7 @@ class QGlobalAvgPool(IntOpDef):
         h, w = graph.values[node.inputs[0]].shape[2:]
         digits = int(naf_count(node.attrs["m"]))
         e = output_elements(node, graph)
-        return {"adds": e * (h * w - 1 + digits + 1), "shifts": e * (digits + 1), "weight_bytes": 0}
+        return make_cost(e * (h * w - 1 + digits + 1), e * (digits + 1), 0, digits)
 
     def c_context(self, node, graph):
         """The multiplier's NAF record and the total rounding shift ``k + shift_base``."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..c_tables import typed_table
-from . import Bounds, IntOpDef, output_elements, register
+from . import Bounds, IntOpDef, make_cost, output_elements, register
 
 
 @register
@@ -35,7 +35,7 @@ class QLut(IntOpDef):
     def cost(self, node, graph):
         """adds: the index offset per element; weight_bytes: the table."""
         table = graph.values[node.inputs[1]].data
-        return {"adds": output_elements(node, graph), "shifts": 0, "weight_bytes": int(table.nbytes)}
+        return make_cost(output_elements(node, graph), 0, table.nbytes)
 
     def c_context(self, node, graph):
         """The table in the output's C type."""

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..c_tables import TYPE_MIN, uint_table, window_geometry
-from . import Bounds, IntOpDef, output_elements, register
+from . import Bounds, IntOpDef, make_cost, output_elements, register
 from .window import torch_pads
 
 
@@ -37,7 +37,7 @@ class QMaxPool(IntOpDef):
     def cost(self, node, graph):
         """adds: ``kh*kw - 1`` compares per output element."""
         kh, kw = node.attrs["kernel_shape"]
-        return {"adds": output_elements(node, graph) * (kh * kw - 1), "shifts": 0, "weight_bytes": 0}
+        return make_cost(output_elements(node, graph) * (kh * kw - 1))
 
     def c_context(self, node, graph):
         """Input planes padded with the dtype's minimum (so padding never wins) and the window's
