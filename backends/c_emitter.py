@@ -40,10 +40,10 @@ from ..passes.memory_plan import (
     ALIAS_OPS,
     INPUT,
     MemoryPlan,
-    alias_roots,
     check_plan,
     plan_memory,
     scratch_name,
+    storage_roots,
     value_bytes,
 )
 from .c_tables import CTYPES, CArray, c_int
@@ -144,7 +144,7 @@ def _check_graph(graph: Graph, prefix: str) -> None:
     for name in graph.activations():
         if graph.values[name].dtype not in CTYPES:
             raise ModelError(f"value {name!r} has dtype {graph.values[name].dtype}; the C supports {sorted(CTYPES)}")
-    if alias_roots(graph)[graph.outputs[0]] == graph.inputs[0]:
+    if storage_roots(graph, in_place=False)[graph.outputs[0]] == graph.inputs[0]:
         raise ModelError(f"graph {graph.name!r} computes nothing: its output is its input")
     for node in graph.nodes:
         get_int_op(node.op)

@@ -8,6 +8,7 @@ unsupported op, wrong data), 3 internal error (a bug in pqc: please report it).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -20,6 +21,8 @@ from .errors import PqcError
 
 EXIT_OK, EXIT_VERIFY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 RANDOM_DEFAULT = 8
+#: modules defining further subcommands (``add_parser(subparsers, add_common)``)
+SUBCOMMAND_MODULES: list[str] = []
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -223,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON with float_top1, int_top1, n")
     _add_common(p)
     p.set_defaults(func=cmd_evaluate)
+
+    # Subcommands that live in their own modules: each module has add_parser(sub, add_common).
+    for module in SUBCOMMAND_MODULES:
+        importlib.import_module(module).add_parser(sub, _add_common)
     return parser
 
 

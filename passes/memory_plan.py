@@ -42,15 +42,6 @@ def value_bytes(graph: Graph, name: str) -> int:
     return v.size * np.dtype(v.dtype).itemsize
 
 
-def alias_roots(graph: Graph) -> dict[str, str]:
-    """Map every activation to the value whose storage it uses (itself unless it is an alias)."""
-    root = {name: name for name in graph.inputs}
-    for node in graph.nodes:
-        for out in node.outputs:
-            root[out] = root[node.inputs[0]] if node.op in ALIAS_OPS else out
-    return root
-
-
 def _last_reads(graph: Graph) -> dict[str, int]:
     """The last step reading each value; graph outputs are read at the end (step ``len(nodes)``)."""
     last = {i: step for step, node in enumerate(graph.nodes) for i in node.inputs if i}
@@ -59,8 +50,9 @@ def _last_reads(graph: Graph) -> dict[str, int]:
 
 
 def storage_roots(graph: Graph, in_place: bool = True) -> dict[str, str]:
-    """`alias_roots`, plus in-place reuse: the output of an `INPLACE_OPS` node takes the storage
-    of an input (not the graph input) of equal byte size that nothing reads after that node."""
+    """Map every activation to the value whose storage it uses: a reshape's input's, with
+    ``in_place`` the storage of an input of an `INPLACE_OPS` node (not the graph input) of equal
+    byte size that nothing reads after that node, else its own."""
     last = _last_reads(graph)
     root = {name: name for name in graph.inputs}
     members: dict[str, list[str]] = {name: [name] for name in graph.inputs}
