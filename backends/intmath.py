@@ -37,11 +37,11 @@ def rshift_round(a: IntLike, s: IntLike) -> IntLike:
     if shape != a.shape:
         a = np.broadcast_to(a, shape)
     left, right = np.maximum(-s, 0), np.maximum(s, 0)
-    out = np.left_shift(a, left) if left.any() else a.copy()
+    out = np.left_shift(a, left) if left.any() else a
     if right.any():
-        out += np.where(right > 0, np.left_shift(np.int64(1), np.maximum(right - 1, 0)), 0)
+        out = out + np.where(right > 0, np.left_shift(np.int64(1), np.maximum(right - 1, 0)), 0)
         out >>= right
-    return out
+    return out.copy() if out is a else out  # never alias the caller's array
 
 
 def format_range(bits: int, signed: bool) -> tuple[int, int]:

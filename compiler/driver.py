@@ -25,7 +25,7 @@ from .errors import DataError, PqcError
 from .ir import Graph
 from .pipeline import PassContext, Pipeline
 from .quant import WeightQuant, get_quant
-from .report import layer_errors, write_report
+from .report import layer_errors, weight_digits, write_report
 from .serialize import load_graph, save_graph
 from .targets import get_target
 
@@ -181,15 +181,16 @@ def _base_report(build: Build, target: str, spec: str, seed: int, memory: dict[s
 
     program, fgraph = build.program, build.float_graph
     layers = []
-    totals = {"adds": 0, "shifts": 0, "weight_bytes": 0, "digits": 0}
+    totals = {"adds": 0, "shifts": 0, "weight_bytes": 0, "digits": 0, "ideal_adds": 0}
     for node in program.nodes:
         cost = get_int_op(node.op).cost(node, program)
+        digits, ideal_adds = weight_digits(node, program)
         out = program.values[node.outputs[0]]
         layer: dict[str, Any] = {
             "name": node.name, "op": node.op, "float_op": node.meta.get("float_op"),
             "shape": list(out.shape), "abits": out.meta.get("bits"), "exp": out.meta.get("exp"),
             "adds": int(cost.get("adds", 0)), "shifts": int(cost.get("shifts", 0)),
-            "weight_bytes": int(cost.get("weight_bytes", 0)), "digits": int(cost.get("digits", 0)),
+            "weight_bytes": int(cost.get("weight_bytes", 0)), "digits": digits, "ideal_adds": ideal_adds,
         }
         fnode = next((n for n in fgraph.nodes if n.name == node.name), None)
         wq = get_quant(fgraph, fnode.inputs[1]) if fnode is not None and len(fnode.inputs) > 1 and fnode.inputs[1] else None

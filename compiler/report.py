@@ -42,6 +42,19 @@ def layer_errors(int_graph: Graph, float_acts: dict[str, np.ndarray], int_acts: 
     return out
 
 
+def weight_digits(node, graph: Graph) -> tuple[int, int]:
+    """Nonzero NAF digits of a QConv/QGemm's weights, and the layer's ideal add count: those
+    digits times the output positions (DESIGN.md "Multiplier-free weights"); (0, 0) otherwise."""
+    from pqc.backends.intmath import naf_count
+
+    if node.op not in ("QConv", "QGemm"):
+        return 0, 0
+    digits = int(naf_count(graph.values[node.inputs[1]].data).sum())
+    out_shape = graph.values[node.outputs[0]].shape
+    positions = int(np.prod(out_shape[2:])) if node.op == "QConv" else 1
+    return digits, digits * positions
+
+
 def _fmt_exps(exps: Any) -> str:
     arr = np.asarray(exps).ravel()
     if arr.size == 0:
@@ -80,7 +93,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- weight tables: {t['weight_bytes']:,} bytes; flash of the model on Cortex-M0 (code + weights): "
         + (f"{t['flash_bytes']:,} bytes" if t.get("flash_bytes") is not None else "not measured (arm-none-eabi-gcc missing or verification off)"),
         f"- activation arena (RAM): {t['arena_bytes']:,} bytes",
-        f"- per inference: {t['adds']:,} adds, {t['shifts']:,} shifts (ideal shift-add count: nonzero weight digits x output positions)",
+        f"- per inference: {t['adds']:,} adds and {t['shifts']:,} shifts in the emitted kernels; ideal add count "
+        f"(nonzero weight digits x output positions) {t['ideal_adds']:,}",
         f"- nonzero weight digits: {t['digits']:,}",
     ]
     acc = report.get("accuracy")

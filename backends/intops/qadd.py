@@ -23,9 +23,9 @@ class QAdd(IntOpDef):
 
     def simulate(self, node, inputs):
         a_ = node.attrs
-        a = np.left_shift(inputs[0].astype(np.int64), a_["shift_a"])
-        b = np.left_shift(inputs[1].astype(np.int64), a_["shift_b"])
-        acc = a - b if a_["negate_b"] else a + b
+        a = inputs[0].astype(np.int64) << a_["shift_a"]
+        b = inputs[1].astype(np.int64) << a_["shift_b"]
+        acc = np.subtract(a, b, out=a) if a_["negate_b"] else np.add(a, b, out=a)
         return [requantize(acc, a_["shift"], a_["lo"], a_["hi"])]
 
     def bounds(self, node, graph, in_ranges):

@@ -31,10 +31,11 @@ class QConv(LinearOpDef):
         t, l, b, r = a["pads"]
         dtype = exact_dtype(x, w)
         xt = torch.from_numpy(np.asarray(x)).to(dtype)
-        if any((t, l, b, r)):
+        padding = (t, l) if (t, l) == (b, r) else 0
+        if (t, l) != (b, r):
             xt = F.pad(xt, (l, r, t, b))
         with torch.backends.nnpack.flags(enabled=False):  # NNPACK may use Winograd: not exact
-            y = F.conv2d(xt, torch.from_numpy(np.asarray(w)).to(dtype), None, tuple(a["strides"]), 0,
+            y = F.conv2d(xt, torch.from_numpy(np.asarray(w)).to(dtype), None, tuple(a["strides"]), padding,
                          tuple(a["dilations"]), a["group"])
         return y.numpy().astype(np.int64)
 
