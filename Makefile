@@ -37,7 +37,7 @@ sysdeps:
 	fi
 
 demo: install
-	$(PY) examples/demo.py
+	PQC=$(PQC) bash examples/demo.sh
 
 test: install
 	$(VENV)/bin/pytest -q

@@ -88,7 +88,7 @@ def test_first_mismatch_finds_the_earliest_differing_layer(net):
     b = {k: v.reshape(-1) for k, v in b.items()}
     m = first_mismatch(net, a, b)
     assert m is not None and (m.node, m.index) == (early.name, (1, 0, 2, 3))
-    assert m.b == m.a + 1 or m.a == m.b - 1
+    assert m.b == m.a + 1
     del b[early.outputs[0]]  # a layer missing from one dump is skipped
     assert first_mismatch(net, a, b).node == late.name
     with pytest.raises(DataError):

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The main job end to end on the bundled ResNet-8 (Fashion-MNIST): inspect the float model,
+# compile it to multiplier-free C, verify the C bit-exactly against the simulator (gcc, clang,
+# sanitizers), prove it multiplier-free (RV32I), and print the integer program's top-1 accuracy
+# on the 10,000 test images next to the float model's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PQC=${PQC:-.venv/bin/pqc}
+MODEL=examples/models/resnet8.onnx
+OUT=${OUT:-build/demo-resnet8}
+
+echo "== pqc inspect $MODEL"
+$PQC inspect "$MODEL"
+
+echo
+echo "== pqc compile $MODEL --target shift-accel -o $OUT"
+$PQC compile "$MODEL" --target shift-accel --calib fashion-mnist:train:256 -o "$OUT" --force "$@"
+
+echo
+echo "== pqc verify $OUT --inputs fashion-mnist:test:16"
+$PQC verify "$OUT" --inputs fashion-mnist:test:16
+
+echo
+echo "== pqc evaluate $OUT --data fashion-mnist:test   (10,000 images)"
+$PQC evaluate "$OUT" --data fashion-mnist:test
+
+echo
+echo "Generated C: $OUT/model.c $OUT/model.h (harness $OUT/main.c); report: $OUT/report.md"

@@ -1,0 +1,168 @@
+"""The torch fake-quantizers RAPQ trains: weights (PoT exponent relaxation + AdaRound) and
+activations (per-tensor exponent learned on log2 of the scale).
+
+Both follow the integer program's rounding rules once hard, so that what is trained is what
+runs (`pqc.passes.lower`, `pqc.backends.intmath`): activations round half up
+(``floor(x / 2^e + 0.5)``, the requantizer's `rshift_round`), compile-time constants round half
+away from zero. ``pot=False`` gives the ``uniform`` reference: the same training with float scales.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .pot_scales import int_grid, lp_scales
+
+ZETA, GAMMA = 1.1, -0.1
+"""AdaRound's rectified sigmoid stretch: ``h(v) = clamp(sigmoid(v) * (ZETA - GAMMA) + GAMMA, 0, 1)``."""
+
+
+def rectified_sigmoid(v: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(torch.sigmoid(v) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+
+
+def inverse_rectified_sigmoid(h: np.ndarray) -> np.ndarray:
+    """The ``v`` with ``rectified_sigmoid(v) = h`` for ``h`` in [0, 1) (h = 0 maps inside the clamp)."""
+    p = (np.clip(h, 1e-4, 1 - 1e-4) - GAMMA) / (ZETA - GAMMA)
+    return np.log(p / (1.0 - p))
+
+
+def binarization_penalty(h: torch.Tensor, beta: float) -> torch.Tensor:
+    """``sum(1 - |2h - 1|^beta)``: zero once every ``h`` is 0 or 1."""
+    return (1.0 - (2.0 * h - 1.0).abs().pow(beta)).sum()
+
+
+def round_half_up(x: torch.Tensor) -> torch.Tensor:
+    """``floor(x + 0.5)`` with a straight-through gradient (the run-time requantizer's rounding)."""
+    return x + (torch.floor(x + 0.5) - x).detach()
+
+
+def round_half_away(x: torch.Tensor) -> torch.Tensor:
+    """Compile-time rounding (`intmath.round_half_away`), no gradient."""
+    return torch.sign(x) * torch.floor(x.abs() + 0.5)
+
+
+class WeightQuantizer(torch.nn.Module):
+    """One layer's weight: ``clamp(floor(w / s) + h(alpha), qmin, qmax) * s`` per output channel.
+
+    PoT: ``s = 2^(k0 + h(v))`` with ``k0 = floor(log2 s0)``, ``s0`` the Lp(2.4) scale and
+    ``h(v0) = frac(log2 s0)``; `harden_exponent` fixes ``h(v)`` to ``v >= 0`` (floor or ceil),
+    after which ``s`` is an exact power of two. Uniform: ``s = s0``. ``alpha`` starts at
+    ``frac(w / s)`` (AdaRound) and `harden_rounding` makes the rounding ``alpha >= 0``. A channel
+    whose Lp scale is 0 (all zero) takes the smallest scale of the layer.
+    """
+
+    def __init__(self, weight: np.ndarray, bits: int, pot: bool) -> None:
+        super().__init__()
+        grid = int_grid(bits, signed=True, symmetric=True)
+        self.qmin, self.qmax, self.pot = int(grid.levels[0]), int(grid.top), pot
+        rows = weight.reshape(weight.shape[0], -1).astype(np.float64)
+        s0 = lp_scales(rows, grid)
+        positive = s0 > 0
+        s0 = np.where(positive, s0, s0[positive].min() if positive.any() else 1.0)
+        log_s = np.log2(s0)
+        self.register_buffer("w", torch.from_numpy(weight.astype(np.float32)))
+        self.register_buffer("base", torch.from_numpy(np.floor(log_s) if pot else log_s).float())
+        self.v = torch.nn.Parameter(torch.from_numpy(inverse_rectified_sigmoid(log_s - np.floor(log_s))).float())
+        self.v.requires_grad_(pot)
+        self.exponent_hard = not pot
+        self.rounding_hard = False
+        units = weight / np.exp2(self.base.numpy().astype(np.float64) + self._h_v_init(log_s)).reshape(self._shape())
+        self.alpha = torch.nn.Parameter(torch.from_numpy(inverse_rectified_sigmoid(units - np.floor(units))).float())
+
+    def _h_v_init(self, log_s: np.ndarray) -> np.ndarray:
+        return (log_s - np.floor(log_s)) if self.pot else np.zeros_like(log_s)
+
+    def _shape(self) -> tuple[int, ...]:
+        return (-1,) + (1,) * (self.w.dim() - 1)
+
+    def h_v(self) -> torch.Tensor:
+        if not self.pot:
+            return torch.zeros_like(self.v)
+        return (self.v >= 0).to(self.v.dtype) if self.exponent_hard else rectified_sigmoid(self.v)
+
+    def scale(self) -> torch.Tensor:
+        """Per-channel scales (exact powers of two once the exponent is hard)."""
+        return torch.exp2(self.base.to(self.v.dtype) + self.h_v())
+
+    def rounding(self) -> torch.Tensor:
+        return (self.alpha >= 0).to(self.alpha.dtype) if self.rounding_hard else rectified_sigmoid(self.alpha)
+
+    def forward(self) -> torch.Tensor:
+        s = self.scale().reshape(self._shape())
+        w = self.w.to(s.dtype)
+        q = torch.clamp(torch.floor(w / s).detach() + self.rounding(), self.qmin, self.qmax)
+        return q * s
+
+    def exponent_penalty(self, beta: float) -> torch.Tensor:
+        return binarization_penalty(rectified_sigmoid(self.v), beta) if self.pot and not self.exponent_hard else self.v.sum() * 0
+
+    def rounding_penalty(self, beta: float) -> torch.Tensor:
+        return binarization_penalty(rectified_sigmoid(self.alpha), beta)
+
+    def harden_exponent(self) -> None:
+        self.exponent_hard = True
+        self.v.requires_grad_(False)
+
+    def harden_rounding(self) -> None:
+        self.rounding_hard = True
+        self.alpha.requires_grad_(False)
+
+    def exponents(self) -> np.ndarray:
+        """Integer per-channel exponents (PoT, exponent hardened)."""
+        if not (self.pot and self.exponent_hard):
+            raise RuntimeError("weight exponents are integers only for a PoT quantizer after harden_exponent")
+        return (self.base.numpy().astype(np.int64) + (self.v.detach().cpu().numpy() >= 0)).astype(np.int32)
+
+    def integers(self) -> np.ndarray:
+        """The hardened integer weights."""
+        with torch.no_grad():
+            s = self.scale().reshape(self._shape()).to(torch.float64)
+            return torch.round(self.forward().to(torch.float64) / s).cpu().numpy().astype(np.int32)
+
+    def floor_chosen(self) -> np.ndarray:
+        """Per channel, whether the finer exponent ``floor(log2 s0)`` won."""
+        return self.h_v().detach().cpu().numpy() == 0
+
+
+class FixedWeight(torch.nn.Module):
+    """A layer kept as the baseline quantized it (the first layer): integers ``q`` times ``2^exps``."""
+
+    def __init__(self, q: np.ndarray, exps: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("q", torch.from_numpy(q.astype(np.float32)))
+        self.register_buffer("exps", torch.from_numpy(np.asarray(exps, np.float32)))
+
+    def scale(self) -> torch.Tensor:
+        return torch.exp2(self.exps)
+
+    def forward(self) -> torch.Tensor:
+        return self.q * self.scale().reshape((-1,) + (1,) * (self.q.dim() - 1))
+
+
+class ActQuantizer(torch.nn.Module):
+    """Per-tensor activation format: ``clamp(floor(x / s + 0.5), qmin, qmax) * s``.
+
+    PoT: ``s = 2^round(t)`` with ``t`` (log2 of the scale) learned through a straight-through
+    round, so the forward pass always uses an integer exponent; uniform: ``s = 2^t``. The
+    gradient on ``t`` is the LSQ one (through ``s``, straight through the rounding of ``x / s``).
+    """
+
+    def __init__(self, bits: int, signed: bool, log2_scale: float, pot: bool) -> None:
+        super().__init__()
+        grid = int_grid(bits, signed)
+        self.qmin, self.qmax, self.pot = int(grid.levels[0]), int(grid.top), pot
+        self.t = torch.nn.Parameter(torch.tensor(float(log2_scale)))
+
+    def log2_scale(self) -> torch.Tensor:
+        return round_half_up(self.t) if self.pot else self.t
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.exp2(self.log2_scale().to(x.dtype))
+        return torch.clamp(round_half_up(x / s), self.qmin, self.qmax) * s
+
+    def exponent(self) -> int:
+        """The integer exponent (PoT)."""
+        if not self.pot:
+            raise RuntimeError("a uniform activation quantizer has no integer exponent")
+        return int(np.floor(float(self.t.detach()) + 0.5))
