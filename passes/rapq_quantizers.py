@@ -67,11 +67,8 @@ class WeightQuantizer(torch.nn.Module):
         self.v.requires_grad_(pot)
         self.exponent_hard = not pot
         self.rounding_hard = False
-        units = weight / np.exp2(self.base.numpy().astype(np.float64) + self._h_v_init(log_s)).reshape(self._shape())
+        units = weight / s0.reshape(self._shape())
         self.alpha = torch.nn.Parameter(torch.from_numpy(inverse_rectified_sigmoid(units - np.floor(units))).float())
-
-    def _h_v_init(self, log_s: np.ndarray) -> np.ndarray:
-        return (log_s - np.floor(log_s)) if self.pot else np.zeros_like(log_s)
 
     def _shape(self) -> tuple[int, ...]:
         return (-1,) + (1,) * (self.w.dim() - 1)
@@ -95,7 +92,9 @@ class WeightQuantizer(torch.nn.Module):
         return q * s
 
     def exponent_penalty(self, beta: float) -> torch.Tensor:
-        return binarization_penalty(rectified_sigmoid(self.v), beta) if self.pot and not self.exponent_hard else self.v.sum() * 0
+        if not self.pot or self.exponent_hard:
+            return torch.zeros((), device=self.v.device)
+        return binarization_penalty(rectified_sigmoid(self.v), beta)
 
     def rounding_penalty(self, beta: float) -> torch.Tensor:
         return binarization_penalty(rectified_sigmoid(self.alpha), beta)

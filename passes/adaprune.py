@@ -1,0 +1,158 @@
+"""AdaPruner: BN-importance channel pruning to a MAC budget with adaptive weight inheritance.
+
+Pass ``adaprune``. Establishes: the graph's Conv/Gemm layers have fewer channels and its MACs
+are at most ``flops`` times the original's (reported exactly); it still verifies, keeps its
+inputs, outputs and BatchNormalization nodes, and has been fine-tuned. It needs BN, so it runs
+*before* ``canonicalize``; training data comes from the ``data`` option (a data set spec such as
+``fashion-mnist:train``) or else from ``ctx.state["train"]`` (a labelled `pqc.data.Dataset`);
+its report is left in ``ctx.state["adaprune"]``::
+
+    Pipeline.parse("adaprune(flops=0.5),canonicalize,quantize(wbits=8),lower").run(
+        graph, PassContext(calib=x, state={"train": load_dataset("fashion-mnist:train")}))
+
+Steps (algorithms/adapruner.md): channel groups (`channel_groups`), block importance and
+bisection on one scalar (`adaprune_budget`), one pruned candidate per weight-inheritance
+criterion (`adaprune_criteria`, `adaprune_prune`) scored on a held-out split of the training
+data after BN recalibration, the best one fine-tuned (`adaprune_train`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pqc import console
+from pqc.data import Dataset, load_dataset, split_train_val
+from pqc.errors import DataError, ModelError, PqcError
+from pqc.ir import Graph
+from pqc.pipeline import PassContext, register_pass
+
+from .adaprune_budget import BudgetRule, block_importance, search_budget
+from .adaprune_criteria import CRITERIA, reinitialize, select_channels
+from .adaprune_prune import prune_channels
+from .adaprune_report import build_report
+from .adaprune_train import TrainConfig, accuracy, recalibrate_bn, train_graph
+from .channel_groups import channel_groups
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """What `adaprune` does: the MAC budget, the count rule, the criterion (``auto``: every one in
+    ``CRITERIA`` is tried and the best held-out score wins), the held-out and recalibration sample
+    counts, uniform-width instead of importance-driven counts, and the fine-tuning recipe."""
+
+    flops: float = 0.5
+    rule: BudgetRule = BudgetRule()
+    criterion: str = AUTO
+    val_samples: int = 1000
+    calib_samples: int = 512
+    uniform: bool = False
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.criterion != AUTO and self.criterion not in CRITERIA:
+            raise PqcError(f"unknown criterion {self.criterion!r}; use {AUTO} or one of {', '.join(CRITERIA)}")
+        if self.val_samples < 1 or self.calib_samples < 1:
+            raise PqcError("val_samples and calib_samples must be positive")
+
+
+@dataclass
+class PruneResult:
+    """The pruned, fine-tuned graph and the report (`adaprune_report.build_report`)."""
+
+    graph: Graph
+    report: dict[str, Any]
+
+
+def adaprune(graph: Graph, data: Dataset, config: PruneConfig = PruneConfig(), eval_data: Dataset | None = None) -> PruneResult:
+    """Prune ``graph`` to ``config.flops`` of its MACs using labelled training ``data``.
+
+    ``data`` is split into a fine-tuning part and ``config.val_samples`` held-out samples that
+    score the criteria and the accuracies in the report; ``eval_data`` (e.g. the test split)
+    adds accuracies measured on it.
+    """
+    if not graph.dynamic_batch:
+        raise ModelError(f"graph {graph.name!r} has a fixed batch size; pruning trains it on batches (export it with a dynamic batch)")
+    seed, device = config.train.seed, config.train.device
+    tune_data, val = split_train_val(data, config.val_samples, seed)
+    if config.calib_samples > len(tune_data):
+        raise DataError(f"{data.name}: {config.calib_samples} recalibration samples requested, {len(tune_data)} available")
+    calib = tune_data.x[: config.calib_samples]
+    deps = channel_groups(graph)
+    importance = block_importance(graph, deps, uniform=config.uniform)
+    if not importance:
+        raise ModelError(
+            f"graph {graph.name!r} has no prunable channel group with BatchNormalization; "
+            "adaprune must run before canonicalize, which folds BN away"
+        )
+    budget = search_budget(graph, deps, importance, config.flops, config.rule)
+    console.info(f"adaprune: {budget.macs:,} of {budget.original_macs:,} MACs ({budget.ratio:.4f}; budget "
+                 f"{budget.budget_macs:,}) at t={budget.t:.6g}")
+
+    def measure(g: Graph) -> dict[str, float]:
+        scores = {"val": accuracy(g, val, device)}
+        if eval_data is not None:
+            scores["eval"] = accuracy(g, eval_data, device)
+        return scores
+
+    accuracy_before = measure(graph)
+    candidates = list(CRITERIA) if config.criterion == AUTO else [config.criterion]
+    pruned: dict[str, Graph] = {}
+    scores: dict[str, float] = {}
+    for criterion in candidates:
+        keep = select_channels(graph, deps, budget.counts, criterion, seed)
+        candidate = prune_channels(graph, deps, keep)
+        if criterion == "scratch":
+            candidate = reinitialize(candidate, seed)
+        pruned[criterion] = recalibrate_bn(candidate, calib, device)
+        scores[criterion] = accuracy(pruned[criterion], val, device)
+        console.info(f"adaprune: criterion {criterion:7s} held-out top-1 after BN recalibration {scores[criterion]:.4f}")
+    chosen = max(candidates, key=lambda c: scores[c])
+    accuracy_pruned = measure(pruned[chosen])
+    tuned = train_graph(pruned[chosen], tune_data, config.train, desc=f"fine-tune ({chosen})")
+    accuracy_tuned = measure(tuned.graph)
+    console.info(f"adaprune: chose {chosen}; held-out top-1 {accuracy_before['val']:.4f} before, "
+                 f"{accuracy_pruned['val']:.4f} pruned, {accuracy_tuned['val']:.4f} fine-tuned ({tuned.seconds:.1f}s)")
+    report = build_report(
+        graph, tuned.graph, deps, importance, budget, config, scores, chosen,
+        {"before": accuracy_before, "pruned": accuracy_pruned, "fine_tuned": accuracy_tuned},
+        tuned.seconds, tuned.history, data_name=data.name, eval_name=eval_data.name if eval_data is not None else None,
+    )
+    return PruneResult(tuned.graph, report)
+
+
+@register_pass("adaprune")
+def adaprune_pass(
+    graph: Graph,
+    ctx: PassContext,
+    *,
+    flops: float = 0.5,
+    data: str = "",
+    criterion: str = AUTO,
+    epochs: int = 1,
+    lr: float = 0.01,
+    batch_size: int = 128,
+    round_to: int = 1,
+    k_min: float = 0.1,
+    c_min: int = 2,
+    uniform: bool = False,
+    hflip: bool = False,
+    val_samples: int = 1000,
+    calib_samples: int = 512,
+) -> Graph:
+    """AdaPruner channel pruning to ``flops`` of the MACs, then fine-tuning (needs BN: run before canonicalize)."""
+    train = load_dataset(data) if data else ctx.state.get("train")
+    if not isinstance(train, Dataset):
+        raise DataError(
+            "adaprune needs labelled training data: give the pass option data=fashion-mnist:train (or an .npz), "
+            "or put a pqc.data.Dataset in PassContext.state['train']"
+        )
+    config = PruneConfig(
+        flops=flops, rule=BudgetRule(k_min=k_min, c_min=c_min, round_to=round_to), criterion=criterion,
+        val_samples=val_samples, calib_samples=calib_samples, uniform=uniform,
+        train=TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, hflip=hflip, seed=ctx.seed, device=ctx.device),
+    )
+    result = adaprune(graph, train, config)
+    ctx.state["adaprune"] = result.report
+    return result.graph
