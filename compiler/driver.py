@@ -202,7 +202,9 @@ def _base_report(build: Build, target: str, spec: str, seed: int, memory: dict[s
         layers.append(layer)
         for k in totals:
             totals[k] += layer[k]
-    totals["arena_bytes"] = int(memory.get("arena_bytes", 0))
+    totals["weight_bytes_dense"] = totals.pop("weight_bytes")
+    totals["weight_bytes"] = int(memory["weight_bytes"])
+    totals["arena_bytes"] = int(memory["arena_bytes"])
     totals["flash_bytes"] = None
     return {
         "model": program.name, "out_dir": str(build.out_dir), "target": target, "pipeline": spec, "seed": seed,

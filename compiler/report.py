@@ -90,7 +90,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## Totals",
         "",
-        f"- weight tables: {t['weight_bytes']:,} bytes; flash of the model on Cortex-M0 (code + weights): "
+        f"- weight tables as emitted (NAF digit tables): {t['weight_bytes']:,} bytes "
+        f"({t['weight_bytes_dense']:,} as dense int8 weights + int32 biases); flash of the model on Cortex-M0 (code + weights): "
         + (f"{t['flash_bytes']:,} bytes" if t.get("flash_bytes") is not None else "not measured (arm-none-eabi-gcc missing or verification off)"),
         f"- activation arena (RAM): {t['arena_bytes']:,} bytes",
         f"- per inference: {t['adds']:,} adds and {t['shifts']:,} shifts in the emitted kernels; ideal add count "
@@ -118,7 +119,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         ])
     lines.append("```")
     lines.append(format_table(rows, ["layer", "op", "output", "w/a bits", "w exps", "out exp", "clip", "SQNR dB",
-                                     "digits", "adds", "bytes"]))
+                                     "digits", "adds", "dense bytes"]))
     lines.append("```")
     v = report.get("verification")
     if v:

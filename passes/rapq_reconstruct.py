@@ -160,7 +160,7 @@ def _weight_phase(net: QuantNetwork, unit: Unit, quantizers: list[WeightQuantize
         opt.zero_grad()
         loss.backward()
         opt.step()
-        state["loss"] = float(rec)
+        state["loss"] = rec.item()
         if it + 1 == s.exponent_iters:
             for q in quantizers:
                 q.harden_exponent()
@@ -172,8 +172,10 @@ def _weight_phase(net: QuantNetwork, unit: Unit, quantizers: list[WeightQuantize
 
 def _act_phase(net: QuantNetwork, unit: Unit, quantizers: list, h: torch.Tensor, target: torch.Tensor,
                p: float, s: Schedule, rng: np.random.Generator) -> list[float]:
-    """Learn the unit's activation scales; returns the loss before and after."""
+    """Learn the unit's activation scales (kept only if they lower the loss on the whole
+    calibration set); returns the loss before and after."""
     before = _full_loss(net, unit, h, target, p, acts=True)
+    start = [float(q.t) for q in quantizers]
     opt = torch.optim.Adam([q.t for q in quantizers], lr=s.scaled_lr(s.lr_act, s.act_iters))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(s.act_iters, 1))
     state = {"loss": math.nan}
@@ -187,5 +189,11 @@ def _act_phase(net: QuantNetwork, unit: Unit, quantizers: list, h: torch.Tensor,
         loss.backward()
         opt.step()
         sched.step()
-        state["loss"] = float(loss)
-    return [before, _full_loss(net, unit, h, target, p, acts=True)]
+        state["loss"] = loss.item()
+    after = _full_loss(net, unit, h, target, p, acts=True)
+    if after > before:  # the batches misled the exponents: keep the starting ones
+        with torch.no_grad():
+            for q, t in zip(quantizers, start):
+                q.t.fill_(t)
+        after = before
+    return [before, after]

@@ -41,7 +41,7 @@ class Unit:
 
     @property
     def name(self) -> str:
-        return self.layers[-1].name
+        return self.nodes[-1].name
 
 
 def loss_exponent(gamma: np.ndarray | None, mode: str) -> float:

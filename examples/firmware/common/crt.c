@@ -11,8 +11,8 @@
 extern uint32_t _sidata[], _sdata[], _edata[], _sbss[], _ebss[], _stack_top[];
 
 #define STACK_PAINT 0xC0FFEE55u
-/* Words below fw_start's own locals left unpainted: its frame and spills live there. */
-#define PAINT_MARGIN_WORDS 64u
+/* Bytes below fw_start's own locals left unpainted: its frame and spills live there. */
+#define PAINT_MARGIN_BYTES 256u
 
 enum { SYS_WRITE0 = 0x04, SYS_EXIT_EXTENDED = 0x20 };
 #define ADP_STOPPED_APPLICATION_EXIT 0x20026u
@@ -20,6 +20,7 @@ enum { SYS_WRITE0 = 0x04, SYS_EXIT_EXTENDED = 0x20 };
 void fw_start(void)
 {
     volatile uint32_t here = 0;
+    const uintptr_t paint_end = (uintptr_t)&here - PAINT_MARGIN_BYTES;
     const uint32_t *src = _sidata;
     uint32_t *p;
     for (p = _sdata; p < _edata; ++p) {
@@ -28,7 +29,7 @@ void fw_start(void)
     for (p = _sbss; p < _ebss; ++p) {
         *p = 0;
     }
-    for (p = _ebss; p < (uint32_t *)(uintptr_t)&here - PAINT_MARGIN_WORDS; ++p) {
+    for (p = _ebss; (uintptr_t)p < paint_end; ++p) {
         *p = STACK_PAINT;
     }
     fw_exit(main());

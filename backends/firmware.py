@@ -1,0 +1,312 @@
+"""Run the generated C bare-metal on emulated boards and prove it equal to the simulator.
+
+The model's ``<prefix>.c``/``<prefix>.h`` are compiled untouched (only ``<PREFIX>_WEIGHT_SECTION``
+is defined, to place the weights in their own flash section) and linked with the test firmware
+of ``examples/firmware`` (start-up code, linker scripts, a ``main`` that runs the model on an
+input table generated here). QEMU runs the image under ``-icount shift=0`` (one instruction per
+virtual nanosecond) with semihosting for output and exit status; the printed outputs must match
+the simulator bit for bit. Figures come from the image (section sizes), the firmware (stack
+high-water mark from stack painting) and a counter read around each ``<prefix>_run`` call:
+``minstret`` on RV32I, which QEMU derives from ``-icount`` (exact), and SysTick on ARMv6-M,
+whose tick is a fixed number of instructions under ``-icount`` (exact to one tick).
+
+Exit conventions follow `pqc.backends.harness`: a mismatch raises `VerificationError`; a build
+failure, a fault inside the firmware or a time-out raises `BuildError`.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import PqcError, VerificationError
+from ..ir import Graph
+from .c_emitter import read_manifest
+from .harness import PACKAGES, BuildError, _missing, _run, _samples, _tool, dump_dtype
+from .simulator import simulate
+
+#: the firmware sources; they ship with the source tree, not with the Python package
+FIRMWARE_DIR = Path(__file__).resolve().parents[1] / "examples" / "firmware"
+CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-Os", "-ffreestanding",
+          "-ffunction-sections", "-fdata-sections")
+#: the weight tables' section; common/sections.ld collects it into the output section .weights
+WEIGHT_SECTION = ".pqc_weights"
+#: RAM the up-front budget check reserves for the stack; the firmware measures the real use
+STACK_ALLOWANCE = 1024
+DEFAULT_TIMEOUT_S = 120
+PACKAGES.update({  # the tools this module adds to the harness's "not installed" messages
+    "qemu-system-arm": "qemu-system-arm", "qemu-system-riscv32": "qemu-system-misc",
+    "riscv64-unknown-elf-size": "binutils-riscv64-unknown-elf",
+})
+
+
+@dataclass(frozen=True)
+class Core:
+    """A cross toolchain and the firmware sources of one instruction set."""
+
+    tool_prefix: str
+    model_flags: tuple[str, ...]   # what the model is compiled for
+    support_flags: tuple[str, ...]  # the firmware's own files (may need more, e.g. CSR access)
+    sources: tuple[str, ...]        # relative to FIRMWARE_DIR, besides common/
+    libs: tuple[str, ...]
+
+
+CORES = {
+    # libgcc only for Thumb-1 switch tables; Cortex-M0 multiplies in hardware anyway.
+    "armv6m": Core("arm-none-eabi-", ("-mcpu=cortex-m0", "-mthumb"), ("-mcpu=cortex-m0", "-mthumb"),
+                   ("armv6m/arch.c",), ("-lgcc",)),
+    # No libgcc: a multiply or divide routine the model needed would fail the link, and a
+    # multiply instruction traps on this core, so the run itself proves multiplier-freedom.
+    "rv32i": Core("riscv64-unknown-elf-", ("-march=rv32i", "-mabi=ilp32"), ("-march=rv32i_zicsr", "-mabi=ilp32"),
+                  ("rv32i/start.S", "rv32i/arch.c"), ()),
+}
+
+
+@dataclass(frozen=True)
+class Board:
+    """An emulated board: its core, memory sizes, QEMU command and counter."""
+
+    name: str
+    core: str
+    qemu: tuple[str, ...]
+    flash_bytes: int
+    ram_bytes: int
+    insns_per_tick: float  # instructions per counter tick under -icount shift=0 (1 ns each)
+    counter: str
+
+
+BOARDS = {
+    b.name: b for b in (
+        Board("microbit", "armv6m", ("qemu-system-arm", "-M", "microbit"), 256 << 10, 16 << 10, 1e9 / 16e6,
+              "SysTick at the 16 MHz core clock under -icount shift=0 (62.5 instructions a tick)"),
+        Board("mps2-an385", "armv6m", ("qemu-system-arm", "-M", "mps2-an385"), 4 << 20, 4 << 20, 1e9 / 25e6,
+              "SysTick at the 25 MHz core clock under -icount shift=0 (40 instructions a tick)"),
+        Board("rv32-virt", "rv32i", ("qemu-system-riscv32", "-M", "virt", "-bios", "none", "-cpu",
+                                     "rv32,m=false,a=false,f=false,d=false,c=false"), 16 << 20, 16 << 20, 1.0,
+              "minstret, counted by QEMU -icount shift=0 (exact)"),
+    )
+}
+QEMU_COMMON = ("-display", "none", "-monitor", "none", "-serial", "none", "-icount", "shift=0",
+               "-semihosting-config", "enable=on,target=native")
+
+
+@dataclass(frozen=True)
+class RamFit:
+    """Whether a model's RAM (arena, one input and one output buffer, a stack allowance) fits."""
+
+    arena_bytes: int
+    io_bytes: int
+    stack_bytes: int
+    budget_bytes: int
+
+    @property
+    def needed_bytes(self) -> int:
+        return self.arena_bytes + self.io_bytes + self.stack_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.needed_bytes <= self.budget_bytes
+
+    def __str__(self) -> str:
+        verdict = "fits" if self.fits else "does NOT fit"
+        return (f"RAM: arena {self.arena_bytes:,} B + input/output {self.io_bytes:,} B + stack allowance "
+                f"{self.stack_bytes:,} B = {self.needed_bytes:,} B; {verdict} in {self.budget_bytes:,} B")
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What one firmware run measured. Flash is text + rodata + weights + the .data image (the
+    test input table excluded, given as ``inputs_bytes``); RAM is data + bss + stack high-water."""
+
+    board: str
+    samples: int
+    flash_bytes: int
+    weights_bytes: int
+    inputs_bytes: int
+    ram_bytes: int
+    data_bss_bytes: int
+    stack_bytes: int
+    arena_bytes: int
+    instructions: int
+    counter: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (f"{self.board}: {self.samples} samples bit-exact with the simulator; flash {self.flash_bytes:,} B "
+                f"(weights {self.weights_bytes:,} B), RAM {self.ram_bytes:,} B (data+bss {self.data_bss_bytes:,} B, "
+                f"stack high-water {self.stack_bytes:,} B), {self.instructions:,} instructions per inference")
+
+
+def parse_bytes(text: str) -> int:
+    """``"16K"``, ``"16KiB"``, ``"1M"`` or ``"16384"`` -> bytes (K and M are binary)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)(?:i?B)?\s*", text)
+    if m is None:
+        raise PqcError(f"cannot read {text!r} as a size: expected e.g. 16K, 256KiB, 1M or 16384")
+    return int(m.group(1)) << {"": 0, "k": 10, "m": 20}[m.group(2).lower()]
+
+
+def get_board(name: str) -> Board:
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise PqcError(f"unknown board {name!r}; choose one of {', '.join(BOARDS)}") from None
+
+
+def ram_fit(out_dir: str | Path, budget_bytes: int, stack_bytes: int = STACK_ALLOWANCE) -> RamFit:
+    """Whether the model emitted into ``out_dir`` fits ``budget_bytes`` of RAM (before any build)."""
+    manifest = read_manifest(out_dir)
+    io = sum(int(manifest[k]["size"]) * dump_dtype(manifest[k]["dtype"]).itemsize for k in ("input", "output"))
+    return RamFit(int(manifest["arena_bytes"]), io, stack_bytes, budget_bytes)
+
+
+def _write_inputs(work: Path, manifest: dict[str, Any], x: np.ndarray) -> None:
+    """The generated part of the firmware: ``fw_model.h`` (the model's names under fixed ones)
+    and ``fw_inputs.c`` (the samples as a const table)."""
+    prefix, upper = manifest["prefix"], manifest["prefix"].upper()
+    (work / "fw_model.h").write_text(
+        f"/* fw_model.h: generated by pqc firmware. The model under the names main.c uses. */\n"
+        f"#ifndef FW_MODEL_H\n#define FW_MODEL_H\n#include \"{prefix}.h\"\n"
+        f"#define FW_RUN {prefix}_run\n#define FW_INPUT_SIZE {upper}_INPUT_SIZE\n"
+        f"#define FW_OUTPUT_SIZE {upper}_OUTPUT_SIZE\n#define FW_SAMPLES {len(x)}u\n"
+        f"typedef {prefix}_input_t fw_input_t;\ntypedef {prefix}_output_t fw_output_t;\n"
+        f"extern const fw_input_t fw_inputs[FW_SAMPLES * FW_INPUT_SIZE];\n#endif\n")
+    flat = x.reshape(-1).astype(np.int64)
+    rows = ",\n".join("    " + ", ".join(map(str, flat[i:i + 16])) for i in range(0, flat.size, 16))
+    (work / "fw_inputs.c").write_text(
+        f"/* fw_inputs.c: generated by pqc firmware. {len(x)} test samples. */\n#include \"fw_model.h\"\n\n"
+        f"const fw_input_t fw_inputs[FW_SAMPLES * FW_INPUT_SIZE] = {{\n{rows}\n}};\n")
+
+
+def build_image(out_dir: str | Path, board: Board, x: np.ndarray, work: str | Path,
+                sources: Path = FIRMWARE_DIR) -> Path:
+    """Compile the model in ``out_dir`` and the firmware for ``board`` with the samples ``x``
+    (the model's integer inputs) into ``work``; returns the ELF image."""
+    out, work = Path(out_dir), Path(work)
+    manifest = read_manifest(out)
+    core = CORES[board.core]
+    cc = core.tool_prefix + "gcc"
+    gone = _missing((cc, core.tool_prefix + "size", board.qemu[0]))
+    if gone:
+        raise PqcError(gone)
+    if not (sources / "common" / "main.c").exists():
+        raise PqcError(f"firmware sources not found in {sources}: they ship with pqc's source tree (examples/firmware)")
+    work.mkdir(parents=True, exist_ok=True)
+    _write_inputs(work, manifest, x)
+    weight_macro = f"-D{manifest['prefix'].upper()}_WEIGHT_SECTION=__attribute__((section(\"{WEIGHT_SECTION}\")))"
+    units = [(out / f"{manifest['prefix']}.c", core.model_flags + (weight_macro,)),
+             (work / "fw_inputs.c", core.model_flags)]
+    support = core.support_flags + ("-fno-tree-loop-distribute-patterns",)
+    units += [(sources / "common" / name, support) for name in ("crt.c", "main.c")]
+    units += [(sources / name, support) for name in core.sources]
+    objects = []
+    for src, flags in units:
+        obj = work / (src.stem + ".o")
+        _run([cc, *flags, *CFLAGS, f"-I{out}", f"-I{work}", f"-I{sources / 'common'}", "-c", str(src), "-o", str(obj)],
+             f"compiling {src.name} for {board.name}")
+        objects.append(str(obj))
+    elf = work / "firmware.elf"
+    _run([cc, *core.model_flags, "-nostdlib", "-nostartfiles", "-Wl,--gc-sections",
+          f"-L{sources / 'common'}", "-T", str(sources / "boards" / f"{board.name}.ld"),
+          *objects, *core.libs, "-o", str(elf)], f"linking the {board.name} firmware")
+    return elf
+
+
+def section_sizes(elf: Path, board: Board) -> dict[str, int]:
+    """Bytes of each allocated output section of ``elf`` (``size -A``)."""
+    listing = _run([_tool(CORES[board.core].tool_prefix + "size"), "-A", str(elf)], "size").stdout
+    sizes = {}
+    for line in listing.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0].startswith(".") and parts[1].isdigit():
+            sizes[parts[0]] = int(parts[1])
+    return sizes
+
+
+@dataclass(frozen=True)
+class FirmwareRun:
+    """What the firmware printed: outputs ``[samples, output size]`` (int64), counter ticks per
+    sample, the Adler-32 of the output bytes and the stack high-water mark."""
+
+    outputs: np.ndarray
+    ticks: list[int]
+    adler32: int
+    stack_bytes: int
+
+
+def run_image(elf: Path, board: Board, timeout_s: float = DEFAULT_TIMEOUT_S) -> FirmwareRun:
+    """Run ``elf`` in QEMU within ``timeout_s`` seconds and parse what it printed."""
+    cmd = [_tool(board.qemu[0]), *board.qemu[1:], *QEMU_COMMON, "-kernel", str(elf)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise BuildError(f"the {board.name} firmware did not finish within {timeout_s:g} s "
+                         f"(raise --timeout for a large model)") from None
+    if proc.returncode != 0:
+        raise BuildError(f"the {board.name} firmware failed (exit status {proc.returncode}):\n"
+                         f"{(proc.stdout + proc.stderr)[-3000:]}")
+    return _parse(proc.stderr, board)
+
+
+def _parse(text: str, board: Board) -> FirmwareRun:
+    """Read the lines common/main.c prints (QEMU writes the semihosting console to stderr,
+    after any warnings of its own)."""
+    lines = [line.split() for line in text.splitlines() if line.strip()]
+    try:
+        lines = lines[next(i for i, words in enumerate(lines) if words[0] == "pqc-firmware"):]
+        samples, size = int(lines[0][1], 16), int(lines[0][2], 16)
+        ticks = [int(words[1], 16) for words in lines if words[0] == "ticks"]
+        rows = [[int(w, 16) for w in words[1:]] for words in lines if words[0] == "y"]
+        fields = {words[0]: int(words[1], 16) for words in lines if words[0] in ("adler32", "stack")}
+        outputs = np.array(rows, dtype=np.uint32).view(np.int32).astype(np.int64)
+        if len(ticks) != samples or outputs.shape != (samples, size) or len(fields) != 2:
+            raise ValueError(f"expected {samples} samples of {size} outputs")
+    except (IndexError, ValueError, StopIteration) as exc:
+        raise BuildError(f"cannot read the {board.name} firmware's output ({exc}):\n{text[-2000:]}") from None
+    return FirmwareRun(outputs, ticks, fields["adler32"], fields["stack"])
+
+
+def run_firmware(program: Graph, out_dir: str | Path, board: str | Board, x_int: np.ndarray, work: str | Path,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, sources: Path = FIRMWARE_DIR) -> Figures:
+    """Build the firmware for ``board`` around the C that `emit_c` wrote for ``program`` into
+    ``out_dir``, run it on the integer samples ``x_int`` and compare with the simulator.
+
+    Raises `PqcError` up front when the model cannot fit the board's RAM or flash,
+    `VerificationError` on any differing output, `BuildError` when a tool or the run fails.
+    """
+    board = board if isinstance(board, Board) else get_board(board)
+    manifest = read_manifest(out_dir)
+    fit = ram_fit(out_dir, board.ram_bytes)
+    if not fit.fits:
+        raise PqcError(f"{board.name} has {board.ram_bytes:,} B of RAM; {fit}. Use a board with more RAM "
+                       f"(mps2-an385 runs the same ARMv6-M image with 4 MiB)")
+    x = _samples(x_int, manifest["input"])
+    elf = build_image(out_dir, board, x, work, sources)
+    run = run_image(elf, board, timeout_s)
+    out_info = manifest["output"]
+    expected = simulate(program, x)[program.outputs[0]].reshape(len(x), -1)
+    diff = np.argwhere(run.outputs != expected.astype(np.int64))
+    if diff.size:
+        s, i = diff[0]
+        raise VerificationError(f"{board.name}: the firmware's output differs from the simulator at sample {s}, "
+                                f"index {i}: firmware {run.outputs[s, i]}, simulator {expected[s, i]} "
+                                f"({len(diff)} values differ; `pqc verify` names the first differing layer)")
+    if run.adler32 != zlib.adler32(expected.astype(dump_dtype(out_info["dtype"])).tobytes()):
+        raise VerificationError(f"{board.name}: the outputs match but the firmware's checksum of its output "
+                                f"buffer does not (the printed values are not the stored bytes)")
+    sizes = section_sizes(elf, board)
+    data_bss = sizes.get(".data", 0) + sizes.get(".bss", 0)
+    return Figures(
+        board=board.name, samples=len(x),
+        flash_bytes=sum(sizes.get(s, 0) for s in (".text", ".rodata", ".weights", ".data")),
+        weights_bytes=sizes.get(".weights", 0), inputs_bytes=sizes.get(".inputs", 0),
+        ram_bytes=data_bss + run.stack_bytes, data_bss_bytes=data_bss, stack_bytes=run.stack_bytes,
+        arena_bytes=int(manifest["arena_bytes"]),
+        instructions=round(float(np.mean(run.ticks)) * board.insns_per_tick), counter=board.counter,
+    )
