@@ -22,7 +22,7 @@ from .errors import PqcError
 EXIT_OK, EXIT_VERIFY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 RANDOM_DEFAULT = 8
 #: modules defining further subcommands (``add_parser(subparsers, add_common)``)
-SUBCOMMAND_MODULES: list[str] = ["pqc.cli_prune"]
+SUBCOMMAND_MODULES: list[str] = ["pqc.cli_prune", "pqc.cli_firmware"]
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:

@@ -74,11 +74,6 @@ def adaprune(graph: Graph, data: Dataset, config: PruneConfig = PruneConfig(), e
     """
     if not graph.dynamic_batch:
         raise ModelError(f"graph {graph.name!r} has a fixed batch size; pruning trains it on batches (export it with a dynamic batch)")
-    seed, device = config.train.seed, config.train.device
-    tune_data, val = split_train_val(data, config.val_samples, seed)
-    if config.calib_samples > len(tune_data):
-        raise DataError(f"{data.name}: {config.calib_samples} recalibration samples requested, {len(tune_data)} available")
-    calib = tune_data.x[: config.calib_samples]
     deps = channel_groups(graph)
     importance = block_importance(graph, deps, uniform=config.uniform)
     if not importance:
@@ -86,6 +81,11 @@ def adaprune(graph: Graph, data: Dataset, config: PruneConfig = PruneConfig(), e
             f"graph {graph.name!r} has no prunable channel group with BatchNormalization; "
             "adaprune must run before canonicalize, which folds BN away"
         )
+    seed, device = config.train.seed, config.train.device
+    tune_data, val = split_train_val(data, config.val_samples, seed)
+    if config.calib_samples > len(tune_data):
+        raise DataError(f"{data.name}: {config.calib_samples} recalibration samples requested, {len(tune_data)} available")
+    calib = tune_data.x[: config.calib_samples]
     budget = search_budget(graph, deps, importance, config.flops, config.rule)
     console.info(f"adaprune: {budget.macs:,} of {budget.original_macs:,} MACs ({budget.ratio:.4f}; budget "
                  f"{budget.budget_macs:,}) at t={budget.t:.6g}")

@@ -95,7 +95,7 @@ class ChannelDeps:
             for s in layout:
                 size = self.groups[s.group].size
                 kept = np.asarray(keep.get(s.group, np.arange(size)), dtype=np.int64)
-                parts.append((start + kept[:, None] + size * np.arange(s.repeat)[None, :]).ravel())
+                parts.append((start + kept[:, None] * s.repeat + np.arange(s.repeat)[None, :]).ravel())
                 start += size * s.repeat
             out[name] = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         return out

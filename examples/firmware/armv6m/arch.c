@@ -31,6 +31,9 @@ void fw_timer_start(void)
     SYST_CVR = 0;
     systick_wraps = 0;
     SYST_CSR = SYST_CSR_ENABLE_TICKINT_CORECLK;
+    while (SYST_CVR == 0) {
+        /* the first tick loads the reload value; reading before it would look like a wrap */
+    }
 }
 
 uint64_t fw_ticks(void)
