@@ -28,6 +28,7 @@ from ..errors import PqcError, VerificationError
 from ..ir import Graph
 from .c_emitter import read_manifest
 from .harness import PACKAGES, BuildError, _missing, _run, _samples, _tool, dump_dtype
+from .intmath import format_range
 from .simulator import simulate
 
 #: the firmware sources; they ship with the source tree, not with the Python package
@@ -57,7 +58,8 @@ class Core:
 
 
 CORES = {
-    # libgcc only for Thumb-1 switch tables; Cortex-M0 multiplies in hardware anyway.
+    # libgcc as any Cortex-M firmware links it (e.g. Thumb-1 switch tables; the reference
+    # models use none of it); Cortex-M0 has a hardware multiplier anyway.
     "armv6m": Core("arm-none-eabi-", ("-mcpu=cortex-m0", "-mthumb"), ("-mcpu=cortex-m0", "-mthumb"),
                    ("armv6m/arch.c",), ("-lgcc",)),
     # No libgcc: a multiply or divide routine the model needed would fail the link, and a
@@ -69,12 +71,12 @@ CORES = {
 
 @dataclass(frozen=True)
 class Board:
-    """An emulated board: its core, memory sizes, QEMU command and counter."""
+    """An emulated board: its core, QEMU command, RAM (flash is checked by the linker script)
+    and counter."""
 
     name: str
     core: str
     qemu: tuple[str, ...]
-    flash_bytes: int
     ram_bytes: int
     insns_per_tick: float  # instructions per counter tick under -icount shift=0 (1 ns each)
     counter: str
@@ -82,12 +84,12 @@ class Board:
 
 BOARDS = {
     b.name: b for b in (
-        Board("microbit", "armv6m", ("qemu-system-arm", "-M", "microbit"), 256 << 10, 16 << 10, 1e9 / 16e6,
+        Board("microbit", "armv6m", ("qemu-system-arm", "-M", "microbit"), 16 << 10, 1e9 / 16e6,
               "SysTick at the 16 MHz core clock under -icount shift=0 (62.5 instructions a tick)"),
-        Board("mps2-an385", "armv6m", ("qemu-system-arm", "-M", "mps2-an385"), 4 << 20, 4 << 20, 1e9 / 25e6,
+        Board("mps2-an385", "armv6m", ("qemu-system-arm", "-M", "mps2-an385"), 4 << 20, 1e9 / 25e6,
               "SysTick at the 25 MHz core clock under -icount shift=0 (40 instructions a tick)"),
         Board("rv32-virt", "rv32i", ("qemu-system-riscv32", "-M", "virt", "-bios", "none", "-cpu",
-                                     "rv32,m=false,a=false,f=false,d=false,c=false"), 16 << 20, 16 << 20, 1.0,
+                                     "rv32,m=false,a=false,f=false,d=false,c=false"), 16 << 20, 1.0,
               "minstret, counted by QEMU -icount shift=0 (exact)"),
     )
 }
@@ -164,6 +166,14 @@ def ram_fit(out_dir: str | Path, budget_bytes: int, stack_bytes: int = STACK_ALL
     manifest = read_manifest(out_dir)
     io = sum(int(manifest[k]["size"]) * dump_dtype(manifest[k]["dtype"]).itemsize for k in ("input", "output"))
     return RamFit(int(manifest["arena_bytes"]), io, stack_bytes, budget_bytes)
+
+
+def random_inputs(program: Graph, samples: int, seed: int = 0) -> np.ndarray:
+    """Seeded random integers over the program's whole input format: test inputs that need no
+    data set and reach the saturating corners of every layer."""
+    value = program.values[program.inputs[0]]
+    lo, hi = format_range(value.meta["bits"], value.meta["signed"])
+    return np.random.default_rng(seed).integers(lo, hi + 1, size=(samples, *value.shape[1:])).astype(value.dtype)
 
 
 def _write_inputs(work: Path, manifest: dict[str, Any], x: np.ndarray) -> None:
@@ -277,8 +287,9 @@ def run_firmware(program: Graph, out_dir: str | Path, board: str | Board, x_int:
     """Build the firmware for ``board`` around the C that `emit_c` wrote for ``program`` into
     ``out_dir``, run it on the integer samples ``x_int`` and compare with the simulator.
 
-    Raises `PqcError` up front when the model cannot fit the board's RAM or flash,
-    `VerificationError` on any differing output, `BuildError` when a tool or the run fails.
+    Raises `PqcError` up front when the model cannot fit the board's RAM (the link fails when
+    it overflows flash), `VerificationError` on any differing output, `BuildError` when a tool
+    or the run fails or takes longer than ``timeout_s``.
     """
     board = board if isinstance(board, Board) else get_board(board)
     manifest = read_manifest(out_dir)

@@ -94,6 +94,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     build = compile_model(
         args.model, args.output, target=args.target, calib=args.calib, method=args.method, wbits=args.wbits,
         abits=args.abits, weight_format=args.weight_format, first_last_bits=args.first_last_bits,
+        mode=args.mode, iters=args.iters, calib_size=args.calib_size,
         pipeline=args.pipeline, prefix=args.prefix, seed=args.seed, device=args.device, dump_ir=args.dump_ir,
         verify=not args.no_verify, verify_inputs=args.verify_inputs, eval_data=args.eval, force=args.force,
     )
@@ -187,8 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", default="fashion-mnist:train:256",
                    help="calibration inputs: an .npz with array 'x', or a bundled data set such as "
                         "fashion-mnist:train:256 (default)")
-    p.add_argument("--method", default="lp", choices=["lp", "naive"],
-                   help="quantizer: lp (Lp(2.4) clipping search, default) or naive (min/max range)")
+    p.add_argument("--method", default="lp", choices=["lp", "naive", "rapq", "uniform"],
+                   help="quantizer: lp (Lp(2.4) clipping search, default), naive (min/max range), rapq (block "
+                        "reconstruction with learned PoT exponents) or uniform (float-scale reconstruction: an "
+                        "accuracy reference that no shift-only target accepts)")
+    p.add_argument("--mode", default="quick", choices=["quick", "full"],
+                   help="rapq: quick (default) or full (4x the iterations, BN-derived loss exponent range 1..1.9)")
+    p.add_argument("--iters", type=int, default=0, help="rapq: iterations per unit (default 0: the mode's)")
+    p.add_argument("--calib-size", type=int, default=256, help="rapq: calibration samples used (default 256)")
     p.add_argument("--wbits", type=int, default=8, help="weight bits, 2..8 (default 8)")
     p.add_argument("--abits", type=int, default=8, help="activation bits, 4..8 (default 8)")
     p.add_argument("--weight-format", default="int", choices=["int", "pot"],
@@ -197,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", help="custom pass pipeline spec, e.g. 'canonicalize,quantize(wbits=4),lower'")
     p.add_argument("--prefix", default="model", help="C identifier prefix: <prefix>_run, <prefix>.h (default model)")
     p.add_argument("--seed", type=int, default=0, help="seed for every randomized step (default 0)")
-    p.add_argument("--device", default="cpu", help="torch device for calibration (default cpu)")
+    p.add_argument("--device", default="cpu", help="torch device for calibration and reconstruction (default cpu)")
     p.add_argument("--dump-ir", metavar="DIR", help="write a snapshot of the IR after every pass into DIR")
     p.add_argument("--no-verify", action="store_true", help="skip building and verifying the C")
     p.add_argument("--verify-inputs", help="inputs for verification (.npz or data set); default: calibration samples")

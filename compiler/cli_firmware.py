@@ -11,42 +11,43 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable
 
 from . import console
+from .cli import EXIT_OK, EXIT_VERIFY
 from .errors import PqcError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pqc.backends.firmware import Figures
+
+    from .driver import Build
 
 DEFAULT_SAMPLES = 3
 
 
-def _inputs(build, data: str | None, samples: int, seed: int) -> np.ndarray:
+def _inputs(build: Build, data: str | None, samples: int, seed: int) -> np.ndarray:
     """The integer samples the firmware embeds: ``data`` quantized as firmware would quantize a
     sensor reading, else random integers over the whole input format."""
-    from pqc.backends.intmath import format_range
+    from pqc.backends.firmware import random_inputs
     from pqc.backends.simulator import quantize_input
 
     from .driver import _check_inputs, resolve_data
 
-    prog = build.program
-    value = prog.values[prog.inputs[0]]
-    if data is not None:
-        return quantize_input(prog, _check_inputs(prog, resolve_data(data)[:samples]))
-    lo, hi = format_range(value.meta["bits"], value.meta["signed"])
-    return np.random.default_rng(seed).integers(lo, hi + 1, size=(samples, *value.shape[1:])).astype(value.dtype)
+    if data is None:
+        return random_inputs(build.program, samples, seed)
+    return quantize_input(build.program, _check_inputs(build.program, resolve_data(data)[:samples]))
 
 
-def _record(out_dir: Path, figures) -> None:
-    """Add the figures to report.json (and report.md) under ``firmware.<board>``."""
-    from .report import write_report
-
+def _record(out_dir: Path, figures: Figures) -> None:
+    """Add the figures to report.json under ``firmware.<board>`` (report.md is left as compiled)."""
     path = out_dir / "report.json"
     if not path.exists():
         return
     report = json.loads(path.read_text())
     report.setdefault("firmware", {})[figures.board] = figures.to_dict()
-    write_report(report, out_dir)
+    path.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
 
 
 def cmd_firmware(args: argparse.Namespace) -> int:
@@ -63,16 +64,16 @@ def cmd_firmware(args: argparse.Namespace) -> int:
         fit = ram_fit(build.out_dir, parse_bytes(args.ram_budget), parse_bytes(args.stack))
         print(fit)
         if not fit.fits:
-            return 1
+            return EXIT_VERIFY
     if args.board is None:
-        return 0
+        return EXIT_OK
     x = _inputs(build, args.inputs, args.samples, args.seed)
     figures = run_firmware(build.program, build.out_dir, args.board, x, build.out_dir / "firmware" / args.board,
                            timeout_s=args.timeout)
     _record(build.out_dir, figures)
     print(json.dumps(figures.to_dict(), indent=1) if args.json else figures)
     console.info(f"image: {build.out_dir / 'firmware' / args.board / 'firmware.elf'}; counter: {figures.counter}")
-    return 0
+    return EXIT_OK
 
 
 def add_parser(sub: argparse._SubParsersAction, add_common: Callable[[argparse.ArgumentParser], None]) -> None:

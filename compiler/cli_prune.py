@@ -3,8 +3,8 @@
     pqc train model.onnx --data fashion-mnist --sparse-bn 1e-4 --epochs 5 -o sparse.onnx
     pqc prune sparse.onnx --flops 0.5 --train fashion-mnist --epochs 2 -o pruned.onnx
 
-``prune`` writes the pruned, fine-tuned model and its report next to it (``<out>.report.json``,
-``<out>.report.md``, and ``<out>.report.png`` when matplotlib is installed). A bare
+``prune`` writes the pruned, fine-tuned model and its report next to it: for ``-o pruned.onnx``,
+``pruned.report.json``, ``pruned.report.md`` and, when matplotlib is installed, ``pruned.report.png``. A bare
 ``fashion-mnist`` means its training split here (``pqc.data`` otherwise defaults to test).
 """
 from __future__ import annotations
@@ -18,14 +18,6 @@ from .cli import EXIT_OK, _output_file
 from .errors import PqcError
 
 REPORT_SUFFIX = ".report"
-
-
-def _training_spec(spec: str) -> str:
-    """``fashion-mnist`` and ``fashion-mnist:N`` name the training split; other specs pass through."""
-    parts = spec.split(":")
-    if parts[0] == "fashion-mnist" and (len(parts) == 1 or parts[1] not in ("train", "test")):
-        return ":".join([parts[0], "train", *parts[1:]])
-    return spec
 
 
 def _train_config(args: argparse.Namespace, sparse_bn: float = 0.0):
@@ -53,7 +45,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .exporter import save_onnx
     from .frontend import load_onnx
-    from pqc.passes.adaprune import PruneConfig, adaprune
+    from pqc.passes.adaprune import PruneConfig, adaprune, load_training_data
     from pqc.passes.adaprune_budget import BudgetRule
     from pqc.passes.adaprune_report import report_paths, write_prune_report
 
@@ -67,7 +59,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         uniform=args.uniform, train=_train_config(args),
     )
     graph = load_onnx(args.model)
-    train = load_dataset(_training_spec(args.train))
+    train = load_training_data(args.train)
     eval_data = load_dataset(args.eval) if args.eval else None
     result = adaprune(graph, train, config, eval_data)
     save_onnx(result.graph, out)
@@ -89,6 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .exporter import save_onnx
     from .frontend import load_onnx
+    from pqc.passes.adaprune import load_training_data
     from pqc.passes.adaprune_train import accuracy, train_graph
 
     out = _output_file(args.output, args.force)
@@ -96,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise PqcError(f"--sparse-bn must be >= 0, got {args.sparse_bn}")
     config = _train_config(args, sparse_bn=args.sparse_bn)
     graph = load_onnx(args.model)
-    data = load_dataset(_training_spec(args.data))
+    data = load_training_data(args.data)
     result = train_graph(graph, data, config, desc="sparse train" if args.sparse_bn else "train")
     save_onnx(result.graph, out)
     for h in result.history:

@@ -84,6 +84,9 @@ def compile_model(
     abits: int = 8,
     weight_format: str = "int",
     first_last_bits: int = 8,
+    mode: str = "quick",
+    iters: int = 0,
+    calib_size: int = 256,
     pipeline: str | None = None,
     prefix: str = "model",
     seed: int = 0,
@@ -100,7 +103,8 @@ def compile_model(
     lower"``). With ``verify`` the C is built and compared bit-exactly with the simulator on
     ``verify_inputs`` (default: calibration samples) plus random inputs, and checked for
     multiplier-freedom; a mismatch raises `VerificationError`. ``eval_data`` (labelled) adds
-    float and integer top-1 accuracy to the report.
+    float and integer top-1 accuracy to the report. ``mode``, ``iters`` and ``calib_size`` are the
+    options of ``method="rapq"`` (`pqc.passes.rapq`); its training report lands in ``report["rapq"]``.
     """
     from .frontend import load_onnx
     from .exporter import save_onnx
@@ -118,7 +122,8 @@ def compile_model(
     timed("import", t0)
     calib_x = resolve_data(calib)
     spec = pipeline or tgt.pipeline(
-        {"method": method, "wbits": wbits, "abits": abits, "weight_format": weight_format, "first_last_bits": first_last_bits}
+        {"method": method, "wbits": wbits, "abits": abits, "weight_format": weight_format, "first_last_bits": first_last_bits,
+         "mode": mode, "iters": iters, "calib_size": calib_size}
     )
     pipe = Pipeline.parse(spec, verify=True, dump_dir=dump_ir)
     ctx = PassContext(calib=calib_x, seed=seed, device=device)
@@ -148,6 +153,8 @@ def compile_model(
     build = Build(out, program, annotated)
     report = _base_report(build, tgt.name, spec, seed, emitted.memory.to_dict(), errors, stages,
                           0 if sample is None else len(sample))
+    if "rapq" in ctx.state:
+        report["rapq"] = ctx.state["rapq"]
     if verify:
         t0 = time.monotonic()
         xs = resolve_data(verify_inputs) if verify_inputs is not None else sample

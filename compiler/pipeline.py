@@ -40,7 +40,9 @@ from .errors import ModelError, PqcError
 from .ir import Graph
 from .quant import QUANT_KEY, ActQuant, WeightQuant
 
-BUILTIN_PASS_MODULES = ("pqc.passes.canonicalize", "pqc.passes.quantize_pot", "pqc.passes.lower", "pqc.passes.adaprune")
+BUILTIN_PASS_MODULES = (
+    "pqc.passes.canonicalize", "pqc.passes.quantize_pot", "pqc.passes.rapq", "pqc.passes.lower", "pqc.passes.adaprune"
+)
 """Modules that register built-in passes; one not (yet) present is skipped."""
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -20,9 +20,24 @@ class Target:
     pipeline: Callable[[dict[str, Any]], str]
 
 
+RAPQ_ONLY_OPTIONS = ("mode", "iters", "calib_size")
+"""Compile options only the ``rapq`` pass takes (dropped for ``quantize``)."""
+
+
 def _shift_accel_pipeline(opts: dict[str, Any]) -> str:
+    method = opts.get("method")
+    if method == "uniform":
+        raise PqcError("method 'uniform' reconstructs with float (non power-of-two) scales, which a shift-only "
+                       "machine cannot run; it is an accuracy reference only (see benchmarks/rapq_benchmark.py). "
+                       "Use --method rapq for target shift-accel")
+    if method == "rapq":
+        opts = {k: v for k, v in opts.items() if k != "method"}
+        step = "rapq"
+    else:
+        opts = {k: v for k, v in opts.items() if k not in RAPQ_ONLY_OPTIONS}
+        step = "quantize"
     quant = ",".join(f"{k}={v}" for k, v in opts.items() if v is not None)
-    return f"canonicalize,quantize({quant}),lower"
+    return f"canonicalize,{step}({quant}),lower"
 
 
 TARGETS: dict[str, Target] = {

@@ -36,6 +36,15 @@ from .channel_groups import channel_groups
 AUTO = "auto"
 
 
+def load_training_data(spec: str) -> Dataset:
+    """`pqc.data.load_dataset`, except that a bare ``fashion-mnist`` or ``fashion-mnist:N`` names
+    the *training* split (load_dataset defaults to test, which pruning must never train on)."""
+    parts = spec.split(":")
+    if parts[0] == "fashion-mnist" and (len(parts) == 1 or parts[1] not in ("train", "test")):
+        spec = ":".join([parts[0], "train", *parts[1:]])
+    return load_dataset(spec)
+
+
 @dataclass(frozen=True)
 class PruneConfig:
     """What `adaprune` does: the MAC budget, the count rule, the criterion (``auto``: every one in
@@ -142,7 +151,7 @@ def adaprune_pass(
     calib_samples: int = 512,
 ) -> Graph:
     """AdaPruner channel pruning to ``flops`` of the MACs, then fine-tuning (needs BN: run before canonicalize)."""
-    train = load_dataset(data) if data else ctx.state.get("train")
+    train = load_training_data(data) if data else ctx.state.get("train")
     if not isinstance(train, Dataset):
         raise DataError(
             "adaprune needs labelled training data: give the pass option data=fashion-mnist:train (or an .npz), "

@@ -57,7 +57,7 @@ class BudgetRule:
         counts = {}
         for gid, value in importance.items():
             size = deps.groups[gid].size
-            ratio = min(max(t * value / top if top > 0 else 1.0, self.k_min), 1.0)
+            ratio = min(max(t * (value / top if top > 0 else 1.0), self.k_min), 1.0)
             count = int(round(ratio * size))
             if self.round_to > 1:
                 count = self.round_to * max(1, int(round(count / self.round_to)))

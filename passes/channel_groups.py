@@ -187,6 +187,8 @@ class _Analysis:
         if len(node.outputs) != 1 or x not in self.layouts:
             return f"{node.op} node {node.name!r} has no channel layout pqc can follow"
         out = node.outputs[0]
+        if node.op in ("Conv", "Gemm") and g.const(node.inputs[1]) is None:
+            return f"{node.op} {node.name!r} has a non-constant weight"
         if node.op == "Conv":
             if node.attrs["group"] == 1:
                 self.producers.append((self.fresh(out), node.name, 0))

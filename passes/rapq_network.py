@@ -15,7 +15,8 @@ output rounding: there the two may differ by one unit at rounding ties.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from contextlib import contextmanager
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -80,6 +81,19 @@ class QuantNetwork(torch.nn.Module):
     # ------------------------------------------------------------------ parts
     def weight(self, layer: Node) -> WeightQuantizer | FixedWeight:
         return self.weights[self._wkeys[layer.name]]
+
+    @contextmanager
+    def baseline_weights(self, layers: Iterable[Node]) -> Iterator[None]:
+        """Within the block, ``layers`` use the baseline annotation's integers and exponents."""
+        saved = {n.name: self.weight(n) for n in layers}
+        try:
+            for n in layers:
+                wq = get_quant(self.graph, n.inputs[1])
+                self.weights[self._wkeys[n.name]] = FixedWeight(wq.q, wq.exps).to(self._const(n.inputs[1]).device)
+            yield
+        finally:
+            for name, module in saved.items():
+                self.weights[self._wkeys[name]] = module
 
     def act(self, name: str) -> ActQuantizer | None:
         """The quantizer of ``name``'s group (None: the graph input or the int32 logits)."""

@@ -43,13 +43,21 @@ def round_half_away(x: torch.Tensor) -> torch.Tensor:
 
 
 class WeightQuantizer(torch.nn.Module):
-    """One layer's weight: ``clamp(floor(w / s) + h(alpha), qmin, qmax) * s`` per output channel.
+    """One layer's weight, quantized per output channel with scale ``s``.
 
     PoT: ``s = 2^(k0 + h(v))`` with ``k0 = floor(log2 s0)``, ``s0`` the Lp(2.4) scale and
-    ``h(v0) = frac(log2 s0)``; `harden_exponent` fixes ``h(v)`` to ``v >= 0`` (floor or ceil),
-    after which ``s`` is an exact power of two. Uniform: ``s = s0``. ``alpha`` starts at
-    ``frac(w / s)`` (AdaRound) and `harden_rounding` makes the rounding ``alpha >= 0``. A channel
-    whose Lp scale is 0 (all zero) takes the smallest scale of the layer.
+    ``h(v0) = frac(log2 s0)``. While the exponent is relaxed the weight is
+    ``clamp(round(w / s)) * s`` with a straight-through round, so ``v``'s gradient is the step-size
+    gradient that weighs rounding against clipping on the block output; `harden_exponent` then
+    fixes ``h(v)`` to ``v >= 0`` (ceil or floor), after which ``s`` is an exact power of two.
+    (With AdaRound's soft rounding in this phase, as the reference does, every scale between floor
+    and ceil reproduces the weights exactly up to clipping, so clipping alone would decide and
+    ceil would nearly always win.) Uniform: ``s = s0`` from the start.
+
+    With the exponent hard the weight is AdaRound's ``clamp(floor(w / s) + h(alpha)) * s``,
+    ``alpha`` starting at ``frac(w / s)``; `harden_rounding` makes the rounding ``alpha >= 0``.
+    A channel whose Lp scale is 0 (all zero) takes the smallest scale of the layer; weights that
+    are exactly zero (pruned) stay zero, since they cost no adds in the shift-add kernels.
     """
 
     def __init__(self, weight: np.ndarray, bits: int, pot: bool) -> None:
@@ -59,19 +67,25 @@ class WeightQuantizer(torch.nn.Module):
         rows = weight.reshape(weight.shape[0], -1).astype(np.float64)
         s0 = lp_scales(rows, grid)
         positive = s0 > 0
-        s0 = np.where(positive, s0, s0[positive].min() if positive.any() else 1.0)
-        log_s = np.log2(s0)
+        log_s = np.log2(np.where(positive, s0, s0[positive].min() if positive.any() else 1.0))
         self.register_buffer("w", torch.from_numpy(weight.astype(np.float32)))
+        self.register_buffer("nonzero", torch.from_numpy((weight != 0).astype(np.float32)))
         self.register_buffer("base", torch.from_numpy(np.floor(log_s) if pot else log_s).float())
         self.v = torch.nn.Parameter(torch.from_numpy(inverse_rectified_sigmoid(log_s - np.floor(log_s))).float())
         self.v.requires_grad_(pot)
+        self.alpha = torch.nn.Parameter(torch.zeros_like(self.w))
         self.exponent_hard = not pot
         self.rounding_hard = False
-        units = weight / s0.reshape(self._shape())
-        self.alpha = torch.nn.Parameter(torch.from_numpy(inverse_rectified_sigmoid(units - np.floor(units))).float())
+        self._init_rounding()
 
     def _shape(self) -> tuple[int, ...]:
         return (-1,) + (1,) * (self.w.dim() - 1)
+
+    def _init_rounding(self) -> None:
+        """``h(alpha) = frac(w / s)`` at the current scale (AdaRound's start: the float weight)."""
+        with torch.no_grad():
+            units = (self.w.double() / self.scale().double().reshape(self._shape())).cpu().numpy()
+            self.alpha.copy_(torch.from_numpy(inverse_rectified_sigmoid(units - np.floor(units))))
 
     def h_v(self) -> torch.Tensor:
         if not self.pot:
@@ -88,19 +102,27 @@ class WeightQuantizer(torch.nn.Module):
     def forward(self) -> torch.Tensor:
         s = self.scale().reshape(self._shape())
         w = self.w.to(s.dtype)
-        q = torch.clamp(torch.floor(w / s).detach() + self.rounding(), self.qmin, self.qmax)
-        return q * s
+        if self.exponent_hard:
+            q = torch.floor(w / s).detach() + self.rounding()
+        else:
+            q = round_half_up(w / s)
+        return torch.clamp(q, self.qmin, self.qmax) * self.nonzero.to(s.dtype) * s
 
     def exponent_penalty(self, beta: float) -> torch.Tensor:
-        if not self.pot or self.exponent_hard:
+        if self.exponent_hard:
             return torch.zeros((), device=self.v.device)
         return binarization_penalty(rectified_sigmoid(self.v), beta)
 
     def rounding_penalty(self, beta: float) -> torch.Tensor:
+        if not self.exponent_hard:
+            return torch.zeros((), device=self.alpha.device)
         return binarization_penalty(rectified_sigmoid(self.alpha), beta)
 
     def harden_exponent(self) -> None:
-        self.exponent_hard = True
+        """Fix the exponent to floor or ceil and start AdaRound at that (power-of-two) scale."""
+        if not self.exponent_hard:
+            self.exponent_hard = True
+            self._init_rounding()
         self.v.requires_grad_(False)
 
     def harden_rounding(self) -> None:
@@ -114,7 +136,7 @@ class WeightQuantizer(torch.nn.Module):
         return (self.base.numpy().astype(np.int64) + (self.v.detach().cpu().numpy() >= 0)).astype(np.int32)
 
     def integers(self) -> np.ndarray:
-        """The hardened integer weights."""
+        """The integer weights (hardened rounding)."""
         with torch.no_grad():
             s = self.scale().reshape(self._shape()).to(torch.float64)
             return torch.round(self.forward().to(torch.float64) / s).cpu().numpy().astype(np.int32)

@@ -164,7 +164,7 @@ def test_pruned_model_compiles_and_verifies_bit_exactly(small_cnn_onnx, toy_data
     pruned = adaprune(graph, toy_data, config).graph
     build = compile_model(pruned, tmp_path / "build", calib=toy_data.x[:64], verify=True)
     checks = build.report["verification"]["checks"]
-    assert any(c["status"] == "passed" and "exact" in c["name"] for c in checks), checks
+    assert any(c["status"] == "passed" and "bit-exact" in c["details"] for c in checks), checks
     assert not any(c["status"] == "failed" for c in checks)
 
 
@@ -193,3 +193,10 @@ def test_cli_train_with_sparse_bn(small_cnn_onnx, toy_data, tmp_path) -> None:
     name = bn_gamma_names(before)[0]
     assert not np.allclose(before.const(name), after.const(name))
     assert main(["train", str(small_cnn_onnx), "--data", str(data), "-o", str(out), "--device", "nonsense", "--force"]) == 2
+
+
+def test_bare_fashion_mnist_means_the_training_split() -> None:
+    from pqc.passes.adaprune import load_training_data
+
+    assert load_training_data("fashion-mnist:20").name == "fashion-mnist:train:20"
+    assert load_training_data("fashion-mnist:test:20").name == "fashion-mnist:test:20"

@@ -24,6 +24,13 @@ uintptr_t fw_semihost(uintptr_t op, const void *arg)
     return r0;
 }
 
+uintptr_t fw_stack_pointer(void)
+{
+    uintptr_t sp;
+    __asm__ volatile("mov %0, sp" : "=r"(sp));
+    return sp;
+}
+
 void fw_timer_start(void)
 {
     SYST_CSR = 0;

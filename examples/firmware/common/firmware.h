@@ -10,6 +10,8 @@
 /* ---- per core (armv6m/arch.c, rv32i/arch.c + start.S) ---- */
 /* One semihosting call (ARM/RISC-V semihosting: operation number, parameter block). */
 uintptr_t fw_semihost(uintptr_t op, const void *arg);
+/* The caller's stack pointer (or lower): stack painting stops there. */
+uintptr_t fw_stack_pointer(void);
 /* Start the free-running counter fw_ticks reads. */
 void fw_timer_start(void);
 /* Elapsed ticks of the counter; pqc.backends.firmware knows each board's ticks per instruction. */
@@ -20,7 +22,7 @@ uint64_t fw_ticks(void);
 void fw_start(void) __attribute__((noreturn));
 /* Print a NUL-terminated string on the host's stdout. */
 void fw_puts(const char *s);
-/* Print v as `digits` hexadecimal digits (no division needed). */
+/* Print v as `digits` (1..16) hexadecimal digits: shifts only, no division. */
 void fw_put_hex(uint64_t v, int digits);
 /* Bytes of stack ever used since fw_start: the painted words that were overwritten. */
 uint32_t fw_stack_high_water(void);

@@ -1,5 +1,5 @@
 /* start.S: the RV32I core support that must be assembly: the entry point (stack pointer,
- * trap vector, then fw_start in C), the trap entry, and the semihosting call, whose three
+ * trap vector, then fw_start in C), the trap entry, reading sp, and the semihosting call, whose three
  * instructions must be uncompressed and must not straddle a page (hence .balign 16).
  */
     .option norvc
@@ -17,6 +17,11 @@ trap_entry:
     csrr    a0, mcause
     csrr    a1, mepc
     j       fw_trap
+
+    .globl fw_stack_pointer
+fw_stack_pointer:
+    mv      a0, sp
+    ret
 
     .balign 16
     .globl fw_semihost
