@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pqc.backends.c_emitter import emit_c
-from pqc.backends.firmware import BOARDS, CORES, RamFit, parse_bytes, ram_fit, run_firmware
+from pqc.backends.firmware import BOARDS, CORES, RamFit, parse_bytes, ram_fit, random_inputs, run_firmware
 from pqc.backends.harness import BuildError, _missing
 from pqc.cli import main
 from pqc.errors import PqcError, VerificationError
@@ -151,3 +151,27 @@ def test_cli_ram_budget_and_usage_errors(small_build: Path, capsys: pytest.Captu
     assert main(["firmware", str(small_build)]) == 2
     assert "give --board" in capsys.readouterr().err
     assert main(["firmware", str(small_build), "--ram-budget", "lots"]) == 2
+
+
+def test_truncated_firmware_output_is_a_clear_error() -> None:
+    from pqc.backends.firmware import _parse
+
+    with pytest.raises(BuildError, match="cannot read the rv32-virt firmware's output .expected 2 samples of 3 outputs"):
+        _parse("qemu: warning\npqc-firmware 00000002 00000003\nticks 10\ny 1 2 3\n", BOARDS["rv32-virt"])
+    run = _parse("pqc-firmware 1 2\nticks 28\ny ffffffff 7f\nadler32 abc\nstack c0\n", BOARDS["rv32-virt"])
+    assert run.outputs.tolist() == [[-1, 127]] and run.ticks == [40] and run.stack_bytes == 192
+
+
+@pytest.mark.slow
+@needs("mps2-an385")
+@needs("rv32-virt")
+def test_resnet8_w4a4_runs_bit_exact_on_both_cores(tmp_path: Path) -> None:
+    from conftest import MODELS
+    from pqc.driver import compile_model
+
+    calib = np.random.default_rng(0).normal(size=(32, 1, 28, 28)).astype(np.float32)
+    build = compile_model(MODELS / "resnet8.onnx", tmp_path / "b", calib=calib, wbits=4, abits=4, verify=False)
+    x = np.concatenate([random_inputs(build.program, 1), np.zeros((1, 1, 28, 28), np.int8)])
+    for board in ("mps2-an385", "rv32-virt"):
+        figures = run_firmware(build.program, build.out_dir, board, x, tmp_path / board)
+        assert figures.samples == 2 and figures.arena_bytes > 16 << 10

@@ -69,14 +69,15 @@ def test_activation_exponent_is_an_integer_in_the_forward_pass_and_rounds_half_u
 def _floor_ceil_net(tmp_path):
     """input[16] -> identity (first layer, 8-bit, exact) -> 2 channels (4-bit) -> identity (last).
 
-    Channel 0 has a weight 1.0 on input 0 (std 10) and small weights elsewhere: the Lp scale's
-    floor clips that weight, which dominates the output error, so ceil must win although
-    frac(log2 s0) = 0.18 (nearest rounding says floor). Channel 1's outlier 1.3 sits on input 1,
-    which is always 0: clipping it costs nothing and floor's finer step halves the other errors,
-    so floor must win although frac(log2 s0) = 0.57 (nearest says ceil)."""
+    Channel 0 has a weight 1.2 on input 0 (std 10) and weights up to 0.45 elsewhere: floor of the
+    Lp scale's log2 clips that weight to 0.875, which dominates the output error (30x ceil's),
+    so ceil must win although frac(log2 s0) = 0.43 (nearest rounding says floor). Channel 1's
+    outlier 1.3 sits on input 1, which is always 0: clipping it costs nothing and floor's finer
+    step quarters the output error, so floor must win although frac(log2 s0) = 0.57 (nearest
+    says ceil)."""
     model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Linear(16, 2), torch.nn.Linear(2, 2))
     w = np.zeros((2, 16), np.float32)
-    w[0, 0], w[0, 2:] = 1.0, np.linspace(-0.2, 0.2, 14)
+    w[0, 0], w[0, 2:] = 1.2, np.linspace(-0.45, 0.45, 14)
     w[1, 1], w[1, 2:] = 1.3, np.linspace(-0.45, 0.45, 14)
     with torch.no_grad():
         for layer, weight in zip(model, (np.eye(16), w, np.eye(2))):
@@ -95,7 +96,7 @@ def test_floor_or_ceil_follows_the_clipping_trade_off_of_the_block_output(tmp_pa
     net = QuantNetwork(base)
     layer = [n for n in base.nodes if n.op == "Gemm"][1]
     wq = net.weight(layer)
-    np.testing.assert_allclose(wq.h_v().detach().numpy(), [0.18, 0.57], atol=0.01)  # nearest: floor, ceil
+    np.testing.assert_allclose(wq.h_v().detach().numpy(), [0.43, 0.57], atol=0.01)  # nearest: floor, ceil
     units = find_units(base)
     reconstruct(net, units, [2.0] * len(units), x, Schedule(iters=400, act_iters=1), seed=0)
     assert wq.floor_chosen().tolist() == [False, True]

@@ -1,0 +1,111 @@
+"""`pqc compile`, `verify`, `evaluate` and `run` on a build folder: results, reports, exit codes."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pqc.cli import main
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed (make sysdeps)")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(0)
+    folder = tmp_path_factory.mktemp("data")
+    x = rng.normal(0, 1, (24, 1, 16, 16)).astype(np.float32)
+    np.savez(folder / "calib.npz", x=x)
+    np.savez(folder / "labelled.npz", x=x, y=rng.integers(0, 10, 24))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def build_dir(small_cnn_onnx: Path, data: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("build") / "b"
+    dump = out.parent / "dump"
+    code = main(["compile", str(small_cnn_onnx), "-o", str(out), "--calib", str(data / "calib.npz"), "--wbits", "4",
+                 "--eval", str(data / "labelled.npz"), "--dump-ir", str(dump), "-q"])
+    assert code == 0
+    return out
+
+
+def test_compile_writes_c_program_and_report(build_dir: Path) -> None:
+    for name in ("model.c", "model.h", "main.c", "Makefile", "program.json", "program.npz", "float.onnx",
+                 "report.json", "report.md"):
+        assert (build_dir / name).exists(), name
+    report = json.loads((build_dir / "report.json").read_text())
+    assert {c["status"] for c in report["verification"]["checks"]} <= {"passed", "skipped"}
+    layers = {l["op"] for l in report["layers"]}
+    assert {"QConv", "QGemm"} <= layers
+    conv = next(l for l in report["layers"] if l["op"] == "QConv" and l.get("wbits") == 4)
+    assert conv["sqnr_db"] > 5 and 0 <= conv["clip_ratio"] <= 1 and conv["digits"] > 0
+    assert report["totals"]["ideal_adds"] > 0 and report["totals"]["arena_bytes"] > 0
+    assert report["accuracy"]["n"] == 24
+    assert "## Layers" in (build_dir / "report.md").read_text()
+    snapshots = sorted(p.name for p in (build_dir.parent / "dump").iterdir())
+    assert snapshots == ["01_canonicalize.txt", "02_quantize.txt", "03_lower.txt"]
+
+
+def test_compile_is_deterministic(small_cnn_onnx: Path, data: Path, build_dir: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    assert main(["compile", str(small_cnn_onnx), "-o", str(again), "--calib", str(data / "calib.npz"),
+                 "--wbits", "4", "--no-verify", "-q"]) == 0
+    for name in ("model.c", "model.h", "program.json", "program.npz"):
+        assert (again / name).read_bytes() == (build_dir / name).read_bytes(), name
+
+
+def test_compile_refuses_non_empty_output(small_cnn_onnx: Path, data: Path, build_dir: Path, capsys) -> None:
+    assert main(["compile", str(small_cnn_onnx), "-o", str(build_dir), "--calib", str(data / "calib.npz")]) == 2
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_compile_refuses_calibration_of_wrong_shape(small_cnn_onnx: Path, tmp_path: Path, capsys) -> None:
+    np.savez(tmp_path / "bad.npz", x=np.zeros((4, 3, 16, 16), np.float32))
+    assert main(["compile", str(small_cnn_onnx), "-o", str(tmp_path / "o"), "--calib", str(tmp_path / "bad.npz")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_verify_passes_and_evaluate_reports_json(build_dir: Path, data: Path, capsys) -> None:
+    assert main(["verify", str(build_dir), "--inputs", str(data / "calib.npz")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"passed\s+gcc build and compare", out)
+    assert main(["evaluate", str(build_dir), "--data", str(data / "labelled.npz"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) >= {"float_top1", "int_top1", "n"} and result["n"] == 24
+
+
+def test_run_build_gives_dequantized_and_integer_outputs(build_dir: Path, data: Path, tmp_path: Path) -> None:
+    from pqc.backends.simulator import quantize_input, simulate
+    from pqc.driver import load_build
+
+    out = tmp_path / "out.npz"
+    assert main(["run", str(build_dir), "--inputs", str(data / "calib.npz"), "-o", str(out), "-q"]) == 0
+    got = np.load(out)
+    program = load_build(build_dir).program
+    x = np.load(data / "calib.npz")["x"]
+    expected = simulate(program, quantize_input(program, x))[program.outputs[0]]
+    np.testing.assert_array_equal(got["logits_int"], expected)
+    np.testing.assert_allclose(got["logits"], expected * 2.0 ** program.values[program.outputs[0]].meta["exp"])
+
+
+def test_tampered_c_fails_verification_with_exit_1(build_dir: Path, data: Path, tmp_path: Path, capsys) -> None:
+    """Flip one bias in the generated C: verify must exit 1 and name the layer."""
+    bad = tmp_path / "bad"
+    shutil.copytree(build_dir, bad)
+    source = (bad / "model.c").read_text()
+    match = re.search(r"(static const int32_t \w*b\w*\[\d+\][^=]*= \{\s*)(-?\d+)", source)
+    assert match, "no int32 bias table found in the generated C"
+    tampered = source[: match.start(2)] + str(int(match.group(2)) + 1000) + source[match.end(2):]
+    (bad / "model.c").write_text(tampered)
+    assert main(["verify", str(bad), "--inputs", str(data / "calib.npz")]) == 1
+    assert "first at layer" in capsys.readouterr().err
+
+
+def test_verify_of_a_folder_that_is_not_a_build_exits_2(tmp_path: Path, capsys) -> None:
+    assert main(["verify", str(tmp_path)]) == 2
+    assert "not a pqc build folder" in capsys.readouterr().err
