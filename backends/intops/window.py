@@ -12,19 +12,7 @@ from typing import Any
 
 import numpy as np
 
-
-def axis_windows(size: int, kernel: int, stride: int, dilation: int, pad_begin: int, pad_end: int,
-                 ceil_mode: int) -> tuple[int, int]:
-    """Output length along one axis, and the extra end padding the clipped ceil-mode window needs."""
-    span = dilation * (kernel - 1) + 1
-    padded = size + pad_begin + pad_end
-    if ceil_mode:
-        out = -(-(padded - span) // stride) + 1
-        if (out - 1) * stride >= size + pad_begin:
-            out -= 1
-    else:
-        out = (padded - span) // stride + 1
-    return out, max(0, (out - 1) * stride + span - padded)
+from ...ops.pool import axis_windows  # the one definition of the ONNX window rule
 
 
 def torch_pads(in_hw: tuple[int, int], attrs: dict[str, Any]) -> tuple[int, int, int, int]:

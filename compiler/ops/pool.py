@@ -16,8 +16,10 @@ import torch.nn.functional as F
 from . import OpDef, register
 
 
-def _axis_geometry(size: int, kernel: int, stride: int, dilation: int, pad_begin: int, pad_end: int, ceil_mode: int) -> tuple[int, int]:
-    """Output length along one axis, and the extra end padding a ceil-mode last window needs."""
+def axis_windows(size: int, kernel: int, stride: int, dilation: int, pad_begin: int, pad_end: int, ceil_mode: int) -> tuple[int, int]:
+    """Output length along one axis, and the extra end padding a ceil-mode last window needs
+    (ONNX/onnxruntime's rule: a last window starting in the end padding is dropped). The integer
+    pools use the same geometry (`pqc.backends.intops.window`)."""
     span = dilation * (kernel - 1) + 1
     padded = size + pad_begin + pad_end
     if padded < span:
@@ -43,7 +45,7 @@ def _exported_pads(node, graph) -> list[int]:
     for axis, size in enumerate((height, width)):
         kernel, stride, begin, end = a["kernel_shape"][axis], a["strides"][axis], pads[axis], pads[axis + 2]
         span = dilations[axis] * (kernel - 1) + 1
-        out, _ = _axis_geometry(size, kernel, stride, dilations[axis], begin, end, a["ceil_mode"])
+        out, _ = axis_windows(size, kernel, stride, dilations[axis], begin, end, a["ceil_mode"])
         legacy_out = -(-(size + begin + end - span) // stride) + 1 if a["ceil_mode"] else out
         trimmed = (out - 1) * stride + span - size - begin
         if legacy_out != out and trimmed >= 0:
@@ -65,8 +67,8 @@ def _window_padding(x: torch.Tensor, attrs: dict) -> tuple[tuple[int, int, int, 
     dh, dw = attrs.get("dilations", (1, 1))
     t, l, b, r = attrs["pads"]
     ceil = attrs["ceil_mode"]
-    _, extra_h = _axis_geometry(x.shape[-2], kh, sh, dh, t, b, ceil)
-    _, extra_w = _axis_geometry(x.shape[-1], kw, sw, dw, l, r, ceil)
+    _, extra_h = axis_windows(x.shape[-2], kh, sh, dh, t, b, ceil)
+    _, extra_w = axis_windows(x.shape[-1], kw, sw, dw, l, r, ceil)
     return (l, r, t, b), (extra_h, extra_w)
 
 
