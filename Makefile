@@ -5,16 +5,18 @@ PY     := $(VENV)/bin/python
 PQC    := $(VENV)/bin/pqc
 STAMP  := $(VENV)/.installed
 # Debian packages the tests and the demo need: the data set, the compilers the generated C is
-# checked with (gcc is assumed as the host compiler pip itself needs), and valgrind for benchmarks.
-SYS_PKGS := dataset-fashion-mnist clang gcc-riscv64-unknown-elf gcc-arm-none-eabi valgrind
+# checked with (gcc is assumed as the host compiler pip itself needs), valgrind for benchmarks, and
+# QEMU for the bare-metal firmware runs.
+SYS_PKGS := dataset-fashion-mnist clang gcc-riscv64-unknown-elf gcc-arm-none-eabi valgrind qemu-system-arm qemu-system-misc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all install sysdeps demo test test-fast models supported-ops bench install-check clean help
+.PHONY: install sysdeps demo firmware-demo test test-fast models supported-ops bench install-check clean help
 
 help:
 	@echo "make demo           set up (.venv, system packages) and run the main job on a bundled model"
 	@echo "make test           set up if needed and run the test suite"
 	@echo "make test-fast      the suite without tests marked slow"
+	@echo "make firmware-demo  build, run and verify the generated C bare-metal on emulated Cortex-M0 and RV32I boards"
 	@echo "make models         retrain the reference models (examples/models/*.onnx)"
 	@echo "make supported-ops  regenerate SUPPORTED_OPS.md from the ONNX conformance cases"
 	@echo "make bench          run the benchmark scripts that produce README's tables"
@@ -39,6 +41,10 @@ sysdeps:
 demo: install
 	PQC=$(PQC) bash examples/demo.sh
 
+firmware-demo: install
+	$(PY) examples/firmware/figures.py
+	$(VENV)/bin/pytest -q tests/test_firmware.py
+
 test: install
 	$(VENV)/bin/pytest -q
 
@@ -52,7 +58,7 @@ supported-ops: install
 	$(PY) -m pqc.conformance --write SUPPORTED_OPS.md
 
 bench: install
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/backend_benchmark.py
 
 install-check: install
 	$(VENV)/bin/pytest -q tests/test_packaging.py

@@ -2,7 +2,7 @@
 
 The model's ``<prefix>.c``/``<prefix>.h`` are compiled untouched (only ``<PREFIX>_WEIGHT_SECTION``
 is defined, to place the weights in their own flash section) and linked with the test firmware
-of ``examples/firmware`` (start-up code, linker scripts, a ``main`` that runs the model on an
+of ``codegen_templates/firmware`` (start-up code, linker scripts, a ``main`` that runs the model on an
 input table generated here). QEMU runs the image under ``-icount shift=0`` (one instruction per
 virtual nanosecond) with semihosting for output and exit status; the printed outputs must match
 the simulator bit for bit. Figures come from the image (section sizes), the firmware (stack
@@ -14,6 +14,8 @@ Exit conventions follow `pqc.backends.harness`: a mismatch raises `VerificationE
 failure, a fault inside the firmware or a time-out raises `BuildError`.
 """
 from __future__ import annotations
+
+import importlib.resources
 
 import re
 import subprocess
@@ -32,7 +34,7 @@ from .intmath import format_range
 from .simulator import simulate
 
 #: the firmware sources; they ship with the source tree, not with the Python package
-FIRMWARE_DIR = Path(__file__).resolve().parents[1] / "examples" / "firmware"
+FIRMWARE_DIR = Path(str(importlib.resources.files("pqc.codegen_templates"))) / "firmware"
 CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-Os", "-ffreestanding",
           "-ffunction-sections", "-fdata-sections")
 #: the weight tables' section; common/sections.ld collects it into the output section .weights
@@ -206,7 +208,7 @@ def build_image(out_dir: str | Path, board: Board, x: np.ndarray, work: str | Pa
     if gone:
         raise PqcError(gone)
     if not (sources / "common" / "main.c").exists():
-        raise PqcError(f"firmware sources not found in {sources}: they ship with pqc's source tree (examples/firmware)")
+        raise PqcError(f"firmware sources not found in {sources}: reinstall pqc (they ship as package data)")
     work.mkdir(parents=True, exist_ok=True)
     _write_inputs(work, manifest, x)
     weight_macro = f"-D{manifest['prefix'].upper()}_WEIGHT_SECTION=__attribute__((section(\"{WEIGHT_SECTION}\")))"

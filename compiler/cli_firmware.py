@@ -81,7 +81,7 @@ def add_parser(sub: argparse._SubParsersAction, add_common: Callable[[argparse.A
 
     p = sub.add_parser(
         "firmware", help="run a build's C bare-metal in QEMU (Cortex-M0, RV32I) bit-exact, or check a RAM budget",
-        description="Build bare-metal firmware around the build's untouched model C (examples/firmware), run it in "
+        description="Build bare-metal firmware around the build's untouched model C (start-up code and linker scripts shipped in pqc.codegen_templates/firmware), run it in "
                     "QEMU on a few embedded inputs, compare the outputs bit-exactly with the simulator, and report "
                     "flash, RAM (with the stack high-water mark) and instructions per inference; the figures are "
                     "added to report.json. With --ram-budget, first say whether arena, input/output buffers and a "

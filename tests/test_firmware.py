@@ -1,4 +1,4 @@
-"""The generated C bare-metal: built into the firmware of examples/firmware for a Cortex-M0
+"""The generated C bare-metal: built into the firmware of codegen_templates/firmware for a Cortex-M0
 (microbit), the same image on a Cortex-M3 (mps2-an385) and an RV32I core without multiplier
 (rv32-virt), run in QEMU, bit-exact with the simulator; and each way a run must fail."""
 from __future__ import annotations
@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import MODELS
 from pqc.backends.c_emitter import emit_c
-from pqc.backends.firmware import BOARDS, CORES, RamFit, parse_bytes, ram_fit, random_inputs, run_firmware
+from pqc.backends.firmware import BOARDS, CORES, RamFit, _parse, parse_bytes, ram_fit, random_inputs, run_firmware
 from pqc.backends.harness import BuildError, _missing
 from pqc.cli import main
+from pqc.driver import compile_model
 from pqc.errors import PqcError, VerificationError
 from test_harness import inputs, zoo
 
@@ -122,8 +124,6 @@ def test_parse_bytes_rejects_garbage() -> None:
 
 @pytest.fixture(scope="module")
 def small_build(small_cnn_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pqc.driver import compile_model
-
     out = tmp_path_factory.mktemp("fw_build")
     calib = np.random.default_rng(0).normal(size=(16, 1, 16, 16)).astype(np.float32)
     compile_model(small_cnn_onnx, out, calib=calib, verify=False, force=True)
@@ -154,8 +154,6 @@ def test_cli_ram_budget_and_usage_errors(small_build: Path, capsys: pytest.Captu
 
 
 def test_truncated_firmware_output_is_a_clear_error() -> None:
-    from pqc.backends.firmware import _parse
-
     with pytest.raises(BuildError, match="cannot read the rv32-virt firmware's output .expected 2 samples of 3 outputs"):
         _parse("qemu: warning\npqc-firmware 00000002 00000003\nticks 10\ny 1 2 3\n", BOARDS["rv32-virt"])
     run = _parse("pqc-firmware 1 2\nticks 28\ny ffffffff 7f\nadler32 abc\nstack c0\n", BOARDS["rv32-virt"])
@@ -166,9 +164,6 @@ def test_truncated_firmware_output_is_a_clear_error() -> None:
 @needs("mps2-an385")
 @needs("rv32-virt")
 def test_resnet8_w4a4_runs_bit_exact_on_both_cores(tmp_path: Path) -> None:
-    from conftest import MODELS
-    from pqc.driver import compile_model
-
     calib = np.random.default_rng(0).normal(size=(32, 1, 28, 28)).astype(np.float32)
     build = compile_model(MODELS / "resnet8.onnx", tmp_path / "b", calib=calib, wbits=4, abits=4, verify=False)
     x = np.concatenate([random_inputs(build.program, 1), np.zeros((1, 1, 28, 28), np.int8)])

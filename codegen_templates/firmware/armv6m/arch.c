@@ -70,7 +70,10 @@ static void nmi_handler(void) { fault("NMI"); }
 static void hardfault_handler(void) { fault("HardFault (bad address, unaligned access or undefined instruction)"); }
 static void other_handler(void) { fault("unexpected exception"); }
 
-static void reset_handler(void)
+/* The reset handler; named like every core's entry point (ENTRY in common/sections.ld). */
+void _start(void) __attribute__((noreturn));
+
+void _start(void)
 {
     fw_start();
 }
@@ -80,7 +83,7 @@ typedef void (*vector_t)(void);
 /* Cortex-M vector table: initial stack pointer, then the exception handlers (ARMv6-M: 16
  * entries; external interrupts stay disabled). */
 __attribute__((section(".vectors"), used)) static const vector_t vectors[16] = {
-    (vector_t)(uintptr_t)_stack_top, reset_handler, nmi_handler, hardfault_handler,
+    (vector_t)(uintptr_t)_stack_top, _start, nmi_handler, hardfault_handler,
     other_handler, other_handler, other_handler, other_handler, other_handler, other_handler,
     other_handler, other_handler, other_handler, other_handler, other_handler, systick_handler,
 };

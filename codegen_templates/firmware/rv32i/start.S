@@ -1,6 +1,6 @@
 /* start.S: the RV32I core support that must be assembly: the entry point (stack pointer,
- * trap vector, then fw_start in C), the trap entry, reading sp, and the semihosting call, whose three
- * instructions must be uncompressed and must not straddle a page (hence .balign 16).
+ * trap vector, then fw_start in C), the trap entry, reading sp, and the semihosting call,
+ * whose three instructions must be uncompressed and must not straddle a page (.balign 16).
  */
     .option norvc
     .section .text.start, "ax"
