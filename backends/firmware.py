@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import PqcError, VerificationError
 from ..ir import Graph
 from .c_emitter import read_manifest
-from .harness import PACKAGES, BuildError, _missing, _run, _samples, _tool, dump_dtype
+from .harness import PACKAGES, BuildError, missing_tools, run_tool, as_samples, tool_path, dump_dtype
 from .intmath import format_range
 from .simulator import simulate
 
@@ -204,7 +204,7 @@ def build_image(out_dir: str | Path, board: Board, x: np.ndarray, work: str | Pa
     manifest = read_manifest(out)
     core = CORES[board.core]
     cc = core.tool_prefix + "gcc"
-    gone = _missing((cc, core.tool_prefix + "size", board.qemu[0]))
+    gone = missing_tools((cc, core.tool_prefix + "size", board.qemu[0]))
     if gone:
         raise PqcError(gone)
     if not (sources / "common" / "main.c").exists():
@@ -220,11 +220,11 @@ def build_image(out_dir: str | Path, board: Board, x: np.ndarray, work: str | Pa
     objects = []
     for src, flags in units:
         obj = work / (src.stem + ".o")
-        _run([cc, *flags, *CFLAGS, f"-I{out}", f"-I{work}", f"-I{sources / 'common'}", "-c", str(src), "-o", str(obj)],
+        run_tool([cc, *flags, *CFLAGS, f"-I{out}", f"-I{work}", f"-I{sources / 'common'}", "-c", str(src), "-o", str(obj)],
              f"compiling {src.name} for {board.name}")
         objects.append(str(obj))
     elf = work / "firmware.elf"
-    _run([cc, *core.model_flags, "-nostdlib", "-nostartfiles", "-Wl,--gc-sections",
+    run_tool([cc, *core.model_flags, "-nostdlib", "-nostartfiles", "-Wl,--gc-sections",
           f"-L{sources / 'common'}", "-T", str(sources / "boards" / f"{board.name}.ld"),
           *objects, *core.libs, "-o", str(elf)], f"linking the {board.name} firmware")
     return elf
@@ -232,7 +232,7 @@ def build_image(out_dir: str | Path, board: Board, x: np.ndarray, work: str | Pa
 
 def section_sizes(elf: Path, board: Board) -> dict[str, int]:
     """Bytes of each allocated output section of ``elf`` (``size -A``)."""
-    listing = _run([_tool(CORES[board.core].tool_prefix + "size"), "-A", str(elf)], "size").stdout
+    listing = run_tool([tool_path(CORES[board.core].tool_prefix + "size"), "-A", str(elf)], "size").stdout
     sizes = {}
     for line in listing.splitlines():
         parts = line.split()
@@ -254,7 +254,7 @@ class FirmwareRun:
 
 def run_image(elf: Path, board: Board, timeout_s: float = DEFAULT_TIMEOUT_S) -> FirmwareRun:
     """Run ``elf`` in QEMU within ``timeout_s`` seconds and parse what it printed."""
-    cmd = [_tool(board.qemu[0]), *board.qemu[1:], *QEMU_COMMON, "-kernel", str(elf)]
+    cmd = [tool_path(board.qemu[0]), *board.qemu[1:], *QEMU_COMMON, "-kernel", str(elf)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -299,7 +299,7 @@ def run_firmware(program: Graph, out_dir: str | Path, board: str | Board, x_int:
     if not fit.fits:
         raise PqcError(f"{board.name} has {board.ram_bytes:,} B of RAM; {fit}. Use a board with more RAM "
                        f"(mps2-an385 runs the same ARMv6-M image with 4 MiB)")
-    x = _samples(x_int, manifest["input"])
+    x = as_samples(x_int, manifest["input"])
     elf = build_image(out_dir, board, x, work, sources)
     run = run_image(elf, board, timeout_s)
     out_info = manifest["output"]

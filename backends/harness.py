@@ -92,21 +92,21 @@ def dump_dtype(dtype: str) -> np.dtype:
     return np.dtype({"int8": "i1", "uint8": "u1", "int32": "<i4"}[dtype])
 
 
-def _missing(tools: tuple[str, ...]) -> str:
+def missing_tools(tools: tuple[str, ...]) -> str:
     """'' when every tool is on PATH, else a message naming the missing ones and their packages."""
     gone = [t for t in tools if shutil.which(t) is None]
     pkgs = sorted({PACKAGES.get(t, t) for t in gone})
     return f"{', '.join(gone)} not installed (Debian: apt-get install {' '.join(pkgs)})" if gone else ""
 
 
-def _tool(name: str) -> str:
+def tool_path(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise PqcError(_missing((name,)))
+        raise PqcError(missing_tools((name,)))
     return path
 
 
-def _run(cmd: list[str], what: str, **kw: Any) -> subprocess.CompletedProcess:
+def run_tool(cmd: list[str], what: str, **kw: Any) -> subprocess.CompletedProcess:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, **kw)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -120,14 +120,14 @@ def build(out_dir: str | Path, cc: str = "gcc", sanitize: bool = False) -> Path:
     """Build the test harness in ``out_dir`` with its Makefile; returns the binary's path."""
     out = Path(out_dir)
     manifest = read_manifest(out)
-    compiler = _tool(cc)
+    compiler = tool_path(cc)
     name = f"{manifest['binary']}_{Path(cc).name}{'_san' if sanitize else ''}"
-    cmd = [_tool("make"), "-s", "-B", "-C", str(out), f"CC={compiler}", f"BIN={name}"]
-    _run(cmd + (["SANITIZE=1"] if sanitize else []), f"building {out / name} with {cc}")
+    cmd = [tool_path("make"), "-s", "-B", "-C", str(out), f"CC={compiler}", f"BIN={name}"]
+    run_tool(cmd + (["SANITIZE=1"] if sanitize else []), f"building {out / name} with {cc}")
     return out / name
 
 
-def _samples(x: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+def as_samples(x: np.ndarray, info: dict[str, Any]) -> np.ndarray:
     """Inputs as ``[samples, *input shape[1:]]`` in the input's dtype (range-checked)."""
     x = np.asarray(x)
     per = info["size"]
@@ -144,13 +144,13 @@ def run_c(binary: str | Path, x_int8: np.ndarray, dump_layers: bool = False, env
     """Run the test binary on the samples of ``x_int8``; see `CRun`."""
     binary = Path(binary)
     manifest = read_manifest(binary.parent)
-    x = _samples(x_int8, manifest["input"])
+    x = as_samples(x_int8, manifest["input"])
     n = len(x)
     with tempfile.TemporaryDirectory(prefix="pqc_run_") as tmp:
         paths = [Path(tmp) / f for f in ("input.bin", "output.bin", "layers.bin")]
         paths[0].write_bytes(x.tobytes())
         cmd = [str(binary), *map(str, paths[: 3 if dump_layers else 2])]
-        _run(cmd, f"running {binary.name}", env={**os.environ, **(env or {})})
+        run_tool(cmd, f"running {binary.name}", env={**os.environ, **(env or {})})
         out_info = manifest["output"]
         outputs = np.frombuffer(paths[1].read_bytes(), dump_dtype(out_info["dtype"]))
         outputs = outputs.reshape((n, *out_info["shape"][1:]))
@@ -171,7 +171,7 @@ def _object(out_dir: Path, cc: str, flags: list[str], tmp: str) -> Path:
     """Compile the model source (no harness, no hook: what firmware builds) to an object."""
     prefix = read_manifest(out_dir)["prefix"]
     obj = Path(tmp) / f"{prefix}.o"
-    _run([cc, *flags, "-c", str(out_dir / f"{prefix}.c"), "-o", str(obj)], f"{Path(cc).name} {prefix}.c")
+    run_tool([cc, *flags, "-c", str(out_dir / f"{prefix}.c"), "-o", str(obj)], f"{Path(cc).name} {prefix}.c")
     return obj
 
 
@@ -179,7 +179,7 @@ def check_rv32i(out_dir: str | Path) -> Check:
     """The model compiles for RV32I and needs no multiply/divide routine or instruction."""
     name = "rv32i multiplier-free"
     tools = ("riscv64-unknown-elf-gcc", "riscv64-unknown-elf-nm", "riscv64-unknown-elf-objdump")
-    missing = _missing(tools)
+    missing = missing_tools(tools)
     if missing:
         return Check(name, SKIPPED, missing)
     flags = ["-march=rv32i", "-mabi=ilp32", "-ffreestanding", *CFLAGS]
@@ -188,8 +188,8 @@ def check_rv32i(out_dir: str | Path) -> Check:
             obj = _object(Path(out_dir), tools[0], flags, tmp)
         except BuildError as exc:
             return Check(name, FAILED, str(exc))
-        undefined = _run([tools[1], "-u", str(obj)], "nm").stdout.split()
-        listing = _run([tools[2], "-d", str(obj)], "objdump").stdout
+        undefined = run_tool([tools[1], "-u", str(obj)], "nm").stdout.split()
+        listing = run_tool([tools[2], "-d", str(obj)], "objdump").stdout
     calls = sorted(set(undefined) & set(FORBIDDEN_SYMBOLS))
     instrs = sorted(set(_RV_MULDIV.findall(listing)))
     if calls or instrs:
@@ -201,7 +201,7 @@ def check_cortex_m0(out_dir: str | Path) -> Check:
     """The model builds for Cortex-M0 (``-Os``); reports its text/data/bss bytes."""
     name = "cortex-m0 build"
     tools = ("arm-none-eabi-gcc", "arm-none-eabi-size")
-    missing = _missing(tools)
+    missing = missing_tools(tools)
     if missing:
         return Check(name, SKIPPED, missing)
     flags = ["-mcpu=cortex-m0", "-mthumb", "-ffreestanding", *CFLAGS[:-1], "-Os"]
@@ -210,7 +210,7 @@ def check_cortex_m0(out_dir: str | Path) -> Check:
             obj = _object(Path(out_dir), tools[0], flags, tmp)
         except BuildError as exc:
             return Check(name, FAILED, str(exc))
-        text, data, bss = (int(v) for v in _run([tools[1], str(obj)], "size").stdout.splitlines()[1].split()[:3])
+        text, data, bss = (int(v) for v in run_tool([tools[1], str(obj)], "size").stdout.splitlines()[1].split()[:3])
     sizes = {"text": text, "data": data, "bss": bss}
     return Check(name, PASSED, f"text {text} B, data {data} B, bss {bss} B", sizes)
 
@@ -235,12 +235,12 @@ def verify(int_graph: Graph, out_dir: str | Path, inputs_int8: np.ndarray) -> Ve
     """Run every check on the C that `emit_c` wrote for ``int_graph`` into ``out_dir``."""
     out = Path(out_dir)
     manifest = read_manifest(out)
-    x = _samples(inputs_int8, manifest["input"])
+    x = as_samples(inputs_int8, manifest["input"])
     expected = simulate(int_graph, x)[int_graph.outputs[0]]
     report = VerifyReport()
     for cc in ("gcc", "clang"):
-        if _missing((cc, "make")):
-            report.checks.append(Check(f"{cc} build and compare", SKIPPED, _missing((cc, "make"))))
+        if missing_tools((cc, "make")):
+            report.checks.append(Check(f"{cc} build and compare", SKIPPED, missing_tools((cc, "make"))))
             continue
         try:
             binary = build(out, cc)
@@ -262,8 +262,8 @@ def verify(int_graph: Graph, out_dir: str | Path, inputs_int8: np.ndarray) -> Ve
 def _sanitized(graph: Graph, out: Path, x: np.ndarray, expected: np.ndarray) -> Check:
     name = "sanitizers (undefined,address)"
     cc = next((c for c in ("gcc", "clang") if shutil.which(c)), None)
-    if cc is None or _missing(("make",)):
-        return Check(name, SKIPPED, _missing(("make", "gcc") if cc is None else ("make",)))
+    if cc is None or missing_tools(("make",)):
+        return Check(name, SKIPPED, missing_tools(("make", "gcc") if cc is None else ("make",)))
     try:
         binary = build(out, cc, sanitize=True)
         check = _compare(graph, binary, x, expected, name, env={"ASAN_OPTIONS": "detect_leaks=0"})

@@ -33,11 +33,11 @@ def _inputs(build: Build, data: str | None, samples: int, seed: int) -> np.ndarr
     from pqc.backends.firmware import random_inputs
     from pqc.backends.simulator import quantize_input
 
-    from .driver import _check_inputs, resolve_data
+    from .driver import check_float_inputs, resolve_data
 
     if data is None:
         return random_inputs(build.program, samples, seed)
-    return quantize_input(build.program, _check_inputs(build.program, resolve_data(data)[:samples]))
+    return quantize_input(build.program, check_float_inputs(build.program, resolve_data(data)[:samples]))
 
 
 def _record(out_dir: Path, figures: Figures) -> None:

@@ -255,14 +255,14 @@ def verify_build(build: Build, x_float: np.ndarray | None, *, seed: int = 0, ran
     shape = prog.values[prog.inputs[0]].shape[1:]
     parts = []
     if x_float is not None:
-        parts.append(quantize_input(prog, _check_inputs(prog, x_float)))
+        parts.append(quantize_input(prog, check_float_inputs(prog, x_float)))
     lo, hi = format_range(meta["bits"], meta["signed"])
     rng = np.random.default_rng(seed)
     parts.append(rng.integers(lo, hi + 1, size=(random_samples, *shape)).astype(prog.values[prog.inputs[0]].dtype))
     return verify(prog, build.out_dir, np.concatenate(parts))
 
 
-def _check_inputs(prog: Graph, x: np.ndarray) -> np.ndarray:
+def check_float_inputs(prog: Graph, x: np.ndarray) -> np.ndarray:
     shape = tuple(prog.values[prog.inputs[0]].shape[1:])
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
         raise DataError(f"inputs must have shape [N, {', '.join(map(str, shape))}], got {list(x.shape)}")
@@ -277,7 +277,7 @@ def run_program(build: Build, x_float: np.ndarray) -> dict[str, np.ndarray]:
     from pqc.backends.simulator import dequantize, quantize_input, simulate
 
     prog = build.program
-    ints = simulate(prog, quantize_input(prog, _check_inputs(prog, x_float)))
+    ints = simulate(prog, quantize_input(prog, check_float_inputs(prog, x_float)))
     out: dict[str, np.ndarray] = {}
     for name in prog.outputs:
         out[name] = dequantize(prog, name, ints[name]).astype(np.float32)
@@ -293,7 +293,7 @@ def evaluate_build(build: Build, data: str) -> dict[str, Any]:
     ds = load_dataset(data)
     if ds.y is None:
         raise DataError(f"{data}: evaluation needs labels (an array 'y')")
-    x = _check_inputs(build.program, ds.x)
+    x = check_float_inputs(build.program, ds.x)
     out_float = FloatExecutor(build.float_graph).run(x)[build.float_graph.outputs[0]]
     out_int = run_program(build, x)[build.program.outputs[0]]
     y = ds.y

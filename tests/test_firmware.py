@@ -13,7 +13,7 @@ import pytest
 from conftest import MODELS
 from pqc.backends.c_emitter import emit_c
 from pqc.backends.firmware import BOARDS, CORES, RamFit, _parse, parse_bytes, ram_fit, random_inputs, run_firmware
-from pqc.backends.harness import BuildError, _missing
+from pqc.backends.harness import BuildError, missing_tools
 from pqc.cli import main
 from pqc.driver import compile_model
 from pqc.errors import PqcError, VerificationError
@@ -26,7 +26,7 @@ def _board_tools(board: str) -> tuple[str, ...]:
 
 
 def needs(board: str) -> pytest.MarkDecorator:
-    missing = _missing(_board_tools(board))
+    missing = missing_tools(_board_tools(board))
     return pytest.mark.skipif(bool(missing), reason=f"{board} firmware: {missing}")
 
 
