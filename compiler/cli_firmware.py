@@ -41,13 +41,15 @@ def _inputs(build: Build, data: str | None, samples: int, seed: int) -> np.ndarr
 
 
 def _record(out_dir: Path, figures: Figures) -> None:
-    """Add the figures to report.json under ``firmware.<board>`` (report.md is left as compiled)."""
+    """Add the figures to the build's report (``firmware.<board>`` in report.json, and report.md)."""
+    from .report import write_report
+
     path = out_dir / "report.json"
     if not path.exists():
         return
     report = json.loads(path.read_text())
     report.setdefault("firmware", {})[figures.board] = figures.to_dict()
-    path.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    write_report(report, out_dir)
 
 
 def cmd_firmware(args: argparse.Namespace) -> int:

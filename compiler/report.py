@@ -91,11 +91,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         "## Totals",
         "",
         f"- weight tables as emitted (NAF digit tables): {t['weight_bytes']:,} bytes "
-        f"({t['weight_bytes_dense']:,} as dense int8 weights + int32 biases); flash of the model on Cortex-M0 (code + weights): "
+        f"({t.get('weight_bytes_dense', 0):,} as dense int8 weights + int32 biases); flash of the model on Cortex-M0 (code + weights): "
         + (f"{t['flash_bytes']:,} bytes" if t.get("flash_bytes") is not None else "not measured (arm-none-eabi-gcc missing or verification off)"),
         f"- activation arena (RAM): {t['arena_bytes']:,} bytes",
         f"- per inference: {t['adds']:,} adds and {t['shifts']:,} shifts in the emitted kernels; ideal add count "
-        f"(nonzero weight digits x output positions) {t['ideal_adds']:,}",
+        f"(nonzero weight digits x output positions) {t.get('ideal_adds', 0):,}",
         f"- nonzero weight digits: {t['digits']:,}",
     ]
     acc = report.get("accuracy")
@@ -121,6 +121,12 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append(format_table(rows, ["layer", "op", "output", "w/a bits", "w exps", "out exp", "clip", "SQNR dB",
                                      "digits", "adds", "dense bytes"]))
     lines.append("```")
+    firmware = report.get("firmware")
+    if firmware:
+        lines += ["", "## Firmware (bare-metal, QEMU)", ""]
+        rows = [[board, f"{f['flash_bytes']:,}", f"{f['ram_bytes']:,}", f"{f['stack_bytes']:,}", f"{f['instructions']:,}"]
+                for board, f in sorted(firmware.items())]
+        lines += ["```", format_table(rows, ["board", "flash B", "RAM B", "stack B", "instructions/inference"]), "```"]
     v = report.get("verification")
     if v:
         lines += ["", "## Verification", ""]
