@@ -27,6 +27,7 @@ from pqc import console
 from pqc.data import load_dataset
 from pqc.driver import compile_model
 from pqc.errors import PqcError
+from pqc.exporter import save_onnx
 from pqc.frontend import load_onnx
 from pqc.ir import Graph
 from pqc.passes.adaprune import PruneConfig, adaprune
@@ -53,6 +54,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rapq", action="store_true", help="also compile with W4A4 RAPQ and report its integer accuracy")
     p.add_argument("--no-compile", action="store_true", help="skip compiling to C (no flash/adds columns)")
     p.add_argument("--json", type=Path, help="also write the rows as JSON")
+    p.add_argument("--save-dir", type=Path, help="also write each pruned model as <model>_<budget>_<method>.onnx here")
     args = p.parse_args(argv)
     args.models = _subset(p, args.models, ALL_MODELS, "--models")
     args.methods = _subset(p, args.methods, METHODS, "--methods")
@@ -118,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "total_s": round(time.perf_counter() - start, 1)}
                     if not args.no_compile:
                         row.update(compile_numbers(result.graph, calib, test_spec, args.rapq))
+                    if args.save_dir:
+                        args.save_dir.mkdir(parents=True, exist_ok=True)
+                        save_onnx(result.graph, args.save_dir / f"{name}_{budget:g}_{method}.onnx")
                     rows.append(row)
                     _print_row(row)
     except PqcError as exc:

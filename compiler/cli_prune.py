@@ -10,21 +10,22 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from . import console
 from .cli import EXIT_OK, _output_file
 from .errors import PqcError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from pqc.passes.adaprune_train import TrainConfig
+
 REPORT_SUFFIX = ".report"
 
 
-def _train_config(args: argparse.Namespace, sparse_bn: float = 0.0):
+def _train_config(args: argparse.Namespace, sparse_bn: float = 0.0) -> "TrainConfig":
+    """The training recipe from the shared flags (TrainConfig refuses bad values)."""
     from pqc.passes.adaprune_train import TrainConfig
 
-    if args.epochs < 0:
-        raise PqcError(f"--epochs must be >= 0, got {args.epochs}")
     return TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, sparse_bn=sparse_bn,
                        hflip=args.hflip, seed=args.seed, device=_device(args.device))
 
@@ -85,8 +86,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pqc.passes.adaprune_train import accuracy, train_graph
 
     out = _output_file(args.output, args.force)
-    if args.sparse_bn < 0:
-        raise PqcError(f"--sparse-bn must be >= 0, got {args.sparse_bn}")
     config = _train_config(args, sparse_bn=args.sparse_bn)
     graph = load_onnx(args.model)
     data = load_training_data(args.data)

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from pqc import console
 from pqc.data import Dataset, load_dataset, split_train_val
 from pqc.errors import DataError, ModelError, PqcError
@@ -31,7 +33,7 @@ from .adaprune_criteria import CRITERIA, reinitialize, select_channels
 from .adaprune_prune import prune_channels
 from .adaprune_report import build_report
 from .adaprune_train import TrainConfig, accuracy, recalibrate_bn, train_graph
-from .channel_groups import channel_groups
+from .channel_groups import ChannelDeps, channel_groups
 
 AUTO = "auto"
 
@@ -91,6 +93,9 @@ def adaprune(graph: Graph, data: Dataset, config: PruneConfig = PruneConfig(), e
             "adaprune must run before canonicalize, which folds BN away"
         )
     seed, device = config.train.seed, config.train.device
+    if config.val_samples >= len(data):
+        raise DataError(f"{data.name} holds {len(data)} samples: too few to hold out val_samples={config.val_samples} "
+                        "for scoring and still fine-tune (lower val_samples or give more data)")
     tune_data, val = split_train_val(data, config.val_samples, seed)
     if config.calib_samples > len(tune_data):
         raise DataError(f"{data.name}: {config.calib_samples} recalibration samples requested, {len(tune_data)} available")
@@ -107,19 +112,9 @@ def adaprune(graph: Graph, data: Dataset, config: PruneConfig = PruneConfig(), e
 
     accuracy_before = measure(graph)
     candidates = list(CRITERIA) if config.criterion == AUTO else [config.criterion]
-    pruned: dict[str, Graph] = {}
-    scores: dict[str, float] = {}
-    for criterion in candidates:
-        keep = select_channels(graph, deps, budget.counts, criterion, seed)
-        candidate = prune_channels(graph, deps, keep)
-        if criterion == "scratch":
-            candidate = reinitialize(candidate, seed)
-        pruned[criterion] = recalibrate_bn(candidate, calib, device)
-        scores[criterion] = accuracy(pruned[criterion], val, device)
-        console.info(f"adaprune: criterion {criterion:7s} held-out top-1 after BN recalibration {scores[criterion]:.4f}")
-    chosen = max(candidates, key=lambda c: scores[c])
-    accuracy_pruned = measure(pruned[chosen])
-    tuned = train_graph(pruned[chosen], tune_data, config.train, desc=f"fine-tune ({chosen})")
+    chosen, scores, pruned = choose_inheritance(graph, deps, budget.counts, candidates, calib, val, seed, device)
+    accuracy_pruned = measure(pruned)
+    tuned = train_graph(pruned, tune_data, config.train, desc=f"fine-tune ({chosen})")
     accuracy_tuned = measure(tuned.graph)
     console.info(f"adaprune: chose {chosen}; held-out top-1 {accuracy_before['val']:.4f} before, "
                  f"{accuracy_pruned['val']:.4f} pruned, {accuracy_tuned['val']:.4f} fine-tuned ({tuned.seconds:.1f}s)")
@@ -129,6 +124,32 @@ def adaprune(graph: Graph, data: Dataset, config: PruneConfig = PruneConfig(), e
         tuned.seconds, tuned.history, data_name=data.name, eval_name=eval_data.name if eval_data is not None else None,
     )
     return PruneResult(tuned.graph, report)
+
+
+def choose_inheritance(
+    graph: Graph,
+    deps: ChannelDeps,
+    counts: dict[int, int],
+    candidates: list[str],
+    calib: np.ndarray,
+    val: Dataset,
+    seed: int = 0,
+    device: str = "cpu",
+) -> tuple[str, dict[str, float], Graph]:
+    """The adaptive weight inheritance: per criterion, the pruned network with BN statistics
+    recalibrated on ``calib`` and its top-1 on ``val``. Returns the best criterion (the first
+    listed on a tie), every score, and the best network."""
+    scores: dict[str, float] = {}
+    networks: dict[str, Graph] = {}
+    for criterion in candidates:
+        candidate = prune_channels(graph, deps, select_channels(graph, deps, counts, criterion, seed))
+        if criterion == "scratch":
+            candidate = reinitialize(candidate, seed)
+        networks[criterion] = recalibrate_bn(candidate, calib, device)
+        scores[criterion] = accuracy(networks[criterion], val, device)
+        console.info(f"adaprune: criterion {criterion:7s} held-out top-1 after BN recalibration {scores[criterion]:.4f}")
+    chosen = max(candidates, key=lambda c: scores[c])
+    return chosen, scores, networks[chosen]
 
 
 @register_pass("adaprune")
