@@ -97,6 +97,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         mode=args.mode, iters=args.iters, calib_size=args.calib_size,
         pipeline=args.pipeline, prefix=args.prefix, seed=args.seed, device=args.device, dump_ir=args.dump_ir,
         verify=not args.no_verify, verify_inputs=args.verify_inputs, eval_data=args.eval, force=args.force,
+        prune_flops=args.prune_flops, train=args.train, prune_epochs=args.prune_epochs,
     )
     _print_build_summary(build.report)
     return EXIT_OK
@@ -209,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true", help="skip building and verifying the C")
     p.add_argument("--verify-inputs", help="inputs for verification (.npz or data set); default: calibration samples")
     p.add_argument("--eval", metavar="DATA", help="labelled data to report float and integer top-1 on, e.g. fashion-mnist:test")
+    p.add_argument("--prune-flops", type=float, metavar="F",
+                   help="prune channels with AdaPruner first, keeping at most this share of the MACs (e.g. 0.5)")
+    p.add_argument("--train", default="fashion-mnist:train",
+                   help="labelled training data for pruning's criterion choice and fine-tuning (default fashion-mnist:train)")
+    p.add_argument("--prune-epochs", type=int, default=1, help="fine-tuning epochs after pruning (default 1)")
     p.add_argument("--force", action="store_true", help="write into a non-empty output folder")
     _add_common(p)
     p.set_defaults(func=cmd_compile)

@@ -87,6 +87,9 @@ def compile_model(
     mode: str = "quick",
     iters: int = 0,
     calib_size: int = 256,
+    prune_flops: float | None = None,
+    train: str = "fashion-mnist:train",
+    prune_epochs: int = 1,
     pipeline: str | None = None,
     prefix: str = "model",
     seed: int = 0,
@@ -103,7 +106,8 @@ def compile_model(
     lower"``). With ``verify`` the C is built and compared bit-exactly with the simulator on
     ``verify_inputs`` (default: calibration samples) plus random inputs, and checked for
     multiplier-freedom; a mismatch raises `VerificationError`. ``eval_data`` (labelled) adds
-    float and integer top-1 accuracy to the report. ``mode``, ``iters`` and ``calib_size`` are the
+    float and integer top-1 accuracy to the report. ``prune_flops`` prepends AdaPruner (keep at
+    most that share of the MACs; fine-tuned ``prune_epochs`` epochs on labelled ``train`` data). ``mode``, ``iters`` and ``calib_size`` are the
     options of ``method="rapq"`` (`pqc.passes.rapq`); its training report lands in ``report["rapq"]``.
     """
     from .frontend import load_onnx
@@ -125,6 +129,8 @@ def compile_model(
         {"method": method, "wbits": wbits, "abits": abits, "weight_format": weight_format, "first_last_bits": first_last_bits,
          "mode": mode, "iters": iters, "calib_size": calib_size}
     )
+    if prune_flops is not None and pipeline is None:  # AdaPruner needs the BN nodes: it runs first
+        spec = f"adaprune(flops={prune_flops},data={train},epochs={prune_epochs}),{spec}"
     pipe = Pipeline.parse(spec, verify=True, dump_dir=dump_ir)
     ctx = PassContext(calib=calib_x, seed=seed, device=device)
     console.info(f"compiling {graph.name} for {tgt.name}: {spec}")
@@ -153,8 +159,9 @@ def compile_model(
     build = Build(out, program, annotated)
     report = _base_report(build, tgt.name, spec, seed, emitted.memory.to_dict(), errors, stages,
                           0 if sample is None else len(sample))
-    if "rapq" in ctx.state:
-        report["rapq"] = ctx.state["rapq"]
+    for stage in ("adaprune", "rapq"):  # passes that leave a report of their own
+        if stage in ctx.state:
+            report[stage] = ctx.state[stage]
     if verify:
         t0 = time.monotonic()
         xs = resolve_data(verify_inputs) if verify_inputs is not None else sample
