@@ -149,7 +149,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pqc",
-        description="pqc compiles trained CNNs (ONNX) into power-of-two quantized, multiplier-free C, verified bit-exact.",
+        description="pqc compiles trained CNNs (ONNX) into pruned, power-of-two quantized, multiplier-free C, verified bit-exact.",
         epilog="Exit status: 0 ok, 1 verification failure, 2 usage or input error, 3 internal error.",
     )
     parser.add_argument("--version", action="version", version=f"pqc {__version__}")
