@@ -26,7 +26,6 @@ light.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import re
 import time
@@ -43,7 +42,7 @@ from .quant import QUANT_KEY, ActQuant, WeightQuant
 BUILTIN_PASS_MODULES = (
     "pqc.passes.canonicalize", "pqc.passes.quantize_pot", "pqc.passes.rapq", "pqc.passes.lower", "pqc.passes.adaprune"
 )
-"""Modules that register built-in passes; one not (yet) present is skipped."""
+"""Modules that register the built-in passes (imported on first registry use)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -120,8 +119,7 @@ def registered_passes() -> dict[str, PassInfo]:
     global _builtins_loaded
     if not _builtins_loaded:
         for module in BUILTIN_PASS_MODULES:
-            if importlib.util.find_spec(module) is not None:
-                importlib.import_module(module)
+            importlib.import_module(module)
         _builtins_loaded = True
     return dict(_REGISTRY)
 
