@@ -107,8 +107,9 @@ def compile_model(
     ``verify_inputs`` (default: calibration samples) plus random inputs, and checked for
     multiplier-freedom; a mismatch raises `VerificationError`. ``eval_data`` (labelled) adds
     float and integer top-1 accuracy to the report. ``prune_flops`` prepends AdaPruner (keep at
-    most that share of the MACs; fine-tuned ``prune_epochs`` epochs on labelled ``train`` data). ``mode``, ``iters`` and ``calib_size`` are the
-    options of ``method="rapq"`` (`pqc.passes.rapq`); its training report lands in ``report["rapq"]``.
+    most that share of the MACs; fine-tuned ``prune_epochs`` epochs on labelled ``train`` data).
+    ``mode``, ``iters`` and ``calib_size`` are the options of ``method="rapq"`` (`pqc.passes.rapq`);
+    its training report lands in ``report["rapq"]``.
     """
     from .frontend import load_onnx
     from .exporter import save_onnx
@@ -126,8 +127,8 @@ def compile_model(
     timed("import", t0)
     calib_x = resolve_data(calib)
     spec = pipeline or tgt.pipeline(
-        {"method": method, "wbits": wbits, "abits": abits, "weight_format": weight_format, "first_last_bits": first_last_bits,
-         "mode": mode, "iters": iters, "calib_size": calib_size}
+        {"method": method, "wbits": wbits, "abits": abits, "weight_format": weight_format,
+         "first_last_bits": first_last_bits, "mode": mode, "iters": iters, "calib_size": calib_size}
     )
     if prune_flops is not None and pipeline is None:  # AdaPruner needs the BN nodes: it runs first
         spec = f"adaprune(flops={prune_flops},data={train},epochs={prune_epochs}),{spec}"

@@ -14,20 +14,20 @@ expressed as annotations (no shift-only program runs it), so use `train` and
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from pqc.errors import PqcError
+from pqc.errors import ModelError, PqcError
 from pqc.ir import Graph
 from pqc.pipeline import PassContext, register_pass
 from pqc.quant import ActQuant, WeightQuant, get_quant
 
 from .calibrate import CalibData, calibrate, check_calibration_data
 from .pot_scales import int_grid, lp_scales
-from .quantize_pot import ACCUMULATOR_BITS, quantize, sharing_groups
+from .quantize_pot import ACCUMULATOR_BITS, LAYER_OPS, quantize, sharing_groups
 from .rapq_network import QuantNetwork
 from .rapq_quantizers import WeightQuantizer
 from .rapq_reconstruct import Schedule, UnitLog, reconstruct
@@ -61,24 +61,12 @@ class RapqModel:
         """Per unit: layers, p, reconstruction losses; per layer: exponents and floor/ceil choices."""
         layers = {}
         for node in self.net.graph.nodes:
-            q = self.net.weight(node) if node.op in ("Conv", "Gemm") else None
+            q = self.net.weight(node) if node.op in LAYER_OPS else None
             if isinstance(q, WeightQuantizer) and q.pot:
                 layers[node.name] = {"exps": q.exponents().tolist(), "floor_won": q.floor_chosen().tolist(),
-                                     **weight_errors(q)}
+                                     **q.error_stats()}
         return {"method": self.method, "mode": self.mode,
-                "units": [vars(log) for log in self.logs], "layers": layers}
-
-
-def weight_errors(q: WeightQuantizer) -> dict[str, float]:
-    """Of the hardened weights: the fraction clipped and the mean squared rounding and clipping error."""
-    with torch.no_grad():
-        w = q.w.double()
-        units = w / q.scale().double().reshape(q._shape())
-        clipped = (units > q.qmax + 0.5) | (units < q.qmin - 0.5)
-        err = (w - q().double()) ** 2
-        n = max(w.numel(), 1)
-        return {"clip_fraction": float(clipped.sum()) / n,
-                "rounding_mse": float(err[~clipped].sum()) / n, "clipping_mse": float(err[clipped].sum()) / n}
+                "units": [asdict(log) for log in self.logs], "layers": layers}
 
 
 def check_power_of_two(graph: Graph) -> None:
@@ -118,6 +106,9 @@ def train(
     0.1 with depthwise convs, else 0.01).
     """
     _check_options(method, mode, iters, calib_size, batch_size)
+    if len(graph.inputs) != 1 or not graph.dynamic_batch:
+        raise ModelError(f"rapq: graph {graph.name!r} must have a single input with a dynamic batch dimension "
+                         f"(it has inputs {graph.inputs}, dynamic batch {graph.dynamic_batch})")
     x = check_calibration_data(graph, calib)[graph.inputs[0]][:calib_size]
     base = quantize(graph, x, method="lp", wbits=wbits, abits=abits, first_last_bits=first_last_bits,
                     seed=seed, device=device)
@@ -127,12 +118,10 @@ def train(
         lam = DEPTHWISE_LAM if depthwise else 0.01
     weight_iters = iters or MODE_ITERS[mode]
     schedule = Schedule(weight_iters, max(1, weight_iters // 2), batch_size=batch_size, lam=lam)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        net = QuantNetwork(base, pot=method == "rapq",
-                           act_log2_scales=None if method == "rapq" else _uniform_act_init(base, x, seed, device))
-        logs = reconstruct(net, units, [loss_exponent(u.gamma, mode) for u in units], x, schedule,
-                           seed=seed, device=device)
+    net = QuantNetwork(base, pot=method == "rapq",
+                       act_log2_scales=None if method == "rapq" else _uniform_act_init(base, x, seed, device))
+    logs = reconstruct(net, units, [loss_exponent(u.gamma, mode) for u in units], x, schedule,
+                       seed=seed, device=device)
     return RapqModel(net.cpu(), method, mode, logs)
 
 

@@ -9,9 +9,9 @@ With activations quantized, the forward pass computes what the integer program c
 (`pqc.passes.lower`): the input is rounded half away from zero, biases are rounded half away at
 the accumulator's scale, every requantization rounds half up, a global average pool sums and
 multiplies by the same reciprocal ``m / 2^k`` lowering picks. In float64 every such value is
-exact, so the fake-quant logits equal the simulator's. Ops lowered to multipliers or lookup
-tables (standalone Mul/BN/Sigmoid, AveragePool with padding) run as float ops followed by the
-output rounding: there the two may differ by one unit at rounding ties.
+exact, so the fake-quant logits equal the simulator's (tested). Ops lowered to constant
+multipliers or lookup tables (Add/Mul of a constant, standalone BN, Sigmoid, AveragePool) run as
+float ops followed by the output rounding: there the two may differ by one unit at ties.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from pqc.ir import Graph, Node
 from pqc.ops import get_op
 from pqc.quant import ActQuant, WeightQuant, get_quant, set_quant
 
-from .lower import _recip
+from .lower import _recip  # the reciprocal lowering gives each global average pool
 from .quantize_pot import ACCUMULATOR_BITS, LAYER_OPS, sharing_groups
 from .rapq_quantizers import ActQuantizer, FixedWeight, WeightQuantizer, round_half_away
 
@@ -41,7 +41,6 @@ class QuantNetwork(torch.nn.Module):
     def __init__(self, graph: Graph, pot: bool = True, act_log2_scales: dict[str, float] | None = None) -> None:
         super().__init__()
         self.graph = graph
-        self.pot = pot
         self.groups = sharing_groups(graph)
         layers = [n for n in graph.nodes if n.op in LAYER_OPS]
         self.first = layers[0]
@@ -125,7 +124,9 @@ class QuantNetwork(torch.nn.Module):
         q = torch.clamp(round_half_away(x.to(torch.float64) / s), self.input_quant.qmin, self.input_quant.qmax)
         return (q * s).to(x.dtype)
 
-    def run(self, nodes: Iterable[Node], env: dict[str, torch.Tensor], *, weights: bool, acts: bool) -> dict[str, torch.Tensor]:
+    def run(
+        self, nodes: Iterable[Node], env: dict[str, torch.Tensor], *, weights: bool, acts: bool
+    ) -> dict[str, torch.Tensor]:
         """Run ``nodes`` (in order) on ``env`` (activations by name, updated and returned) with
         quantized weights and/or activations."""
         for node in nodes:

@@ -45,14 +45,16 @@ def round_half_away(x: torch.Tensor) -> torch.Tensor:
 class WeightQuantizer(torch.nn.Module):
     """One layer's weight, quantized per output channel with scale ``s``.
 
-    PoT: ``s = 2^(k0 + h(v))`` with ``k0 = floor(log2 s0)``, ``s0`` the Lp(2.4) scale and
-    ``h(v0) = frac(log2 s0)``. While the exponent is relaxed the weight is
-    ``clamp(round(w / s)) * s`` with a straight-through round, so ``v``'s gradient is the step-size
-    gradient that weighs rounding against clipping on the block output; `harden_exponent` then
-    fixes ``h(v)`` to ``v >= 0`` (ceil or floor), after which ``s`` is an exact power of two.
-    (With AdaRound's soft rounding in this phase, as the reference does, every scale between floor
-    and ceil reproduces the weights exactly up to clipping, so clipping alone would decide and
-    ceil would nearly always win.) Uniform: ``s = s0`` from the start.
+    PoT: the exponent is ``k0 + h(v)`` with ``k0 = floor(log2 s0)``, ``s0`` the Lp(2.4) scale and
+    ``h(v0) = frac(log2 s0)``. While it is relaxed, the weight is ``(1 - h) * Q_floor + h * Q_ceil``
+    with ``Q_floor``, ``Q_ceil`` the weight rounded to nearest at the scales ``2^k0`` and
+    ``2^(k0+1)``; `harden_exponent` then fixes ``h(v)`` to ``v >= 0``. Mixing the two candidate
+    weights rather than relaxing the scale itself (``2^(k0 + h)``, as rapq.md writes it) is what
+    makes the learned choice the block-level trade-off between finer steps and clipping: for a
+    quadratic loss in ``h`` the minimum lies beyond 0.5 exactly when ceil's loss is the smaller,
+    while a relaxed scale settles where clipping stops, which says nothing about either end (and
+    with AdaRound's soft rounding every scale reproduces the weights up to clipping).
+    Uniform: ``s = s0`` from the start.
 
     With the exponent hard the weight is AdaRound's ``clamp(floor(w / s) + h(alpha)) * s``,
     ``alpha`` starting at ``frac(w / s)``; `harden_rounding` makes the rounding ``alpha >= 0``.
@@ -102,11 +104,17 @@ class WeightQuantizer(torch.nn.Module):
     def forward(self) -> torch.Tensor:
         s = self.scale().reshape(self._shape())
         w = self.w.to(s.dtype)
+        keep = self.nonzero.to(s.dtype)
         if self.exponent_hard:
-            q = torch.floor(w / s).detach() + self.rounding()
-        else:
-            q = round_half_up(w / s)
-        return torch.clamp(q, self.qmin, self.qmax) * self.nonzero.to(s.dtype) * s
+            q = torch.clamp(torch.floor(w / s).detach() + self.rounding(), self.qmin, self.qmax)
+            return q * keep * s
+        h = rectified_sigmoid(self.v).to(s.dtype).reshape(self._shape())
+        return ((1 - h) * self._nearest(w, 0) + h * self._nearest(w, 1)) * keep
+
+    def _nearest(self, w: torch.Tensor, offset: int) -> torch.Tensor:
+        """``w`` rounded to nearest on the grid of scale ``2^(k0 + offset)`` (a constant)."""
+        s = torch.exp2(self.base.to(w.dtype) + offset).reshape(self._shape())
+        return (torch.clamp(torch.floor(w / s + 0.5), self.qmin, self.qmax) * s).detach()
 
     def exponent_penalty(self, beta: float) -> torch.Tensor:
         if self.exponent_hard:
@@ -140,6 +148,18 @@ class WeightQuantizer(torch.nn.Module):
         with torch.no_grad():
             s = self.scale().reshape(self._shape()).to(torch.float64)
             return torch.round(self.forward().to(torch.float64) / s).cpu().numpy().astype(np.int32)
+
+    def error_stats(self) -> dict[str, float]:
+        """Of the current weights: the fraction clipped, and the squared rounding and clipping
+        errors summed over the weights they concern, divided by the weight count."""
+        with torch.no_grad():
+            w = self.w.double()
+            units = w / self.scale().double().reshape(self._shape())
+            clipped = (units > self.qmax + 0.5) | (units < self.qmin - 0.5)
+            err = (w - self().double()) ** 2
+            n = max(w.numel(), 1)
+            return {"clip_fraction": float(clipped.sum()) / n,
+                    "rounding_mse": float(err[~clipped].sum()) / n, "clipping_mse": float(err[clipped].sum()) / n}
 
     def floor_chosen(self) -> np.ndarray:
         """Per channel, whether the finer exponent ``floor(log2 s0)`` won."""

@@ -26,7 +26,7 @@ MODE_C = {"quick": 0.1, "full": 0.9}
 P_WITHOUT_BN = 2.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Unit:
     """Nodes (in graph order) reconstructed together, read from ``input`` and producing ``output``."""
 
