@@ -121,6 +121,26 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append(format_table(rows, ["layer", "op", "output", "w/a bits", "w exps", "out exp", "clip", "SQNR dB",
                                      "digits", "adds", "dense bytes"]))
     lines.append("```")
+    rapq = report.get("rapq")
+    if rapq:
+        lines += ["", f"## RAPQ reconstruction ({rapq['mode']} mode)", "",
+                  "Per unit: loss exponent p, block-output loss before and after weight reconstruction, and "
+                  "whether the learned activation exponents were kept (they are only if the network's output "
+                  "error does not rise).", ""]
+        rows = []
+        for u in rapq["units"]:
+            wl, al = u.get("weight_loss") or [], u.get("act_loss") or []
+            rows.append([u["name"], str(len(u["layers"])), f"{u['p']:g}",
+                         f"{wl[0]:.4g} -> {wl[-1]:.4g}" if wl else "not reconstructed",
+                         f"{al[0]:.4g} -> {al[-1]:.4g}" if al else "", "yes" if u.get("act_kept") else "no"])
+        lines += ["```", format_table(rows, ["unit", "layers", "p", "weight loss", "activation loss", "act kept"]), "```", ""]
+        rows = []
+        for name, l in rapq["layers"].items():
+            rows.append([name, _fmt_exps(l["exps"]), f"{sum(l['floor_won'])}/{len(l['floor_won'])}",
+                         f"{l['clip_fraction']:.4f}", f"{l['rounding_mse']:.3g}", f"{l['clipping_mse']:.3g}"])
+        lines += ["Per layer: weight exponents, channels where floor (finer step, more clipping) won over ceil, "
+                  "share of clipped weights, rounding and clipping error (MSE).", "",
+                  "```", format_table(rows, ["layer", "w exps", "floor won", "clipped", "rounding MSE", "clipping MSE"]), "```"]
     firmware = report.get("firmware")
     if firmware:
         lines += ["", "## Firmware (bare-metal, QEMU)", ""]

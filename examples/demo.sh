@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end on the bundled ResNet-8 (Fashion-MNIST): inspect the float model,
-# compile it to multiplier-free C, verify the C bit-exactly against the simulator (gcc, clang,
+# quantize it with RAPQ to 4-bit weights and activations (power-of-two scales; first and last
+# layers 8-bit), compile it to multiplier-free C, verify the C bit-exactly against the simulator (gcc, clang,
 # sanitizers), prove it multiplier-free (RV32I), and print the integer program's top-1 accuracy
 # on the 10,000 test images next to the float model's.
 set -euo pipefail
@@ -13,8 +14,9 @@ echo "== pqc inspect $MODEL"
 $PQC inspect "$MODEL"
 
 echo
-echo "== pqc compile $MODEL --target shift-accel -o $OUT"
-$PQC compile "$MODEL" --target shift-accel --calib fashion-mnist:train:256 -o "$OUT" --force "$@"
+echo "== pqc compile $MODEL --target shift-accel --method rapq --wbits 4 --abits 4 -o $OUT"
+$PQC compile "$MODEL" --target shift-accel --method rapq --wbits 4 --abits 4 --calib fashion-mnist:train:256 \
+    -o "$OUT" --force "$@"
 
 echo
 echo "== pqc verify $OUT --inputs fashion-mnist:test:16"

@@ -364,7 +364,7 @@ def _maxpool(ctx: _Lowering, node: Node) -> None:
     ctx.emit(node, "QMaxPool", [x], attrs)
 
 
-def _recip(node: Node, d: int, x_range: tuple[int, int]) -> tuple[int, int]:
+def pool_reciprocal(node: Node, d: int, x_range: tuple[int, int]) -> tuple[int, int]:
     """``(m, k)`` for divisor ``d``, with ``m`` small enough that ``sum * m`` stays well in int32."""
     max_sum = d * max(abs(x_range[0]), abs(x_range[1]), 1)
     m_max = min(RECIP_MAX, INT32_MAX // (4 * max_sum))
@@ -385,7 +385,7 @@ def _avgpool(ctx: _Lowering, node: Node) -> None:
     q_y = ctx.act_quant(node.outputs[0])
     x_range = _range(ctx.fmt(x))
     divisors = sorted(int(d) for d in np.unique(avg_divisors(in_hw, attrs)))
-    attrs["recip"] = tuple((d, *_recip(node, d, x_range)) for d in divisors)
+    attrs["recip"] = tuple((d, *pool_reciprocal(node, d, x_range)) for d in divisors)
     attrs.update(shift_base=q_y.exp - ctx.fmt(x).exp, lo=_range(q_y)[0], hi=_range(q_y)[1])
     ctx.add_activation(node.outputs[0], q_y)
     ctx.emit(node, "QAvgPool", [x], attrs)
@@ -398,7 +398,7 @@ def _global_avgpool(ctx: _Lowering, node: Node) -> None:
     if len(shape) != 4:
         raise ModelError(f"node {node.name!r} (GlobalAveragePool): only 4-D inputs are supported, got {shape}")
     q_y = ctx.act_quant(node.outputs[0])
-    m, k = _recip(node, shape[2] * shape[3], _range(ctx.fmt(x)))
+    m, k = pool_reciprocal(node, shape[2] * shape[3], _range(ctx.fmt(x)))
     lo, hi = _range(q_y)
     ctx.add_activation(node.outputs[0], q_y)
     ctx.emit(node, "QGlobalAvgPool", [x], {"m": m, "k": k, "shift_base": q_y.exp - ctx.fmt(x).exp, "lo": lo, "hi": hi})

@@ -26,7 +26,7 @@ from pqc.ir import Graph, Node
 from pqc.ops import get_op
 from pqc.quant import ActQuant, WeightQuant, get_quant, set_quant
 
-from .lower import _recip  # the reciprocal lowering gives each global average pool
+from .lower import pool_reciprocal  # the reciprocal lowering gives each global average pool
 from .quantize_pot import ACCUMULATOR_BITS, LAYER_OPS, sharing_groups
 from .rapq_quantizers import ActQuantizer, FixedWeight, WeightQuantizer, round_half_away
 
@@ -69,7 +69,7 @@ class QuantNetwork(torch.nn.Module):
             self._ckeys[name] = f"c{k}"
             self.consts.register_buffer(f"c{k}", torch.from_numpy(np.array(graph.const(name))))
         self._recips = {
-            n.name: _recip(n, int(np.prod(graph.values[n.inputs[0]].shape[2:])), self._format_range(n.inputs[0]))
+            n.name: pool_reciprocal(n, int(np.prod(graph.values[n.inputs[0]].shape[2:])), self._format_range(n.inputs[0]))
             for n in graph.nodes if n.op == "GlobalAveragePool"
         }
 
