@@ -233,7 +233,7 @@ class Graph:
         def opdef(op: str):
             if op in OPS:
                 return OPS[op]
-            from pqc.backends.intops import INT_OPS, get_int_op  # integer programs use the same IR
+            from pqc.backends.intops import INT_OPS  # integer programs use the same IR
 
             return INT_OPS[op] if op in INT_OPS else get_op(op)
 

@@ -8,7 +8,6 @@ activations) with random weights, at random bit widths and weight formats.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

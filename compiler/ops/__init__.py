@@ -15,7 +15,7 @@ The op modules below register themselves on import. ONNX *import* functions live
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch

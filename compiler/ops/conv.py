@@ -6,7 +6,6 @@ Only 2-D convolution is supported; the frontend refuses other ranks.
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from . import OpDef, register
