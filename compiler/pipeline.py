@@ -8,9 +8,9 @@ It registers under the name used in pipeline specs::
     def quantize_pass(graph: Graph, ctx: PassContext, *, method: str = "lp", wbits: int = 4) -> Graph: ...
 
 Its keyword parameters with defaults are its options; the defaults give their types, which
-spec strings are checked and converted against. A pass whose result is no longer float IR (e.g.
-``lower``, whose ops are integer ops) registers with ``verifier=``: the function that checks
-the IR it produces, used after it and after every later pass instead of `Graph.verify`.
+spec strings are checked and converted against. `Graph.verify` checks float and integer IR
+alike (it dispatches on both op registries), so every pass, ``lower`` included, is verified the
+same way.
 
 `PassContext` carries what passes share: the calibration data, a seed, the torch device,
 free-form ``state`` (e.g. results one pass leaves for a later one) and the per-stage timings
@@ -81,14 +81,13 @@ class PassInfo:
     options: dict[str, Any]
     open_options: bool
     doc: str
-    verifier: Callable[[Graph], None] | None = None
 
 
 _REGISTRY: dict[str, PassInfo] = {}
 _builtins_loaded = False
 
 
-def register_pass(name: str, *, verifier: Callable[[Graph], None] | None = None) -> Callable[[F], F]:
+def register_pass(name: str) -> Callable[[F], F]:
     """Decorator registering a pass function or class under ``name`` (see the module doc)."""
 
     def decorate(obj: F) -> F:
@@ -104,7 +103,7 @@ def register_pass(name: str, *, verifier: Callable[[Graph], None] | None = None)
             raise TypeError(f"pass {name!r}: options {missing} need defaults")
         open_options = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
         doc = inspect.getdoc(obj) or ""
-        _REGISTRY[name] = PassInfo(name, fn, options, open_options, doc.split("\n\n")[0], verifier)
+        _REGISTRY[name] = PassInfo(name, fn, options, open_options, doc.split("\n\n")[0])
         return obj
 
     return decorate
@@ -256,8 +255,7 @@ def _split_top(text: str, sep: str, spec: str) -> list[str]:
 class Pipeline:
     """An ordered, editable list of passes, run all at once or one step at a time.
 
-    ``verify``: check the IR after each pass (a failure names the pass): ``graph.verify()``, or
-    the verifier of the last pass run so far that declared one (see the module doc).
+    ``verify``: check the IR after each pass with ``graph.verify()`` (a failure names the pass).
     ``steps``: spec strings (``"quantize(wbits=4)"``) or `PassStep`s.
     ``dump_dir``: after each pass write ``NN_<pass>.txt`` (NN its 1-based position) holding
     `snapshot` of the graph.
@@ -281,7 +279,6 @@ class Pipeline:
         self.graph: Graph | None = None
         self.ctx: PassContext | None = None
         self.position = 0
-        self._verifier: Callable[[Graph], None] = Graph.verify
 
     @classmethod
     def parse(cls, spec: str, **kwargs: Any) -> "Pipeline":
@@ -326,7 +323,6 @@ class Pipeline:
     def start(self, graph: Graph, ctx: PassContext | None = None) -> None:
         """Begin a run on ``graph``: the next `step` applies the first pass."""
         self.graph, self.ctx, self.position = graph, ctx if ctx is not None else PassContext(), 0
-        self._verifier = Graph.verify
         if self.dump_dir is not None:
             self.dump_dir.mkdir(parents=True, exist_ok=True)
 
@@ -346,10 +342,9 @@ class Pipeline:
         graph = info.fn(self.graph, self.ctx, **step.options)
         self.ctx.timings.append(StageTiming(step.name, time.perf_counter() - begin))
         self.position += 1
-        self._verifier = info.verifier or self._verifier
         if self.verify:
             try:
-                self._verifier(graph)
+                graph.verify()
             except ModelError as exc:
                 raise ModelError(f"after pass {step.name!r}: {exc}") from exc
         if self.dump_dir is not None:
