@@ -8,8 +8,6 @@ so the harness's file I/O does not pollute the figure.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 
 from ..errors import PqcError
 from .c_emitter import read_manifest
+from .harness import run_tool, tool_path
 
 _SUMMARY = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 
@@ -24,19 +23,16 @@ _SUMMARY = re.compile(r"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 def instructions_per_inference(binary: str | Path, x_int8: np.ndarray) -> float:
     """Mean instructions executed by one call of the model's run function on the samples of
     ``x_int8`` (one sample per call), under callgrind."""
-    if shutil.which("valgrind") is None:
-        raise PqcError("valgrind is not installed (apt-get install valgrind); cannot count instructions")
+    valgrind = tool_path("valgrind")
     binary = Path(binary)
     manifest = read_manifest(binary.parent)
     x = np.ascontiguousarray(x_int8)
     with tempfile.TemporaryDirectory(prefix="pqc_cg_") as tmp:
         inp, out, log = Path(tmp, "in.bin"), Path(tmp, "out.bin"), Path(tmp, "callgrind.out")
         inp.write_bytes(x.tobytes())
-        cmd = ["valgrind", "--tool=callgrind", f"--toggle-collect={manifest['prefix']}_run",
+        cmd = [valgrind, "--tool=callgrind", f"--toggle-collect={manifest['prefix']}_run",
                f"--callgrind-out-file={log}", str(binary), str(inp), str(out)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise PqcError(f"callgrind run of {binary.name} failed: {done.stderr.strip()[-500:]}")
+        run_tool(cmd, f"callgrind run of {binary.name}")
         match = _SUMMARY.search(log.read_text())
     if match is None:
         raise PqcError(f"callgrind wrote no instruction total for {binary.name}")

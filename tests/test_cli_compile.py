@@ -109,3 +109,21 @@ def test_tampered_c_fails_verification_with_exit_1(build_dir: Path, data: Path, 
 def test_verify_of_a_folder_that_is_not_a_build_exits_2(tmp_path: Path, capsys) -> None:
     assert main(["verify", str(tmp_path)]) == 2
     assert "not a pqc build folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed (make sysdeps)")
+def test_callgrind_instruction_count_is_deterministic_and_covers_the_adds(build_dir: Path, data: Path) -> None:
+    """The benchmark's speed figure: same binary and inputs, same count; and the C cannot do a
+    layer's work in fewer instructions than its ideal shift-add count."""
+    from pqc.backends.harness import build
+    from pqc.backends.profile import instructions_per_inference
+    from pqc.backends.simulator import quantize_input
+    from pqc.driver import load_build
+
+    program = load_build(build_dir).program
+    x = quantize_input(program, np.load(data / "calib.npz")["x"][:2])
+    binary = build(build_dir, "gcc")
+    first = instructions_per_inference(binary, x)
+    assert first == instructions_per_inference(binary, x)
+    ideal = json.loads((build_dir / "report.json").read_text())["totals"]["ideal_adds"]
+    assert first >= ideal
