@@ -135,16 +135,14 @@ def compile_model(
     pipe = Pipeline.parse(spec, verify=True, dump_dir=dump_ir)
     ctx = PassContext(calib=calib_x, seed=seed, device=device)
     console.info(f"compiling {graph.name} for {tgt.name}: {spec}")
-    pipe.start(graph, ctx)
-    before_lower = graph
-    while not pipe.done:
-        if pipe.names()[pipe.position] == "lower":
-            before_lower = pipe.graph
-        program = pipe.step()
-    stages += [{"name": t.name, "seconds": round(t.seconds, 3)} for t in ctx.timings]
-    if program is before_lower or "lower" not in pipe.names():
+    if pipe.names()[-1:] != ["lower"]:  # checked before any (possibly long) pass runs
         raise PqcError(f"pipeline {spec!r} must end in the integer program: its last pass must be 'lower'")
-    annotated = before_lower
+    pipe.start(graph, ctx)
+    while pipe.position < len(pipe) - 1:
+        pipe.step()
+    annotated = pipe.graph  # the quantized float graph the program is lowered from
+    program = pipe.step()
+    stages += [{"name": t.name, "seconds": round(t.seconds, 3)} for t in ctx.timings]
 
     t0 = time.monotonic()
     emitted = emit_c(program, out, prefix=prefix)
