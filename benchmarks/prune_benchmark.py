@@ -31,7 +31,7 @@ from pqc.exporter import save_onnx
 from pqc.frontend import load_onnx
 from pqc.ir import Graph
 from pqc.passes.adaprune import PruneConfig, adaprune
-from pqc.passes.adaprune_train import TrainConfig, accuracy
+from pqc.passes.adaprune.train import TrainConfig, accuracy
 from pqc.summary import summarize
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "examples" / "models"

@@ -6,7 +6,7 @@ Models x methods x bit widths (first and last layers always 8-bit). Methods:
 * ``ort-int8``: onnxruntime's own ``quantize_static`` (QDQ, per-channel int8 weights, int8
   activations, MinMax calibration on the same samples), run by onnxruntime: the external
   yardstick, W8A8 only;
-* ``naive``, ``lp``: the baseline PoT quantizer (`pqc.passes.quantize_pot`);
+* ``naive``, ``lp``: the baseline PoT quantizer (`pqc.passes.quantize`);
 * ``rapq-quick``, ``rapq-full``: the rapq pass (`pqc.passes.rapq`);
 * ``uniform``: the same reconstruction with float scales, evaluated as a float64 fake-quant
   model (it has no integer program: an accuracy reference only).

@@ -17,14 +17,14 @@ from .cli import EXIT_OK, _output_file
 from .errors import PqcError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pqc.passes.adaprune_train import TrainConfig
+    from pqc.passes.adaprune.train import TrainConfig
 
 REPORT_SUFFIX = ".report"
 
 
 def _train_config(args: argparse.Namespace, sparse_bn: float = 0.0) -> "TrainConfig":
     """The training recipe from the shared flags (TrainConfig refuses bad values)."""
-    from pqc.passes.adaprune_train import TrainConfig
+    from pqc.passes.adaprune.train import TrainConfig
 
     return TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, sparse_bn=sparse_bn,
                        hflip=args.hflip, seed=args.seed, device=_device(args.device))
@@ -43,12 +43,12 @@ def _device(name: str) -> str:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from .data import load_dataset
+    from .data import load_dataset, load_training_data
     from .exporter import save_onnx
     from .frontend import load_onnx
-    from pqc.passes.adaprune import PruneConfig, adaprune, load_training_data
-    from pqc.passes.adaprune_budget import BudgetRule
-    from pqc.passes.adaprune_report import report_paths, write_prune_report
+    from pqc.passes.adaprune import PruneConfig, adaprune
+    from pqc.passes.adaprune.budget import BudgetRule
+    from pqc.passes.adaprune.report import report_paths, write_prune_report
 
     out = _output_file(args.output, args.force)
     stem = out.with_name(out.stem + REPORT_SUFFIX)
@@ -79,11 +79,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .data import load_dataset
+    from .data import load_dataset, load_training_data
     from .exporter import save_onnx
     from .frontend import load_onnx
     from pqc.passes.adaprune import load_training_data
-    from pqc.passes.adaprune_train import accuracy, train_graph
+    from pqc.passes.adaprune.train import accuracy, train_graph
 
     out = _output_file(args.output, args.force)
     config = _train_config(args, sparse_bn=args.sparse_bn)
@@ -113,7 +113,7 @@ def _add_training_flags(p: argparse.ArgumentParser, epochs: int) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction, add_common: Callable[[argparse.ArgumentParser], None]) -> None:
-    from pqc.passes.adaprune_criteria import CRITERIA
+    from pqc.passes.adaprune.criteria import CRITERIA
 
     p = sub.add_parser(
         "prune", help="AdaPruner: prune channels of a float ONNX model to a MAC budget and fine-tune it",

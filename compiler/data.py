@@ -228,3 +228,12 @@ def split_train_val(data: Dataset, n_val: int, seed: int = 0) -> tuple[Dataset, 
         y = None if data.y is None else data.y[idx]
         parts.append(Dataset(data.x[idx], y, f"{data.name}[{suffix}]"))
     return parts[0], parts[1]
+
+
+def load_training_data(spec: str) -> Dataset:
+    """`pqc.data.load_dataset`, except that a bare ``fashion-mnist`` or ``fashion-mnist:N`` names
+    the *training* split (load_dataset defaults to test, which pruning must never train on)."""
+    parts = spec.split(":")
+    if parts[0] == "fashion-mnist" and (len(parts) == 1 or parts[1] not in ("train", "test")):
+        spec = ":".join([parts[0], "train", *parts[1:]])
+    return load_dataset(spec)

@@ -40,7 +40,7 @@ from .ir import Graph
 from .quant import QUANT_KEY, ActQuant, WeightQuant
 
 BUILTIN_PASS_MODULES = (
-    "pqc.passes.canonicalize", "pqc.passes.quantize_pot", "pqc.passes.rapq", "pqc.passes.lower", "pqc.passes.adaprune"
+    "pqc.passes.canonicalize", "pqc.passes.quantize", "pqc.passes.rapq", "pqc.passes.lower", "pqc.passes.adaprune"
 )
 """Modules that register the built-in passes (imported on first registry use)."""
 

@@ -24,7 +24,7 @@ from pqc.data import load_dataset
 from pqc.errors import PqcError
 from pqc.exporter import save_onnx
 from pqc.frontend import load_onnx
-from pqc.passes.adaprune_train import TrainConfig, accuracy, bn_gamma_names, train_graph
+from pqc.passes.adaprune.train import TrainConfig, accuracy, bn_gamma_names, train_graph
 
 STRENGTH = {"resnet8": 1e-5, "mobilenetv2": 1e-5, "vgg": 1e-4}
 NEAR_ZERO = 1e-2  # |gamma| below this counts as switched off

@@ -6,6 +6,6 @@ torch-backed code (op forwards, the float executor) inside the functions that ne
 from __future__ import annotations
 
 from .canonicalize import canonicalize
-from .quantize_pot import quantize
+from .quantize import quantize
 
 __all__ = ["canonicalize", "quantize"]

@@ -40,7 +40,7 @@ from pqc.ops import get_op
 from pqc.pipeline import PassContext, register_pass
 from pqc.quant import ActQuant, WeightQuant, get_quant
 
-from .range_analysis import analyze_ranges
+from pqc.passes.range_analysis import analyze_ranges
 
 #: float op -> function emitting its integer node(s)
 LOWERINGS: dict[str, Callable[["_Lowering", Node], None]] = {}

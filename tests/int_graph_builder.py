@@ -66,3 +66,32 @@ def conv(b: IntGraphBuilder, x: str, rng: np.random.Generator, cout: int, k: int
 def avg_attrs(divisors: list[int], **attrs) -> dict:
     """QAvgPool attributes with one 8-bit reciprocal per distinct window divisor."""
     return dict(recip=tuple((d, *reciprocal(d, 255)) for d in sorted(set(divisors))), **attrs)
+
+
+def zoo(seed: int = 0) -> Graph:
+    """A small CNN that uses every integer op, so one build exercises every kernel."""
+    rng = np.random.default_rng(seed)
+    b = IntGraphBuilder("zoo")
+    x = b.input("x", (1, 3, 12, 12))
+    c1 = conv(b, x, rng, 6, shift=9)
+    p = b.op("QMaxPool", [c1], kernel_shape=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0), dilations=(1, 1), ceil_mode=0)
+    dw = conv(b, p, rng, 6, group=6, shift=8)
+    r = b.op("QAdd", [p, dw], shift_a=1, shift_b=0, shift=1, lo=0, hi=127, negate_b=False)
+    a = b.op("QAffine", [r, b.const("m", rng.integers(-40, 40, 6).astype(np.int32)),
+                         b.const("mb", rng.integers(-50, 50, 6).astype(np.int32))], shift=(3,) * 6, lo=-128, hi=127)
+    t = b.op("QLut", [a, b.const("t", np.clip(np.arange(-128, 128), -20, 100).astype(np.int8))], in_min=-128)
+    cat = b.op("QConcat", [t, p], axis=1, shifts=(0, 1), lo=-128, hi=127)
+    avg = b.op("QAvgPool", [cat], **avg_attrs([4, 6, 9], kernel_shape=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1),
+                                              ceil_mode=0, count_include_pad=0), shift_base=0, lo=-128, hi=127)
+    m, k = reciprocal(9, 255)
+    g = b.op("QGlobalAvgPool", [avg], m=m, k=k, shift_base=0, lo=-128, hi=127)
+    f = b.op("QReshape", [g], shape=(1, 12), keep_batch=True)
+    fc = b.op("QGemm", [f, b.const("fw", random_weights(rng, (10, 12))), b.const("fb", np.zeros(10, np.int32))],
+              shift=(6,) * 10, lo=-128, hi=127)
+    return b.build(fc)
+
+
+def random_int_inputs(graph: Graph, n: int = 5, seed: int = 0) -> np.ndarray:
+    """``n`` random int8 samples of the graph's input shape."""
+    shape = graph.values[graph.inputs[0]].shape[1:]
+    return np.random.default_rng(seed).integers(-128, 128, (n, *shape)).astype(np.int8)

@@ -17,7 +17,7 @@ import numpy as np
 from pqc.errors import PqcError
 from pqc.ir import Graph
 
-from .channel_groups import ChannelDeps, ChannelGroup
+from pqc.passes.channel_groups import ChannelDeps, ChannelGroup
 
 CRITERIA = ("l1", "bn", "random", "scratch")
 

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 from pqc.ir import Graph
 from pqc.summary import format_table, summarize
 
-from .adaprune_budget import BudgetResult
-from .channel_groups import ChannelDeps
+from pqc.passes.adaprune.budget import BudgetResult
+from pqc.passes.channel_groups import ChannelDeps
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .adaprune import PruneConfig
+    from pqc.passes.adaprune import PruneConfig
 
 LAYER_OPS = ("Conv", "Gemm")
 

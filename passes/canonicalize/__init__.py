@@ -1,7 +1,8 @@
 """Canonicalization: the float IR in the small normal form quantizers and lowering expect.
 
 `canonicalize` runs these passes in order (each is a pure ``Graph -> Graph`` in its own module,
-whose docstring states the invariant it establishes):
+whose docstring states the invariant it establishes; each is also a pass of its own, registered
+under its function's name, so a pipeline spec can name it alone, e.g. ``fold_batchnorm,lower``):
 
 1. `remove_identity`: no Identity / Dropout;
 2. `fold_constants`: no node with only constant inputs;
@@ -20,18 +21,21 @@ float rounding) and the result verifies.
 """
 from __future__ import annotations
 
+import sys
+from typing import Callable
+
 from pqc.ir import Graph
 from pqc.pipeline import PassContext, register_pass
 
-from .fold_bias import fold_bias_add
-from .fold_bn import fold_batchnorm
-from .fold_constants import fold_constants
-from .fold_pad import fold_pad
-from .fuse_activation import fuse_activations
-from .normalize_arith import normalize_arith
-from .normalize_gemm import normalize_gemm
-from .reduce_to_pool import reduce_mean_to_pool
-from .remove_identity import remove_identity
+from pqc.passes.canonicalize.fold_bias_add import fold_bias_add
+from pqc.passes.canonicalize.fold_batchnorm import fold_batchnorm
+from pqc.passes.canonicalize.fold_constants import fold_constants
+from pqc.passes.canonicalize.fold_pad import fold_pad
+from pqc.passes.canonicalize.fuse_activations import fuse_activations
+from pqc.passes.canonicalize.normalize_arith import normalize_arith
+from pqc.passes.canonicalize.normalize_gemm import normalize_gemm
+from pqc.passes.canonicalize.reduce_mean_to_pool import reduce_mean_to_pool
+from pqc.passes.canonicalize.remove_identity import remove_identity
 
 STEPS = (
     remove_identity,
@@ -58,3 +62,18 @@ def canonicalize(graph: Graph) -> Graph:
 def canonicalize_pass(graph: Graph, ctx: PassContext) -> Graph:
     """Canonicalize the float IR (see the module doc)."""
     return canonicalize(graph)
+
+
+def _step_pass(step: Callable[[Graph], Graph]) -> Callable[[Graph, PassContext], Graph]:
+    """``step`` as a pipeline pass: the context is unused; its doc is the step module's, which
+    states the invariant the step establishes."""
+
+    def run(graph: Graph, ctx: PassContext) -> Graph:
+        return step(graph)
+
+    run.__doc__ = sys.modules[step.__module__].__doc__
+    return run
+
+
+for _step in STEPS:
+    register_pass(_step.__name__)(_step_pass(_step))

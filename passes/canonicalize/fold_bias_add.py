@@ -12,7 +12,7 @@ import numpy as np
 
 from pqc.ir import Graph
 
-from .rewrite import absorb, is_linear_layer, sole_reader
+from pqc.passes.canonicalize.rewrite import absorb, is_linear_layer, sole_reader
 
 
 def fold_bias_add(graph: Graph) -> Graph:

@@ -277,3 +277,23 @@ def test_mixed_net_from_onnx(tmp_path):
     assert ops(out) == ["Add", "Mul", "Conv", "Conv", "MaxPool", "GlobalAveragePool", "Flatten", "Gemm", "Gemm"]
     acts = [n.attrs.get("act") for n in out.nodes if n.op in ("Conv", "Gemm")]
     assert acts == [("clip", 0.0, 6.0), "relu", "relu", None]
+
+
+@pytest.mark.parametrize("model", ["resnet8", "mobilenetv2", "vgg"])
+def test_every_step_is_a_pass_that_applies_alone_and_reaches_a_fixed_point(model):
+    """Each step is registered under its own name, runs alone from a spec on the imported
+    reference model, verifies, keeps the float function, and applying it again changes nothing."""
+    from conftest import MODELS
+    from pqc.frontend import load_onnx
+    from pqc.passes.canonicalize import STEPS
+    from pqc.pipeline import Pipeline, registered_passes
+
+    graph = load_onnx(MODELS / f"{model}.onnx")
+    x = np.random.default_rng(0).standard_normal((2, *graph.values[graph.inputs[0]].shape[1:])).astype(np.float32)
+    ref = FloatExecutor(graph).run(x)[graph.outputs[0]]
+    for step in STEPS:
+        assert registered_passes()[step.__name__].doc, step.__name__
+        once = Pipeline([step.__name__], verify=True).run(graph)
+        twice = Pipeline([step.__name__], verify=True).run(once)
+        assert str(twice) == str(once), step.__name__
+        np.testing.assert_allclose(FloatExecutor(once).run(x)[once.outputs[0]], ref, rtol=1e-4, atol=1e-4)

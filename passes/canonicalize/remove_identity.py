@@ -9,7 +9,7 @@ from __future__ import annotations
 from pqc.errors import ModelError
 from pqc.ir import Graph
 
-from .rewrite import bypass
+from pqc.passes.canonicalize.rewrite import bypass
 
 NO_OPS = ("Identity", "Dropout")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .pot_scales import int_grid, lp_scales
+from pqc.passes.quantize.pot_scales import int_grid, lp_scales
 
 ZETA, GAMMA = 1.1, -0.1
 """AdaRound's rectified sigmoid stretch: ``h(v) = clamp(sigmoid(v) * (ZETA - GAMMA) + GAMMA, 0, 1)``."""

@@ -16,7 +16,7 @@ import numpy as np
 from pqc.errors import PqcError
 from pqc.ir import Graph, Node
 
-from .channel_groups import ChannelDeps, is_depthwise
+from pqc.passes.channel_groups import ChannelDeps, is_depthwise
 
 
 def prune_channels(graph: Graph, deps: ChannelDeps, keep: dict[int, np.ndarray]) -> Graph:

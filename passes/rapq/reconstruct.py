@@ -34,9 +34,9 @@ import torch
 from pqc import console
 from pqc.executor import FloatExecutor
 
-from .rapq_network import QuantNetwork
-from .rapq_quantizers import WeightQuantizer
-from .rapq_units import Unit
+from pqc.passes.rapq.network import QuantNetwork
+from pqc.passes.rapq.quantizers import WeightQuantizer
+from pqc.passes.rapq.units import Unit
 
 PUBLISHED_ITERS = 20_000
 MAX_LR_SCALE = 40.0

@@ -44,8 +44,8 @@ from pqc.ir import Graph, Node
 from pqc.pipeline import PassContext, register_pass
 from pqc.quant import ActQuant, WeightQuant, set_quant
 
-from .calibrate import ActivationStats, CalibData, calibrate
-from .pot_scales import Grid, int_grid, method_exponents, pot_grid, quantize_rows
+from pqc.passes.quantize.calibrate import ActivationStats, CalibData, calibrate
+from pqc.passes.quantize.pot_scales import Grid, int_grid, method_exponents, pot_grid, quantize_rows
 
 METHODS = ("lp", "naive")
 WEIGHT_FORMATS = ("int", "pot")

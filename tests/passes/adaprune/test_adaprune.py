@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import MODELS
 from pqc.cli import main
 from pqc.data import Dataset
 from pqc.driver import compile_model
@@ -15,16 +16,15 @@ from pqc.errors import DataError, ModelError, PqcError
 from pqc.executor import FloatExecutor
 from pqc.frontend import load_onnx
 from pqc.passes.adaprune import PruneConfig, adaprune
-from pqc.passes.adaprune_budget import BudgetRule, block_importance, pruned_macs, search_budget
-from pqc.passes.adaprune_criteria import select_channels
-from pqc.passes.adaprune_prune import prune_channels
-from pqc.passes.adaprune_train import TrainConfig, add_bn_l1_grad, bn_gamma_names, recalibrate_bn
+from pqc.passes.adaprune.budget import BudgetRule, block_importance, pruned_macs, search_budget
+from pqc.passes.adaprune.criteria import select_channels
+from pqc.passes.adaprune.prune import prune_channels
+from pqc.passes.adaprune.train import TrainConfig, add_bn_l1_grad, bn_gamma_names, recalibrate_bn
 from pqc.passes.channel_groups import channel_groups
 from pqc.pipeline import PassContext, Pipeline
 from pqc.summary import summarize
 
 torch.set_num_threads(1)
-MODELS = Path(__file__).resolve().parents[1] / "examples" / "models"
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def test_cli_train_with_sparse_bn(small_cnn_onnx, toy_data, tmp_path) -> None:
 
 
 def test_bare_fashion_mnist_means_the_training_split() -> None:
-    from pqc.passes.adaprune import load_training_data
+    from pqc.data import load_training_data
 
     assert load_training_data("fashion-mnist:20").name == "fashion-mnist:train:20"
     assert load_training_data("fashion-mnist:test:20").name == "fashion-mnist:test:20"

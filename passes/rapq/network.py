@@ -26,9 +26,9 @@ from pqc.ir import Graph, Node
 from pqc.ops import get_op
 from pqc.quant import ActQuant, WeightQuant, get_quant, set_quant
 
-from .lower import pool_reciprocal  # the reciprocal lowering gives each global average pool
-from .quantize_pot import ACCUMULATOR_BITS, LAYER_OPS, sharing_groups
-from .rapq_quantizers import ActQuantizer, FixedWeight, WeightQuantizer, round_half_away
+from pqc.passes.lower import pool_reciprocal  # the reciprocal lowering gives each global average pool
+from pqc.passes.quantize import ACCUMULATOR_BITS, LAYER_OPS, sharing_groups
+from pqc.passes.rapq.quantizers import ActQuantizer, FixedWeight, WeightQuantizer, round_half_away
 
 
 class QuantNetwork(torch.nn.Module):

@@ -20,7 +20,7 @@ from pqc.errors import PqcError
 from pqc.ir import Graph
 from pqc.summary import graph_batch, node_macs
 
-from .channel_groups import ChannelDeps, is_depthwise
+from pqc.passes.channel_groups import ChannelDeps, is_depthwise
 
 BISECTION_STEPS = 60
 

@@ -10,7 +10,7 @@ from pqc.errors import PqcError
 from pqc.frontend import load_onnx
 from pqc.passes.canonicalize import canonicalize
 from pqc.passes.lower import lower
-from pqc.passes.quantize_pot import quantize
+from pqc.passes.quantize import quantize
 from pqc.passes.rapq import fake_quant_logits, rapq, train
 from pqc.pipeline import PassContext, Pipeline, parse_spec
 from pqc.quant import ActQuant, WeightQuant, get_quant

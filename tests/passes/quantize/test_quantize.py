@@ -12,7 +12,7 @@ from pqc.errors import DataError, ModelError, PqcError
 from pqc.executor import FloatExecutor
 from pqc.ir import Graph
 from pqc.passes import canonicalize, quantize
-from pqc.passes.pot_scales import int_grid, lp_scales, minmax_scales, pot_exponents, pot_grid
+from pqc.passes.quantize.pot_scales import int_grid, lp_scales, minmax_scales, pot_exponents, pot_grid
 from pqc.quant import ActQuant, WeightQuant, get_quant
 
 torch.set_num_threads(1)
@@ -267,7 +267,7 @@ def test_lp_pot_exponent_is_the_better_neighbour_by_lp_error() -> None:
     """Brute force over every exponent near the row's scale: the chosen one has the least
     Lp(2.4) error of the two neighbours of the Lp scale, and never clips a channel whose
     nearest-PoT rounding would cut its largest weight by more than the step it saves."""
-    from pqc.passes.pot_scales import lp_errors, lp_pot_exponents, lp_scales
+    from pqc.passes.quantize.pot_scales import lp_errors, lp_pot_exponents, lp_scales
 
     rng = np.random.default_rng(3)
     grid = int_grid(8, signed=True, symmetric=True)

@@ -23,28 +23,19 @@ from typing import Any
 import numpy as np
 
 from pqc import console
-from pqc.data import Dataset, load_dataset, split_train_val
+from pqc.data import Dataset, load_training_data, split_train_val
 from pqc.errors import DataError, ModelError, PqcError
 from pqc.ir import Graph
 from pqc.pipeline import PassContext, register_pass
 
-from .adaprune_budget import BudgetRule, block_importance, search_budget
-from .adaprune_criteria import CRITERIA, reinitialize, select_channels
-from .adaprune_prune import prune_channels
-from .adaprune_report import build_report
-from .adaprune_train import TrainConfig, accuracy, recalibrate_bn, train_graph
-from .channel_groups import ChannelDeps, channel_groups
+from pqc.passes.adaprune.budget import BudgetRule, block_importance, search_budget
+from pqc.passes.adaprune.criteria import CRITERIA, reinitialize, select_channels
+from pqc.passes.adaprune.prune import prune_channels
+from pqc.passes.adaprune.report import build_report
+from pqc.passes.adaprune.train import TrainConfig, accuracy, recalibrate_bn, train_graph
+from pqc.passes.channel_groups import ChannelDeps, channel_groups
 
 AUTO = "auto"
-
-
-def load_training_data(spec: str) -> Dataset:
-    """`pqc.data.load_dataset`, except that a bare ``fashion-mnist`` or ``fashion-mnist:N`` names
-    the *training* split (load_dataset defaults to test, which pruning must never train on)."""
-    parts = spec.split(":")
-    if parts[0] == "fashion-mnist" and (len(parts) == 1 or parts[1] not in ("train", "test")):
-        spec = ":".join([parts[0], "train", *parts[1:]])
-    return load_dataset(spec)
 
 
 @dataclass(frozen=True)

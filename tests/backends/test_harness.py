@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from int_graph_builder import IntGraphBuilder, avg_attrs, conv, random_weights
+from int_graph_builder import IntGraphBuilder, avg_attrs, conv, random_int_inputs, random_weights, zoo
 from int_helpers import resnet_like
 from pqc.backends import harness
 from pqc.backends.c_emitter import emit_c
@@ -26,34 +26,6 @@ needs_cc = pytest.mark.skipif(not HAVE_CC, reason="gcc missing")
 needs_rv = pytest.mark.skipif(not HAVE_RV, reason="riscv64-unknown-elf-gcc missing")
 
 
-def zoo(seed: int = 0) -> Graph:
-    """A small CNN that uses every integer op, so one build exercises every kernel."""
-    rng = np.random.default_rng(seed)
-    b = IntGraphBuilder("zoo")
-    x = b.input("x", (1, 3, 12, 12))
-    c1 = conv(b, x, rng, 6, shift=9)
-    p = b.op("QMaxPool", [c1], kernel_shape=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0), dilations=(1, 1), ceil_mode=0)
-    dw = conv(b, p, rng, 6, group=6, shift=8)
-    r = b.op("QAdd", [p, dw], shift_a=1, shift_b=0, shift=1, lo=0, hi=127, negate_b=False)
-    a = b.op("QAffine", [r, b.const("m", rng.integers(-40, 40, 6).astype(np.int32)),
-                         b.const("mb", rng.integers(-50, 50, 6).astype(np.int32))], shift=(3,) * 6, lo=-128, hi=127)
-    t = b.op("QLut", [a, b.const("t", np.clip(np.arange(-128, 128), -20, 100).astype(np.int8))], in_min=-128)
-    cat = b.op("QConcat", [t, p], axis=1, shifts=(0, 1), lo=-128, hi=127)
-    avg = b.op("QAvgPool", [cat], **avg_attrs([4, 6, 9], kernel_shape=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1),
-                                              ceil_mode=0, count_include_pad=0), shift_base=0, lo=-128, hi=127)
-    m, k = reciprocal(9, 255)
-    g = b.op("QGlobalAvgPool", [avg], m=m, k=k, shift_base=0, lo=-128, hi=127)
-    f = b.op("QReshape", [g], shape=(1, 12), keep_batch=True)
-    fc = b.op("QGemm", [f, b.const("fw", random_weights(rng, (10, 12))), b.const("fb", np.zeros(10, np.int32))],
-              shift=(6,) * 10, lo=-128, hi=127)
-    return b.build(fc)
-
-
-def inputs(graph: Graph, n: int = 5, seed: int = 0) -> np.ndarray:
-    shape = graph.values[graph.inputs[0]].shape[1:]
-    return np.random.default_rng(seed).integers(-128, 128, (n, *shape)).astype(np.int8)
-
-
 @pytest.fixture(scope="module")
 def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("zoo")
@@ -63,7 +35,7 @@ def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @needs_cc
 def test_verify_passes_every_check_on_every_kernel(zoo_dir: Path) -> None:
-    report = verify(zoo(), zoo_dir, inputs(zoo()))
+    report = verify(zoo(), zoo_dir, random_int_inputs(zoo()))
     assert report.ok
     for check in report.checks:
         tool_missing = check.status == "skipped" and "not installed" in check.details
@@ -86,13 +58,13 @@ def test_mismatch_names_the_first_differing_layer(tmp_path: Path) -> None:
     assert m is not None
     src.write_text(text[:m.start(1)] + str(int(m.group(1)) + 100000) + text[m.end(1):])
     with pytest.raises(VerificationError, match=r"first at layer 'qconv_node_1', index \(0, 0, ") as err:
-        verify(graph, tmp_path, inputs(graph))
+        verify(graph, tmp_path, random_int_inputs(graph))
     assert err.value.exit_code == 1
 
 
 @needs_cc
 def test_run_c_dumps_every_layer(zoo_dir: Path) -> None:
-    graph, x = zoo(), inputs(zoo(), n=3)
+    graph, x = zoo(), random_int_inputs(zoo(), n=3)
     run = run_c(build(zoo_dir), x, dump_layers=True)
     expected = simulate(graph, x, capture=True)
     assert set(run.layers) == set(expected)
@@ -130,7 +102,7 @@ def test_missing_tools_are_skipped_not_passed(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(harness.shutil, "which", lambda name: None)
     for check in (check_rv32i(tmp_path), check_cortex_m0(tmp_path)):
         assert check.status == "skipped" and "not installed" in check.details
-    report = verify(zoo(), tmp_path, inputs(zoo()))
+    report = verify(zoo(), tmp_path, random_int_inputs(zoo()))
     assert {c.status for c in report.checks} == {"skipped"}
     with pytest.raises(PqcError, match=r"gcc not installed \(Debian: apt-get install gcc\)"):
         build(tmp_path, "gcc")
@@ -138,7 +110,7 @@ def test_missing_tools_are_skipped_not_passed(tmp_path: Path, monkeypatch: pytes
 
 def test_verify_needs_an_emitted_folder(tmp_path: Path) -> None:
     with pytest.raises(PqcError, match="run emit_c first"):
-        verify(zoo(), tmp_path, inputs(zoo()))
+        verify(zoo(), tmp_path, random_int_inputs(zoo()))
 
 
 @needs_cc
@@ -151,7 +123,7 @@ def test_sanitizer_build_catches_undefined_behaviour(tmp_path: Path) -> None:
     assert "acc += s << g[0];" in text
     src.write_text(text.replace("acc += s << g[0];", "acc += (uint32_t)(pqc_s32(s) << g[0]);"))
     with pytest.raises(VerificationError, match="sanitizers") as err:
-        verify(graph, tmp_path, inputs(graph))
+        verify(graph, tmp_path, random_int_inputs(graph))
     assert err.value.report.status("sanitizers (undefined,address)") == "failed"
     assert err.value.report.status("gcc build and compare") == "passed"
 

@@ -9,11 +9,11 @@ import torch
 from pqc.backends.intmath import rshift_round
 from pqc.frontend import load_onnx
 from pqc.passes.canonicalize import canonicalize
-from pqc.passes.quantize_pot import quantize
-from pqc.passes.rapq_network import QuantNetwork
-from pqc.passes.rapq_quantizers import ActQuantizer, WeightQuantizer
-from pqc.passes.rapq_reconstruct import Schedule, reconstruct
-from pqc.passes.rapq_units import find_units
+from pqc.passes.quantize import quantize
+from pqc.passes.rapq.network import QuantNetwork
+from pqc.passes.rapq.quantizers import ActQuantizer, WeightQuantizer
+from pqc.passes.rapq.reconstruct import Schedule, reconstruct
+from pqc.passes.rapq.units import find_units
 
 from conftest import export_legacy
 

@@ -16,7 +16,7 @@ from ir_builder import GraphBuilder, conv_attrs
 from pqc.errors import PqcError
 from pqc.executor import FloatExecutor
 from pqc.ir import Graph
-from pqc.passes.adaprune_prune import prune_channels
+from pqc.passes.adaprune.prune import prune_channels
 from pqc.passes.channel_groups import channel_groups
 
 torch.set_num_threads(1)

@@ -13,7 +13,7 @@ import numpy as np
 
 from pqc.ir import Graph, Node, Value
 
-from .rewrite import absorb, is_linear_layer, sole_reader
+from pqc.passes.canonicalize.rewrite import absorb, is_linear_layer, sole_reader
 
 
 def fold_batchnorm(graph: Graph) -> Graph:

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from conftest import MODELS
+from int_graph_builder import random_int_inputs, zoo
 from pqc.backends.c_emitter import emit_c
 from pqc.backends.firmware import BOARDS, CORES, RamFit, _parse, parse_bytes, ram_fit, random_inputs, run_firmware
 from pqc.backends.harness import BuildError, missing_tools
 from pqc.cli import main
 from pqc.driver import compile_model
 from pqc.errors import PqcError, VerificationError
-from test_harness import inputs, zoo
 
 
 def _board_tools(board: str) -> tuple[str, ...]:
@@ -39,7 +39,7 @@ def zoo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("board", [pytest.param(b, marks=needs(b)) for b in ("microbit", "rv32-virt")])
 def test_every_kernel_runs_bit_exact_on_the_board(board: str, zoo_dir: Path, tmp_path: Path) -> None:
-    figures = run_firmware(zoo(), zoo_dir, board, inputs(zoo(), n=3), tmp_path)
+    figures = run_firmware(zoo(), zoo_dir, board, random_int_inputs(zoo(), n=3), tmp_path)
     assert figures.samples == 3
     assert figures.data_bss_bytes >= figures.arena_bytes > 0
     assert 0 < figures.stack_bytes < 1024  # within the allowance the up-front RAM check assumes
@@ -53,7 +53,7 @@ def test_every_kernel_runs_bit_exact_on_the_board(board: str, zoo_dir: Path, tmp
 @needs("mps2-an385")
 def test_both_arm_boards_count_the_same_instructions(zoo_dir: Path, tmp_path: Path) -> None:
     """The same ARMv6-M image on two SysTick clocks: the tick-to-instruction factors are right."""
-    x = inputs(zoo(), n=1)
+    x = random_int_inputs(zoo(), n=1)
     m0 = run_firmware(zoo(), zoo_dir, "microbit", x, tmp_path / "m0")
     m3 = run_firmware(zoo(), zoo_dir, "mps2-an385", x, tmp_path / "m3")
     assert abs(m0.instructions - m3.instructions) <= 63  # one tick of the slower clock
@@ -68,7 +68,7 @@ def test_corrupted_model_is_a_mismatch(tmp_path: Path) -> None:
     assert m is not None
     src.write_text(text[:m.start(1)] + str(int(m.group(1)) + 100000) + text[m.end(1):])
     with pytest.raises(VerificationError, match="rv32-virt: the firmware's output differs from the simulator at sample 0") as err:
-        run_firmware(zoo(), tmp_path, "rv32-virt", inputs(zoo(), n=2), tmp_path / "fw")
+        run_firmware(zoo(), tmp_path, "rv32-virt", random_int_inputs(zoo(), n=2), tmp_path / "fw")
     assert err.value.exit_code == 1
 
 
@@ -84,13 +84,13 @@ def test_a_multiply_instruction_traps_on_the_rv32i_core(tmp_path: Path) -> None:
     assert entry in text
     src.write_text(text.replace(entry, mul + entry + "    (void)model_mul(3u, 5u);\n"))
     with pytest.raises(BuildError, match="illegal instruction"):
-        run_firmware(zoo(), tmp_path, "rv32-virt", inputs(zoo(), n=1), tmp_path / "fw")
+        run_firmware(zoo(), tmp_path, "rv32-virt", random_int_inputs(zoo(), n=1), tmp_path / "fw")
 
 
 @needs("rv32-virt")
 def test_time_limit_is_an_error(zoo_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(BuildError, match="did not finish within 0.01 s"):
-        run_firmware(zoo(), zoo_dir, "rv32-virt", inputs(zoo(), n=1), tmp_path, timeout_s=0.01)
+        run_firmware(zoo(), zoo_dir, "rv32-virt", random_int_inputs(zoo(), n=1), tmp_path, timeout_s=0.01)
 
 
 def test_a_model_too_large_for_the_board_is_refused_before_building(zoo_dir: Path, tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_a_model_too_large_for_the_board_is_refused_before_building(zoo_dir: Pat
     big.mkdir()
     (big / "manifest.json").write_text(json.dumps({**manifest, "arena_bytes": 52032}))
     with pytest.raises(PqcError, match=r"microbit has 16,384 B of RAM.*does NOT fit.*mps2-an385"):
-        run_firmware(zoo(), big, "microbit", inputs(zoo(), n=1), tmp_path / "fw")
+        run_firmware(zoo(), big, "microbit", random_int_inputs(zoo(), n=1), tmp_path / "fw")
     assert not (tmp_path / "fw").exists()
 
 

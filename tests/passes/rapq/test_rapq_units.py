@@ -8,7 +8,7 @@ import pytest
 
 from pqc.frontend import load_onnx
 from pqc.passes.canonicalize import canonicalize
-from pqc.passes.rapq_units import P_WITHOUT_BN, find_units, loss_exponent
+from pqc.passes.rapq.units import P_WITHOUT_BN, find_units, loss_exponent
 
 from conftest import MODELS
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pqc.ir import Graph, Node
 
-from .rewrite import absorb, sole_reader
+from pqc.passes.canonicalize.rewrite import absorb, sole_reader
 
 FUSING_OPS = ("Conv", "Gemm", "Add")
 

@@ -25,13 +25,13 @@ from pqc.ir import Graph
 from pqc.pipeline import PassContext, register_pass
 from pqc.quant import ActQuant, WeightQuant, get_quant
 
-from .calibrate import CalibData, calibrate, check_calibration_data
-from .pot_scales import int_grid, lp_scales
-from .quantize_pot import ACCUMULATOR_BITS, LAYER_OPS, quantize, sharing_groups
-from .rapq_network import QuantNetwork
-from .rapq_quantizers import WeightQuantizer
-from .rapq_reconstruct import Schedule, UnitLog, reconstruct
-from .rapq_units import MODE_C, find_units, loss_exponent
+from pqc.passes.quantize.calibrate import CalibData, calibrate, check_calibration_data
+from pqc.passes.quantize.pot_scales import int_grid, lp_scales
+from pqc.passes.quantize import ACCUMULATOR_BITS, LAYER_OPS, quantize, sharing_groups
+from pqc.passes.rapq.network import QuantNetwork
+from pqc.passes.rapq.quantizers import WeightQuantizer
+from pqc.passes.rapq.reconstruct import Schedule, UnitLog, reconstruct
+from pqc.passes.rapq.units import MODE_C, find_units, loss_exponent
 
 METHODS = ("rapq", "uniform")
 MODE_ITERS = {"quick": 500, "full": 2000}
