@@ -1,14 +1,14 @@
 """The shift-accel C emitter: an integer graph -> ``<prefix>.h``, ``<prefix>.c``, ``main.c``, ``Makefile``.
 
-Each integer op renders its own kernel template (``codegen_templates/<op>.c.j2``) with the
-dict its ``c_context`` returns, as one ``static`` function per layer with every shape baked in
+Each integer node renders its kernel's template (`pqc.backends.kernels.kernel_for`: the variant
+chosen for the node, else its op's default) with the dict the kernel's ``c_context`` returns, as one ``static`` function per layer with every shape baked in
 (TinyEngine style), so loops run on constants and pointer increments only. This module only
 does what is common to all ops: naming and placing the constant tables, planning the arena
-(`pqc.passes.memory_plan`), wiring the layer calls, adding the runtime helpers the kernels use,
+(`pqc.backends.memory_plan`), wiring the layer calls, adding the runtime helpers the kernels use,
 and writing the files. The multiplier-free and UB-free rules the templates follow are listed in
 ``codegen_templates/model.c.j2``.
 
-The contract between an op and this module (what adding an op needs):
+The contract between a kernel and this module (what adding a kernel needs):
 
 * ``c_context(node, graph)`` returns the template's variables. Every `CArray` value is a
   constant table: it is named ``<fn>_<key>``, declared in the weight section and counted in
@@ -16,7 +16,8 @@ The contract between an op and this module (what adding an op needs):
   copy of its first input), passed as the kernel's last argument.
 * The template defines ``static void <fn>(const T *x0, ..., T *y[, T *scratch])``: one pointer
   per non-constant input in ``node.inputs`` order, then the output. It also sees ``node``,
-  ``x`` and ``y`` (dtype, C type, shape, size, exponent of each), and may call the runtime
+  ``x`` and ``y`` (dtype, C type, shape, size, exponent of each) and ``digits`` (the op's
+  nonzero constant-multiplier digits, from its cost), and may call the runtime
   helpers of ``runtime.c.j2`` (``pqc_requant``, ``pqc_mulc``, ...), emitted only when used.
 
 Besides the C, the folder gets ``manifest.json``: the input/output/layer layout the harness
@@ -32,12 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import numpy as np
 
-from ..errors import ModelError, PqcError
+from ..errors import InternalError, ModelError, PqcError
 from ..ir import Graph, Node
-from ..passes.memory_plan import (
-    ALIAS_OPS,
+from ..intmath import value_range
+from ..intops import INT_OPS, get_int_op
+from .kernels import kernel_for
+from .memory_plan import (
     INPUT,
     MemoryPlan,
     check_plan,
@@ -47,7 +49,6 @@ from ..passes.memory_plan import (
     value_bytes,
 )
 from .c_tables import CTYPES, CArray, c_int
-from .intops import get_int_op
 
 #: the kernel templates, shipped as package data of ``pqc.codegen_templates``
 TEMPLATES = Path(str(importlib.resources.files("pqc.codegen_templates")))
@@ -118,8 +119,7 @@ def _environment() -> jinja2.Environment:
 
 def _io_value(graph: Graph, name: str) -> dict[str, Any]:
     v = graph.values[name]
-    bits = int(v.meta.get("bits", 8 * np.dtype(v.dtype).itemsize))
-    signed = bool(v.meta.get("signed", v.dtype != "uint8"))
+    qmin, qmax = value_range(v)
     return {
         "name": name,
         "shape": list(v.shape),
@@ -127,9 +127,9 @@ def _io_value(graph: Graph, name: str) -> dict[str, Any]:
         "ctype": CTYPES[v.dtype],
         "size": v.size,
         "exp": int(v.meta.get("exp", 0)),
-        "bits": bits,
-        "qmin": -(1 << (bits - 1)) if signed else 0,
-        "qmax": (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1,
+        "bits": int(v.meta["bits"]),
+        "qmin": qmin,
+        "qmax": qmax,
     }
 
 
@@ -141,15 +141,15 @@ def _check_graph(graph: Graph, prefix: str) -> None:
             f"the C entry point takes one input and one output; graph {graph.name!r} has "
             f"{len(graph.inputs)} input(s) and {len(graph.outputs)} output(s)"
         )
+    # What lowering guarantees: a program breaking it is a pqc bug, not a user's model.
     for name in graph.activations():
         if graph.values[name].dtype not in CTYPES:
-            raise ModelError(f"value {name!r} has dtype {graph.values[name].dtype}; the C supports {sorted(CTYPES)}")
+            raise InternalError(f"value {name!r} has dtype {graph.values[name].dtype}; the C supports {sorted(CTYPES)}")
+    for node in graph.nodes:
+        if node.op not in INT_OPS or len(node.outputs) != 1:
+            raise InternalError(f"node {node.name!r} ({node.op}) is not an integer op with one output")
     if storage_roots(graph, in_place=False)[graph.outputs[0]] == graph.inputs[0]:
         raise ModelError(f"graph {graph.name!r} computes nothing: its output is its input")
-    for node in graph.nodes:
-        get_int_op(node.op)
-        if len(node.outputs) != 1:
-            raise ModelError(f"node {node.name!r} ({node.op}) has {len(node.outputs)} outputs; int ops have one")
 
 
 class _Emitter:
@@ -161,7 +161,7 @@ class _Emitter:
         self.tables: list[CArray] = []
         for i, node in enumerate(graph.nodes):
             fn = f"{prefix}_l{i}_{node.op.lower()}"
-            ctx = dict(get_int_op(node.op).c_context(node, graph))
+            ctx = dict(kernel_for(node).c_context(node, graph))
             for key, val in sorted(ctx.items()):
                 if isinstance(val, CArray):
                     ctx[key] = CArray(val.ctype, val.values, f"{fn}_{key}")
@@ -195,11 +195,12 @@ class _Emitter:
     def kernel(self, node: Node) -> str:
         view = {
             "node": node.name,
+            "digits": get_int_op(node.op).cost(node, self.graph)["digits"],
             "x": [_io_value(self.graph, i) for i in self.activations(node)],
             "y": _io_value(self.graph, node.outputs[0]),
             **self.contexts[node.name],
         }
-        return self.env.get_template(get_int_op(node.op).template).render(view).strip() + "\n"
+        return self.env.get_template(kernel_for(node).template).render(view).strip() + "\n"
 
     def calls(self) -> list[dict[str, Any]]:
         out = []
@@ -210,7 +211,7 @@ class _Emitter:
                 args.append(self.pointer(scratch_name(node.name), CTYPES[self.graph.values[node.inputs[0]].dtype]))
             out.append({
                 "node": node.name,
-                "fn": None if node.op in ALIAS_OPS else self.contexts[node.name]["fn"],
+                "fn": None if get_int_op(node.op).aliases_input else self.contexts[node.name]["fn"],
                 "args": args,
                 "out": self.pointer(y),
                 "bytes": value_bytes(self.graph, y),
@@ -228,7 +229,7 @@ class _Emitter:
                 output=node.outputs[0],
                 adds=int(cost["adds"]),
                 shifts=int(cost["shifts"]),
-                digits=int(ctx.get("digits", 0)),
+                digits=int(cost["digits"]),
                 weight_bytes=sum(v.nbytes for v in ctx.values() if isinstance(v, CArray)),
                 output_bytes=value_bytes(self.graph, node.outputs[0]),
             ))

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ModelError
-from .intmath import naf
+from ..intmath import naf
 
 CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int32": "int32_t"}
 ITEMSIZE = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4}
@@ -112,7 +112,6 @@ def digit_tables(weights: np.ndarray, offsets: np.ndarray) -> dict[str, Any]:
         "ngroups": uint_table(ngroups),
         "groups": uint_table(groups),
         "deltas": uint_table(deltas),
-        "digits": int(np.count_nonzero(d)),
     }
 
 

@@ -30,7 +30,7 @@ from ..errors import PqcError, VerificationError
 from ..ir import Graph
 from .c_emitter import read_manifest
 from .harness import PACKAGES, BuildError, missing_tools, run_tool, as_samples, tool_path, dump_dtype
-from .intmath import format_range
+from ..intmath import value_range
 from .simulator import simulate
 
 #: the firmware sources; they ship with the source tree, not with the Python package
@@ -174,7 +174,7 @@ def random_inputs(program: Graph, samples: int, seed: int = 0) -> np.ndarray:
     """Seeded random integers over the program's whole input format: test inputs that need no
     data set and reach the saturating corners of every layer."""
     value = program.values[program.inputs[0]]
-    lo, hi = format_range(value.meta["bits"], value.meta["signed"])
+    lo, hi = value_range(value)
     return np.random.default_rng(seed).integers(lo, hi + 1, size=(samples, *value.shape[1:])).astype(value.dtype)
 
 

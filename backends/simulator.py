@@ -17,8 +17,8 @@ import numpy as np
 from pqc.errors import DataError, ModelError
 from pqc.ir import Graph
 
-from .intmath import format_range, round_half_away
-from .intops import get_int_op
+from ..intmath import round_half_away, value_range
+from ..intops import get_int_op
 
 #: samples per simulated chunk: bounds the memory of float64 intermediates
 CHUNK = 1024
@@ -39,7 +39,7 @@ def simulate(graph: Graph, x: np.ndarray, capture: bool = False) -> dict[str, np
     if not np.issubdtype(x.dtype, np.integer):
         raise DataError(f"input {name!r}: expected integers (see quantize_input), got {x.dtype}")
     meta = graph.values[name].meta
-    lo, hi = format_range(meta["bits"], meta["signed"])
+    lo, hi = value_range(graph.values[name])
     if x.size and (x.min() < lo or x.max() > hi):
         raise DataError(f"input {name!r}: values outside the {meta['bits']}-bit input range [{lo}, {hi}]")
     chunks = [_run(graph, x[i:i + CHUNK], capture) for i in range(0, max(len(x), 1), CHUNK)]
@@ -89,7 +89,7 @@ def quantize_input(graph: Graph, x: np.ndarray) -> np.ndarray:
     name = _single_input(graph)
     v = graph.values[name]
     q = round_half_away(np.asarray(x, dtype=np.float64) * 2.0 ** -v.meta["exp"])
-    return np.clip(q, *format_range(v.meta["bits"], v.meta["signed"])).astype(v.dtype)
+    return np.clip(q, *value_range(v)).astype(v.dtype)
 
 
 def dequantize(graph: Graph, name: str, q: np.ndarray) -> np.ndarray:

@@ -31,13 +31,14 @@ def measure(model: str, bits: str, test_size: int, method: str) -> dict:
     from pqc.backends.simulator import quantize_input
     from pqc.data import load_dataset
     from pqc.driver import compile_model, evaluate_build
+    from pqc.passes.quantize import QuantizeOptions
 
     wbits, abits = BITS[bits]
     with tempfile.TemporaryDirectory(prefix=f"pqc_bench_{model}_") as out:
         console.set_verbosity(console.QUIET)
         t0 = time.monotonic()
-        b = compile_model(ROOT / "examples" / "models" / f"{model}.onnx", out, wbits=wbits, abits=abits,
-                          method=method, calib="fashion-mnist:train:256", verify=True)
+        b = compile_model(ROOT / "examples" / "models" / f"{model}.onnx", out,
+                          quant=QuantizeOptions(method=method, wbits=wbits, abits=abits), calib="fashion-mnist:train:256", verify=True)
         compile_s = time.monotonic() - t0
         acc = evaluate_build(b, f"fashion-mnist:test:{test_size}")
         binary = build(out, "gcc")

@@ -26,6 +26,7 @@ import torch
 from pqc import console
 from pqc.data import load_dataset
 from pqc.driver import compile_model
+from pqc.passes.rapq import RapqOptions
 from pqc.errors import PqcError
 from pqc.exporter import save_onnx
 from pqc.frontend import load_onnx
@@ -80,7 +81,7 @@ def compile_numbers(graph: Graph, calib, test_spec: str, rapq: bool) -> dict[str
         totals = compile_model(graph, Path(tmp) / "int8", calib=calib, verify=True).report["totals"]
         numbers.update(flash_bytes=totals.get("flash_bytes"), adds=totals["adds"])
         if rapq:
-            build = compile_model(graph, Path(tmp) / "rapq", calib=calib, method="rapq", wbits=4, abits=4,
+            build = compile_model(graph, Path(tmp) / "rapq", calib=calib, quant=RapqOptions(wbits=4, abits=4),
                                   verify=False, eval_data=test_spec)
             numbers["rapq_w4a4_top1"] = build.report["accuracy"]["int_top1"]
     return numbers

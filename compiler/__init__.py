@@ -5,6 +5,6 @@ __version__ = "0.1.0"
 
 from .errors import DataError, ModelError, PqcError, VerificationError  # noqa: F401
 from .ir import Graph, Node, Value  # noqa: F401
-from .driver import Build, compile_model, load_build  # noqa: E402,F401
+from .driver import Build, CompileOptions, compile_model, load_build  # noqa: E402,F401
 
 compile = compile_model  # the one-call API: pqc.compile(model, out_dir, ...)

@@ -18,9 +18,12 @@ from typing import Callable, Sequence
 
 from . import __version__, console
 from .errors import PqcError
+from .quant import BitWidths
 
 EXIT_OK, EXIT_VERIFY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 RANDOM_DEFAULT = 8
+#: `pqc compile` flags only RAPQ takes (as `RapqOptions` fields)
+RAPQ_FLAGS = ("mode", "iters", "calib_size")
 #: modules defining further subcommands (``add_parser(subparsers, add_common)``)
 SUBCOMMAND_MODULES: list[str] = ["pqc.cli_prune", "pqc.cli_firmware"]
 
@@ -89,18 +92,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- compile
 def cmd_compile(args: argparse.Namespace) -> int:
-    from .driver import compile_model
+    from .driver import CompileOptions, compile_model
 
-    build = compile_model(
-        args.model, args.output, target=args.target, calib=args.calib, method=args.method, wbits=args.wbits,
-        abits=args.abits, weight_format=args.weight_format, first_last_bits=args.first_last_bits,
-        mode=args.mode, iters=args.iters, calib_size=args.calib_size,
-        pipeline=args.pipeline, prefix=args.prefix, seed=args.seed, device=args.device, dump_ir=args.dump_ir,
-        verify=not args.no_verify, verify_inputs=args.verify_inputs, eval_data=args.eval, force=args.force,
-        prune_flops=args.prune_flops, train=args.train, prune_epochs=args.prune_epochs,
+    options = CompileOptions(
+        target=args.target, calib=args.calib, quant=_quant_options(args), pipeline=args.pipeline,
+        prune_flops=args.prune_flops, train=args.train, prune_epochs=args.prune_epochs, prefix=args.prefix,
+        seed=args.seed, device=args.device, dump_ir=args.dump_ir, verify=not args.no_verify,
+        verify_inputs=args.verify_inputs, eval_data=args.eval, force=args.force,
     )
-    _print_build_summary(build.report)
+    _print_build_summary(compile_model(args.model, args.output, options).report)
     return EXIT_OK
+
+
+def _quant_options(args: argparse.Namespace):
+    """The quantizer's options object from the flags the user gave (the class supplies the rest)."""
+    from pqc.passes.quantize import QuantizeOptions
+    from pqc.passes.rapq import RapqOptions
+
+    rapq = args.method in ("rapq", "uniform")
+    given = {k: getattr(args, k) for k in ("wbits", "abits", "weight_format", "first_last_bits") if getattr(args, k) is not None}
+    rapq_only = {k: getattr(args, k) for k in RAPQ_FLAGS if getattr(args, k) is not None}
+    if rapq_only and not rapq:
+        flags = ", ".join("--" + k.replace("_", "-") for k in rapq_only)
+        raise PqcError(f"{flags}: only --method rapq takes {'this option' if len(rapq_only) == 1 else 'these options'}")
+    if rapq:
+        return RapqOptions(method=args.method, **given, **rapq_only)
+    return QuantizeOptions(**({"method": args.method} if args.method else {}), **given)
 
 
 def _print_build_summary(report: dict) -> None:
@@ -189,19 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", default="fashion-mnist:train:256",
                    help="calibration inputs: an .npz with array 'x', or a bundled data set such as "
                         "fashion-mnist:train:256 (default)")
-    p.add_argument("--method", default="lp", choices=["lp", "naive", "rapq", "uniform"],
+    p.add_argument("--method", choices=["lp", "naive", "rapq", "uniform"],
                    help="quantizer: lp (Lp(2.4) clipping search, default), naive (min/max range), rapq (block "
                         "reconstruction with learned PoT exponents) or uniform (float-scale reconstruction: an "
                         "accuracy reference that no shift-only target accepts)")
-    p.add_argument("--mode", default="quick", choices=["quick", "full"],
+    p.add_argument("--mode", choices=["quick", "full"],
                    help="rapq: quick (default) or full (4x the iterations, BN-derived loss exponent range 1..1.9)")
-    p.add_argument("--iters", type=int, default=0, help="rapq: iterations per unit (default 0: the mode's)")
-    p.add_argument("--calib-size", type=int, default=256, help="rapq: calibration samples used (default 256)")
-    p.add_argument("--wbits", type=int, default=8, help="weight bits, 2..8 (default 8)")
-    p.add_argument("--abits", type=int, default=8, help="activation bits, 4..8 (default 8)")
-    p.add_argument("--weight-format", default="int", choices=["int", "pot"],
-                   help="int: integers times a power-of-two scale; pot: every weight 0 or +-2^k (default int)")
-    p.add_argument("--first-last-bits", type=int, default=8, help="bits of the first and last layers (default 8)")
+    p.add_argument("--iters", type=int, help="rapq: iterations per unit (default 0: the mode's)")
+    p.add_argument("--calib-size", type=int, help="rapq: calibration samples used (default 256)")
+    p.add_argument("--wbits", type=int, help=f"weight bits, 2..8 (default {BitWidths.wbits})")
+    p.add_argument("--abits", type=int, help=f"activation bits, 4..8 (default {BitWidths.abits})")
+    p.add_argument("--weight-format", choices=["int", "pot"],
+                   help=f"int: integers times a power-of-two scale; pot: every weight 0 or +-2^k (default {BitWidths.weight_format})")
+    p.add_argument("--first-last-bits", type=int,
+                   help=f"bits of the first and last layers (default {BitWidths.first_last_bits})")
     p.add_argument("--pipeline", help="custom pass pipeline spec, e.g. 'canonicalize,quantize(wbits=4),lower'")
     p.add_argument("--prefix", default="model", help="C identifier prefix: <prefix>_run, <prefix>.h (default model)")
     p.add_argument("--seed", type=int, default=0, help="seed for every randomized step (default 0)")
@@ -214,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prune channels with AdaPruner first, keeping at most this share of the MACs (e.g. 0.5)")
     p.add_argument("--train", default="fashion-mnist:train",
                    help="labelled training data for pruning's criterion choice and fine-tuning (default fashion-mnist:train)")
-    p.add_argument("--prune-epochs", type=int, default=1, help="fine-tuning epochs after pruning (default 1)")
+    p.add_argument("--prune-epochs", type=int, help="fine-tuning epochs after pruning (default: adaprune's, 1)")
     p.add_argument("--force", action="store_true", help="write into a non-empty output folder")
     _add_common(p)
     p.set_defaults(func=cmd_compile)

@@ -82,7 +82,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .data import load_dataset, load_training_data
     from .exporter import save_onnx
     from .frontend import load_onnx
-    from pqc.passes.adaprune import load_training_data
     from pqc.passes.adaprune.train import accuracy, train_graph
 
     out = _output_file(args.output, args.force)

@@ -14,9 +14,9 @@ report. The build folder then holds everything later commands need:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import numpy as np
 
@@ -24,10 +24,9 @@ from . import console
 from .errors import DataError, PqcError
 from .ir import Graph
 from .pipeline import PassContext, Pipeline
-from .quant import WeightQuant, get_quant
-from .report import layer_errors, weight_digits, write_report
+from .report import layer_errors, write_report
 from .serialize import load_graph, save_graph
-from .targets import get_target
+from .targets import Target, get_target
 
 PROGRAM = "program"
 FLOAT_MODEL = "float.onnx"
@@ -35,6 +34,7 @@ FLOAT_MODEL = "float.onnx"
 ERROR_SAMPLES = 64
 #: random int8 inputs verification adds to the user's (they reach saturation corners)
 RANDOM_VERIFY_SAMPLES = 8
+T = TypeVar("T")
 
 
 @dataclass
@@ -73,112 +73,142 @@ def resolve_data(data: str | np.ndarray | None) -> np.ndarray | None:
     return load_dataset(data).x
 
 
-def compile_model(
-    model: str | Path | Graph,
-    out_dir: str | Path,
-    *,
-    target: str = "shift-accel",
-    calib: str | np.ndarray | None = "fashion-mnist:train:256",
-    method: str = "lp",
-    wbits: int = 8,
-    abits: int = 8,
-    weight_format: str = "int",
-    first_last_bits: int = 8,
-    mode: str = "quick",
-    iters: int = 0,
-    calib_size: int = 256,
-    prune_flops: float | None = None,
-    train: str = "fashion-mnist:train",
-    prune_epochs: int = 1,
-    pipeline: str | None = None,
-    prefix: str = "model",
-    seed: int = 0,
-    device: str = "cpu",
-    dump_ir: str | Path | None = None,
-    verify: bool = True,
-    verify_inputs: str | np.ndarray | None = None,
-    eval_data: str | None = None,
-    force: bool = False,
-) -> Build:
-    """Compile ``model`` for ``target`` into ``out_dir``; return the `Build` (report included).
+@dataclass(frozen=True)
+class CompileOptions:
+    """Everything `compile_model` does besides the model and the folder; each default is here once.
 
-    ``pipeline`` overrides the target's default spec (e.g. ``"canonicalize,quantize(wbits=4),
-    lower"``). With ``verify`` the C is built and compared bit-exactly with the simulator on
-    ``verify_inputs`` (default: calibration samples) plus random inputs, and checked for
-    multiplier-freedom; a mismatch raises `VerificationError`. ``eval_data`` (labelled) adds
-    float and integer top-1 accuracy to the report. ``prune_flops`` prepends AdaPruner (keep at
-    most that share of the MACs; fine-tuned ``prune_epochs`` epochs on labelled ``train`` data).
-    ``mode``, ``iters`` and ``calib_size`` are the options of ``method="rapq"`` (`pqc.passes.rapq`);
-    its training report lands in ``report["rapq"]``.
+    ``target``: the code generator and its default pipeline; ``calib``: calibration inputs (an
+    array, a bundled data set spec or an .npz path); ``quant``: the quantizer's options
+    (`QuantizeOptions` for ``lp``/``naive``, `RapqOptions` for ``rapq``; None: `QuantizeOptions()`);
+    ``pipeline``: a spec replacing the target's (e.g. ``"canonicalize,quantize(wbits=4),lower"``);
+    ``prune_flops``: prepend AdaPruner keeping at most that share of the MACs, fine-tuned
+    ``prune_epochs`` epochs (None: the pass's default) on labelled ``train`` data; ``prefix``: the
+    C identifier prefix; ``seed``, ``device``: for every randomized or torch step; ``dump_ir``: a
+    folder for a snapshot after every pass; ``verify``: build the C and compare it bit-exactly
+    with the simulator on ``verify_inputs`` (default: calibration samples) plus random inputs;
+    ``eval_data``: labelled data for float and integer top-1 in the report; ``force``: write into
+    a non-empty folder.
+    """
+
+    target: str = "shift-accel"
+    calib: str | np.ndarray | None = "fashion-mnist:train:256"
+    quant: Any = None
+    pipeline: str | None = None
+    prune_flops: float | None = None
+    train: str = "fashion-mnist:train"
+    prune_epochs: int | None = None
+    prefix: str = "model"
+    seed: int = 0
+    device: str = "cpu"
+    dump_ir: str | Path | None = None
+    verify: bool = True
+    verify_inputs: str | np.ndarray | None = None
+    eval_data: str | None = None
+    force: bool = False
+
+
+class StageClock:
+    """Wall-clock seconds per compile stage, in the order they ran (for the report)."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def add(self, name: str, seconds: float) -> None:
+        self.records.append({"name": name, "seconds": round(seconds, 3)})
+
+    def time(self, name: str, fn: Callable[[], T]) -> T:
+        begin = time.monotonic()
+        result = fn()
+        self.add(name, time.monotonic() - begin)
+        return result
+
+
+def compile_model(model: str | Path | Graph, out_dir: str | Path, options: CompileOptions | None = None,
+                  **overrides: Any) -> Build:
+    """Compile ``model`` into ``out_dir``; return the `Build` (report included).
+
+    ``options`` (default `CompileOptions()`) with ``overrides`` of its fields, e.g.
+    ``compile_model(path, out, quant=QuantizeOptions(wbits=4), eval_data="fashion-mnist:test")``.
+    A verification mismatch raises `VerificationError`; the passes that leave a report of their
+    own (``adaprune``, ``rapq``) add it under their name.
     """
     from .frontend import load_onnx
-    from .exporter import save_onnx
-    from pqc.backends.c_emitter import emit_c
 
-    tgt = get_target(target)
-    out = prepare_output_dir(out_dir, force)
-    stages: list[dict[str, Any]] = []
-
-    def timed(name: str, t0: float) -> None:
-        stages.append({"name": name, "seconds": round(time.monotonic() - t0, 3)})
-
-    t0 = time.monotonic()
-    graph = model if isinstance(model, Graph) else load_onnx(model)
-    timed("import", t0)
-    calib_x = resolve_data(calib)
-    spec = pipeline or tgt.pipeline(
-        {"method": method, "wbits": wbits, "abits": abits, "weight_format": weight_format,
-         "first_last_bits": first_last_bits, "mode": mode, "iters": iters, "calib_size": calib_size}
-    )
-    if prune_flops is not None and pipeline is None:  # AdaPruner needs the BN nodes: it runs first
-        spec = f"adaprune(flops={prune_flops},data={train},epochs={prune_epochs}),{spec}"
-    pipe = Pipeline.parse(spec, verify=True, dump_dir=dump_ir)
-    ctx = PassContext(calib=calib_x, seed=seed, device=device)
-    console.info(f"compiling {graph.name} for {tgt.name}: {spec}")
-    if pipe.names()[-1:] != ["lower"]:  # checked before any (possibly long) pass runs
-        raise PqcError(f"pipeline {spec!r} must end in the integer program: its last pass must be 'lower'")
-    pipe.start(graph, ctx)
-    while pipe.position < len(pipe) - 1:
-        pipe.step()
-    annotated = pipe.graph  # the quantized float graph the program is lowered from
-    program = pipe.step()
-    stages += [{"name": t.name, "seconds": round(t.seconds, 3)} for t in ctx.timings]
-
-    t0 = time.monotonic()
-    emitted = emit_c(program, out, prefix=prefix)
-    save_graph(program, out / PROGRAM)
-    save_onnx(annotated, out / FLOAT_MODEL)
-    timed("emit C", t0)
-
-    t0 = time.monotonic()
+    opts = replace(options or CompileOptions(), **overrides)
+    target = get_target(opts.target)
+    pipe = plan_pipeline(opts, target)  # checked before any (possibly long) work
+    out = prepare_output_dir(out_dir, opts.force)
+    clock = StageClock()
+    graph = clock.time("import", lambda: model if isinstance(model, Graph) else load_onnx(model))
+    calib_x = resolve_data(opts.calib)
+    ctx = PassContext(calib=calib_x, seed=opts.seed, device=opts.device)
+    console.info(f"compiling {graph.name} for {target.name}: {pipe}")
+    annotated, program = run_pipeline(pipe, graph, ctx)
+    for t in ctx.timings:
+        clock.add(t.name, t.seconds)
+    memory = clock.time("emit C", lambda: write_program(out, program, annotated, opts.prefix))
     sample = calib_x[:ERROR_SAMPLES] if calib_x is not None else None
-    errors = _measure_errors(annotated, program, sample) if sample is not None else {}
-    timed("measure errors", t0)
+    errors = clock.time("measure errors", lambda: measure_errors(annotated, program, sample) if sample is not None else {})
 
     build = Build(out, program, annotated)
-    report = _base_report(build, tgt.name, spec, seed, emitted.memory.to_dict(), errors, stages,
-                          0 if sample is None else len(sample))
-    for stage in ("adaprune", "rapq"):  # passes that leave a report of their own
-        if stage in ctx.state:
-            report[stage] = ctx.state[stage]
-    if verify:
-        t0 = time.monotonic()
-        xs = resolve_data(verify_inputs) if verify_inputs is not None else sample
-        vrep = verify_build(build, xs, seed=seed)
-        timed("verify", t0)
+    report = base_report(build, target.name, str(pipe), opts.seed, memory, errors, 0 if sample is None else len(sample))
+    report.update({stage: ctx.state[stage] for stage in ("adaprune", "rapq") if stage in ctx.state})
+    if opts.verify:
+        xs = resolve_data(opts.verify_inputs) if opts.verify_inputs is not None else sample
+        vrep = clock.time("verify", lambda: verify_build(build, xs, seed=opts.seed))
         report["verification"] = vrep.to_dict()
         report["totals"]["flash_bytes"] = _flash_bytes(vrep)
-    if eval_data is not None:
-        t0 = time.monotonic()
-        report["accuracy"] = evaluate_build(build, eval_data)
-        timed("evaluate", t0)
-    report["stages"] = stages
+    if opts.eval_data is not None:
+        report["accuracy"] = clock.time("evaluate", lambda: evaluate_build(build, opts.eval_data))
+    report["stages"] = clock.records
     build.report = report
     write_report(report, out)
     return build
 
 
-def _measure_errors(float_graph: Graph, program: Graph, x: np.ndarray) -> dict[str, dict[str, float]]:
+def plan_pipeline(opts: CompileOptions, target: Target) -> Pipeline:
+    """The compile's pass pipeline: the user's spec, or the target's for ``opts.quant`` (behind
+    AdaPruner with ``prune_flops``: it needs the BN nodes, so it runs first); it must end in
+    ``lower``, the pass that makes the integer program."""
+    if opts.pipeline is not None:
+        pipe = Pipeline.parse(opts.pipeline, verify=True, dump_dir=opts.dump_ir)
+    else:
+        from pqc.passes.quantize import QuantizeOptions
+
+        pipe = Pipeline(target.pipeline(opts.quant or QuantizeOptions()), verify=True, dump_dir=opts.dump_ir)
+        if opts.prune_flops is not None:
+            prune = {"flops": opts.prune_flops, "data": opts.train}
+            if opts.prune_epochs is not None:
+                prune["epochs"] = opts.prune_epochs
+            pipe.insert(0, "adaprune", **prune)
+    if pipe.names()[-1:] != ["lower"]:
+        raise PqcError(f"pipeline {str(pipe)!r} must end in the integer program: its last pass must be 'lower'")
+    return pipe
+
+
+def run_pipeline(pipe: Pipeline, graph: Graph, ctx: PassContext) -> tuple[Graph, Graph]:
+    """Run every pass; return the quantized float graph the program was lowered from (the
+    reference for error measurement and evaluation) and the integer program."""
+    pipe.start(graph, ctx)
+    while pipe.position < len(pipe) - 1:
+        pipe.step()
+    annotated = pipe.graph
+    return annotated, pipe.step()
+
+
+def write_program(out: Path, program: Graph, annotated: Graph, prefix: str):
+    """Emit the C and save the integer program and its float reference; return the memory report."""
+    from .exporter import save_onnx
+    from pqc.backends.c_emitter import emit_c
+
+    emitted = emit_c(program, out, prefix=prefix)
+    save_graph(program, out / PROGRAM)
+    save_onnx(annotated, out / FLOAT_MODEL)
+    return emitted.memory
+
+
+def measure_errors(float_graph: Graph, program: Graph, x: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per-activation SQNR and clip ratio of the program against the float graph on ``x``."""
     from .executor import FloatExecutor
     from pqc.backends.simulator import quantize_input, simulate
 
@@ -188,45 +218,43 @@ def _measure_errors(float_graph: Graph, program: Graph, x: np.ndarray) -> dict[s
     return layer_errors(program, ref, got)
 
 
-def _base_report(build: Build, target: str, spec: str, seed: int, memory: dict[str, Any],
-                 errors: Mapping[str, Mapping[str, float]], stages: list, error_samples: int) -> dict[str, Any]:
-    from pqc.backends.intops import get_int_op
+def base_report(build: Build, target: str, pipeline: str, seed: int, memory: Any,
+                errors: Mapping[str, Mapping[str, float]], error_samples: int) -> dict[str, Any]:
+    """The report before verification: every layer's cost (asked of its integer op), its
+    tables as emitted (from the emitter's memory report), its number formats (from the program)
+    and measured error, and the totals."""
+    from pqc.intops import get_int_op
 
-    program, fgraph = build.program, build.float_graph
+    program = build.program
+    emitted = {layer.node: layer for layer in memory.layers}
     layers = []
-    totals = {"adds": 0, "shifts": 0, "weight_bytes": 0, "digits": 0, "ideal_adds": 0}
+    totals = dict.fromkeys(("adds", "shifts", "digits", "ideal_adds", "dense_weight_bytes"), 0)
     for node in program.nodes:
-        cost = get_int_op(node.op).cost(node, program)
-        digits, ideal_adds = weight_digits(node, program)
         out = program.values[node.outputs[0]]
         layer: dict[str, Any] = {
             "name": node.name, "op": node.op, "float_op": node.meta.get("float_op"),
             "shape": list(out.shape), "abits": out.meta.get("bits"), "exp": out.meta.get("exp"),
-            "adds": int(cost.get("adds", 0)), "shifts": int(cost.get("shifts", 0)),
-            "weight_bytes": int(cost.get("weight_bytes", 0)), "digits": digits, "ideal_adds": ideal_adds,
+            **get_int_op(node.op).cost(node, program), "weight_bytes": emitted[node.name].weight_bytes,
         }
-        fnode = next((n for n in fgraph.nodes if n.name == node.name), None)
-        wq = get_quant(fgraph, fnode.inputs[1]) if fnode is not None and len(fnode.inputs) > 1 and fnode.inputs[1] else None
-        if isinstance(wq, WeightQuant):
-            layer.update(wbits=wq.bits, weight_format=wq.fmt, weight_exps=[int(e) for e in wq.exps])
+        weight = next((program.values[i] for i in node.inputs if i and "format" in program.values[i].meta), None)
+        if weight is not None:
+            layer.update(wbits=weight.meta["bits"], weight_format=weight.meta["format"],
+                         weight_exps=list(weight.meta["exps"]))
         if "range" in node.meta:
             layer["range"] = {k: list(v) for k, v in node.meta["range"].items()}
         layer.update(errors.get(node.outputs[0], {}))
         layers.append(layer)
         for k in totals:
             totals[k] += layer[k]
-    totals["weight_bytes_dense"] = totals.pop("weight_bytes")
-    totals["weight_bytes"] = int(memory["weight_bytes"])
-    totals["arena_bytes"] = int(memory["arena_bytes"])
-    totals["flash_bytes"] = None
+    totals.update(weight_bytes=int(memory.weight_bytes), arena_bytes=int(memory.arena_bytes), flash_bytes=None)
+    first_input = program.values[program.inputs[0]]
     return {
-        "model": program.name, "out_dir": str(build.out_dir), "target": target, "pipeline": spec, "seed": seed,
-        "input": {"name": program.inputs[0], "shape": list(program.values[program.inputs[0]].shape),
-                  "exp": program.values[program.inputs[0]].meta["exp"]},
+        "model": program.name, "out_dir": str(build.out_dir), "target": target, "pipeline": pipeline, "seed": seed,
+        "input": {"name": first_input.name, "shape": list(first_input.shape), "exp": first_input.meta["exp"]},
         "outputs": [{"name": o, "shape": list(program.values[o].shape), "dtype": program.values[o].dtype,
                      "exp": program.values[o].meta["exp"]} for o in program.outputs],
         "dropped_softmax": list(program.meta.get("dropped_softmax", ())),
-        "memory": memory, "layers": layers, "totals": totals, "error_samples": error_samples, "stages": stages,
+        "memory": memory.to_dict(), "layers": layers, "totals": totals, "error_samples": error_samples,
     }
 
 
@@ -253,18 +281,17 @@ def verify_build(build: Build, x_float: np.ndarray | None, *, seed: int = 0, ran
     firmware would) plus random integer inputs; returns the harness's report, raises
     `VerificationError` on any failed check."""
     from pqc.backends.harness import verify
-    from pqc.backends.intmath import format_range
     from pqc.backends.simulator import quantize_input
+    from pqc.intmath import value_range
 
     prog = build.program
-    meta = prog.values[prog.inputs[0]].meta
-    shape = prog.values[prog.inputs[0]].shape[1:]
+    x_in = prog.values[prog.inputs[0]]
     parts = []
     if x_float is not None:
         parts.append(quantize_input(prog, check_float_inputs(prog, x_float)))
-    lo, hi = format_range(meta["bits"], meta["signed"])
+    lo, hi = value_range(x_in)
     rng = np.random.default_rng(seed)
-    parts.append(rng.integers(lo, hi + 1, size=(random_samples, *shape)).astype(prog.values[prog.inputs[0]].dtype))
+    parts.append(rng.integers(lo, hi + 1, size=(random_samples, *x_in.shape[1:])).astype(x_in.dtype))
     return verify(prog, build.out_dir, np.concatenate(parts))
 
 

@@ -3,7 +3,8 @@
 Everything the user can cause (a bad file, an unsupported op, wrong calibration data) raises a
 `PqcError` subclass with a message that names the culprit; the CLI turns it into one line on
 stderr and exit status 2. `VerificationError` means the generated program disagrees with its
-reference (exit status 1). Anything else escaping is a pqc bug.
+reference (exit status 1). `InternalError` and anything else escaping is a pqc bug (exit
+status 3): for example an IR that a pass left invalid, which no input can excuse.
 """
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ class ModelError(PqcError):
 
 class DataError(PqcError):
     """Input, calibration or evaluation data of the wrong shape, dtype or format."""
+
+
+class InternalError(Exception):
+    """A broken invariant inside pqc (a pass produced invalid IR, a kernel got an op it cannot
+    emit): a bug to report, exit status 3. Deliberately not a `PqcError`."""
 
 
 class VerificationError(PqcError):

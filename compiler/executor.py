@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .errors import DataError, ModelError
-from .ir import Graph
+from .ir import Graph, fresh_name
 from .ops import get_op
 
 
@@ -208,8 +208,4 @@ class FloatExecutor(torch.nn.Module):
 
 def _sanitize(name: str, taken: set[str]) -> str:
     """A torch-safe attribute name for an IR value name, unique among ``taken``."""
-    base = "v_" + re.sub(r"\W", "_", name)
-    key, i = base, 1
-    while key in taken:
-        key, i = f"{base}_{i}", i + 1
-    return key
+    return fresh_name("v_" + re.sub(r"\W", "_", name), taken)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy as _copy
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Container, Iterable, Iterator
 
 import networkx as nx
 import numpy as np
@@ -99,13 +99,8 @@ class Graph:
         return self.add_value(Value(self.unique_name(name), tuple(data.shape), str(data.dtype), data))
 
     def unique_name(self, base: str) -> str:
-        taken = self.values.keys() | {n.name for n in self.nodes}
-        if base not in taken:
-            return base
-        i = 1
-        while f"{base}_{i}" in taken:
-            i += 1
-        return f"{base}_{i}"
+        """``base`` made unique among the graph's value and node names (`fresh_name`)."""
+        return fresh_name(base, self.values, {n.name for n in self.nodes})
 
     def copy(self) -> "Graph":
         """A copy whose nodes, values and attribute dicts may be edited freely.
@@ -154,14 +149,6 @@ class Graph:
     def producers_map(self) -> dict[str, Node]:
         return {o: n for n in self.nodes for o in n.outputs}
 
-    def consumers_map(self) -> dict[str, list[Node]]:
-        out: dict[str, list[Node]] = {}
-        for n in self.nodes:
-            for i in n.inputs:
-                if i:
-                    out.setdefault(i, []).append(n)
-        return out
-
     def nx(self) -> nx.DiGraph:
         """Node-level dependency graph: an edge u->v labelled ``value`` when v reads u's output."""
         dg = nx.DiGraph()
@@ -179,26 +166,11 @@ class Graph:
         """Names of all nodes ``node_name`` depends on (transitively)."""
         return nx.ancestors(self.nx(), node_name)
 
-    def downstream(self, node_name: str) -> set[str]:
-        """Names of all nodes that depend on ``node_name`` (transitively)."""
-        return nx.descendants(self.nx(), node_name)
-
     def activations(self) -> list[str]:
         """Names of all non-constant values: graph inputs then node outputs in order."""
         return list(self.inputs) + [o for n in self.nodes for o in n.outputs]
 
     # ----------------------------------------------------------------- editing
-    def toposort(self) -> None:
-        """Reorder ``nodes`` topologically (stable: ties keep their current order)."""
-        dg = self.nx()
-        order = {n.name: i for i, n in enumerate(self.nodes)}
-        try:
-            names = list(nx.lexicographical_topological_sort(dg, key=lambda name: order[name]))
-        except nx.NetworkXUnfeasible as exc:
-            raise ModelError(f"graph {self.name!r} has a cycle") from exc
-        by_name = {n.name: n for n in self.nodes}
-        self.nodes = [by_name[k] for k in names]
-
     def replace_uses(self, old: str, new: str) -> None:
         """Make every reader of value ``old`` (nodes and graph outputs) read ``new`` instead."""
         for n in self.nodes:
@@ -228,13 +200,10 @@ class Graph:
         topological order and the graph is acyclic), every value declared with a static shape,
         known ops with valid attributes, and output shapes equal to what the op infers.
         """
-        from .ops import OPS, get_op  # local: ops import ir
+        from .intops import INT_OPS  # local: the op modules import ir
+        from .ops import get_op
 
-        def opdef(op: str):
-            if op in OPS:
-                return OPS[op]
-            from pqc.backends.intops import INT_OPS  # integer programs use the same IR
-
+        def opdef(op: str):  # float and integer programs share the IR
             return INT_OPS[op] if op in INT_OPS else get_op(op)
 
         defined: set[str] = set()
@@ -309,6 +278,15 @@ class Graph:
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)
+
+
+def fresh_name(base: str, *taken: Container[str]) -> str:
+    """``base``, or ``base_<k>`` with the smallest k >= 1 that none of ``taken`` holds: the one
+    naming rule for every name pqc makes up (values, nodes, exported tensors, torch attributes)."""
+    name, k = base, 1
+    while any(name in t for t in taken):
+        name, k = f"{base}_{k}", k + 1
+    return name
 
 
 def _fmt_attr(a: Any) -> str:

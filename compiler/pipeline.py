@@ -8,7 +8,15 @@ It registers under the name used in pipeline specs::
     def quantize_pass(graph: Graph, ctx: PassContext, *, method: str = "lp", wbits: int = 4) -> Graph: ...
 
 Its keyword parameters with defaults are its options; the defaults give their types, which
-spec strings are checked and converted against. `Graph.verify` checks float and integer IR
+spec strings are checked and converted against. A pass with many options declares them once as
+a frozen dataclass instead (its fields and defaults are the options; ``__post_init__`` checks
+values) and receives one instance::
+
+    @register_pass("quantize", options=QuantizeOptions)
+    def quantize_pass(graph: Graph, ctx: PassContext, options: QuantizeOptions) -> Graph: ...
+
+so that the CLI, the driver and a target build the same typed object (`PassStep.of`), and each
+default lives in one place. `Graph.verify` checks float and integer IR
 alike (it dispatches on both op registries), so every pass, ``lower`` included, is verified the
 same way.
 
@@ -25,6 +33,7 @@ light.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import re
@@ -35,7 +44,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 
 import numpy as np
 
-from .errors import ModelError, PqcError
+from .errors import InternalError, ModelError, PqcError
 from .ir import Graph
 from .quant import QUANT_KEY, ActQuant, WeightQuant
 
@@ -81,14 +90,23 @@ class PassInfo:
     options: dict[str, Any]
     open_options: bool
     doc: str
+    #: the options dataclass the pass receives as one argument (None: keyword options)
+    options_type: type | None = None
+
+    def call(self, graph: Graph, ctx: "PassContext", options: Mapping[str, Any]) -> Graph:
+        """Run the pass on ``graph`` with checked ``options``."""
+        if self.options_type is not None:
+            return self.fn(graph, ctx, self.options_type(**options))
+        return self.fn(graph, ctx, **options)
 
 
 _REGISTRY: dict[str, PassInfo] = {}
 _builtins_loaded = False
 
 
-def register_pass(name: str) -> Callable[[F], F]:
-    """Decorator registering a pass function or class under ``name`` (see the module doc)."""
+def register_pass(name: str, options: type | None = None) -> Callable[[F], F]:
+    """Decorator registering a pass function or class under ``name`` (see the module doc);
+    ``options``: the pass's options dataclass, when it takes one."""
 
     def decorate(obj: F) -> F:
         if name in _REGISTRY:
@@ -97,13 +115,17 @@ def register_pass(name: str) -> Callable[[F], F]:
         params = list(inspect.signature(fn).parameters.values())
         if len(params) < 2 or params[0].kind not in _POSITIONAL or params[1].kind not in _POSITIONAL:
             raise TypeError(f"pass {name!r} must take (graph, ctx, **options)")
-        options = {p.name: p.default for p in params[2:] if p.kind in _KEYWORD}
-        missing = [k for k, v in options.items() if v is inspect.Parameter.empty]
+        if options is not None:
+            declared = {f.name: f.default for f in dataclasses.fields(options)}
+            open_options = False
+        else:
+            declared = {p.name: p.default for p in params[2:] if p.kind in _KEYWORD}
+            open_options = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+        missing = [k for k, v in declared.items() if v in (inspect.Parameter.empty, dataclasses.MISSING)]
         if missing:
             raise TypeError(f"pass {name!r}: options {missing} need defaults")
-        open_options = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
         doc = inspect.getdoc(obj) or ""
-        _REGISTRY[name] = PassInfo(name, fn, options, open_options, doc.split("\n\n")[0])
+        _REGISTRY[name] = PassInfo(name, fn, declared, open_options, doc.split("\n\n")[0], options)
         return obj
 
     return decorate
@@ -136,7 +158,8 @@ def check_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
 
     Strings (as a spec gives them) are parsed: ``true``/``false``, ``none``, ints, floats,
     otherwise strings (optionally quoted). A value must then match its default's type (an int
-    is accepted for a float option); a default of None accepts any value.
+    is accepted for a float option); a default of None accepts any value. An options dataclass
+    also checks the values themselves.
     """
     info = get_pass(name)
     checked: dict[str, Any] = {}
@@ -146,6 +169,8 @@ def check_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
             raise PqcError(f"pass {name!r} has no option {key!r}; its options: {known}")
         value = parse_value(raw) if isinstance(raw, str) else raw
         checked[key] = _typed(name, key, value, info.options.get(key))
+    if info.options_type is not None:
+        info.options_type(**checked)  # its __post_init__ refuses bad values now, before any pass runs
     return checked
 
 
@@ -185,6 +210,12 @@ class PassStep:
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, name: str, options: Any, fields: Iterable[str]) -> "PassStep":
+        """The step running pass ``name`` with the listed ``fields`` of an options dataclass
+        instance (the options a caller chose to spell out; the pass defaults the rest)."""
+        return cls(name, check_options(name, {f: getattr(options, f) for f in fields}))
 
     def __str__(self) -> str:
         if not self.options:
@@ -339,14 +370,14 @@ class Pipeline:
         step = self.steps[self.position]
         info = get_pass(step.name)
         begin = time.perf_counter()
-        graph = info.fn(self.graph, self.ctx, **step.options)
+        graph = info.call(self.graph, self.ctx, step.options)
         self.ctx.timings.append(StageTiming(step.name, time.perf_counter() - begin))
         self.position += 1
         if self.verify:
             try:
                 graph.verify()
-            except ModelError as exc:
-                raise ModelError(f"after pass {step.name!r}: {exc}") from exc
+            except ModelError as exc:  # the pass broke the IR: no input excuses that
+                raise InternalError(f"pass {step.name!r} produced invalid IR: {exc}") from exc
         if self.dump_dir is not None:
             (self.dump_dir / f"{self.position:02d}_{step.name}.txt").write_text(snapshot(graph) + "\n")
         self.graph = graph

@@ -17,7 +17,41 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import PqcError
+from .intmath import format_range
+
 QUANT_KEY = "quant"
+WEIGHT_FORMATS = ("int", "pot")
+#: the weighted layers: ops whose second input is the weight a `WeightQuant` annotates (and that
+#: pruning shrinks, reconstruction trains and the first/last-layer rules count)
+LAYER_OPS = ("Conv", "Gemm")
+
+
+@dataclass(frozen=True)
+class BitWidths:
+    """The number formats every quantizer takes. These defaults are pqc's: the CLI, the driver,
+    the targets and the passes all read them here.
+
+    ``wbits``: weight bits (2..8); ``abits``: activation bits (4..8); ``weight_format``: ``int``
+    (symmetric integers) or ``pot`` (0 or +-2^k); ``first_last_bits``: the first layer's weights
+    and output and the last layer's weights and input (2..8; None: no exception).
+    """
+
+    wbits: int = 8
+    abits: int = 8
+    weight_format: str = "int"
+    first_last_bits: int | None = 8
+
+    def check(self, who: str) -> None:
+        """Raise `PqcError` (prefixed with the quantizer's name ``who``) for a value out of range."""
+        if self.weight_format not in WEIGHT_FORMATS:
+            raise PqcError(f"{who}: unknown weight_format {self.weight_format!r}; known: {', '.join(WEIGHT_FORMATS)}")
+        limits = [("wbits", self.wbits, 2, 8), ("abits", self.abits, 4, 8)]
+        if self.first_last_bits is not None:
+            limits.append(("first_last_bits", self.first_last_bits, 2, 8))
+        for name, value, lo, hi in limits:
+            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+                raise PqcError(f"{who}: {name} must be an integer in {lo}..{hi}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -34,11 +68,11 @@ class ActQuant:
 
     @property
     def qmin(self) -> int:
-        return -(1 << (self.bits - 1)) if self.signed else 0
+        return format_range(self.bits, self.signed)[0]
 
     @property
     def qmax(self) -> int:
-        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+        return format_range(self.bits, self.signed)[1]
 
     @property
     def scale(self) -> float:
@@ -61,7 +95,7 @@ class WeightQuant:
     out_axis: int = 0
 
     def __post_init__(self) -> None:
-        if self.fmt not in ("int", "pot"):
+        if self.fmt not in WEIGHT_FORMATS:
             raise ValueError(f"weight format must be 'int' or 'pot', got {self.fmt!r}")
         if not np.issubdtype(np.asarray(self.exps).dtype, np.integer):
             raise TypeError("weight exponents must be integers")

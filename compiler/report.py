@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .intmath import value_range
 from .ir import Graph
 from .summary import format_table
 
@@ -34,25 +35,10 @@ def layer_errors(int_graph: Graph, float_acts: dict[str, np.ndarray], int_acts: 
         noise = float(np.sum((ref - deq) ** 2))
         signal = float(np.sum(ref ** 2))
         sqnr = math.inf if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)
-        bits, signed = meta["bits"], meta["signed"]
-        qmin = -(1 << (bits - 1)) if signed else 0
-        qmax = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
+        qmin, qmax = value_range(int_graph.values[name])
         clipped = np.mean((ref < (qmin - 0.5) * step) | (ref > (qmax + 0.5) * step)) if ref.size else 0.0
         out[name] = {"sqnr_db": round(sqnr, 2) if math.isfinite(sqnr) else sqnr, "clip_ratio": float(clipped)}
     return out
-
-
-def weight_digits(node, graph: Graph) -> tuple[int, int]:
-    """Nonzero NAF digits of a QConv/QGemm's weights, and the layer's ideal add count: those
-    digits times the output positions (DESIGN.md "Multiplier-free weights"); (0, 0) otherwise."""
-    from pqc.backends.intmath import naf_count
-
-    if node.op not in ("QConv", "QGemm"):
-        return 0, 0
-    digits = int(naf_count(graph.values[node.inputs[1]].data).sum())
-    out_shape = graph.values[node.outputs[0]].shape
-    positions = int(np.prod(out_shape[2:])) if node.op == "QConv" else 1
-    return digits, digits * positions
 
 
 def _fmt_exps(exps: Any) -> str:
@@ -90,13 +76,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## Totals",
         "",
-        f"- weight tables as emitted (NAF digit tables): {t['weight_bytes']:,} bytes "
-        f"({t.get('weight_bytes_dense', 0):,} as dense int8 weights + int32 biases); flash of the model on Cortex-M0 (code + weights): "
+        f"- constant tables as emitted: {t['weight_bytes']:,} bytes "
+        f"({t['dense_weight_bytes']:,} stored densely: weights packed at their bit width, 32-bit biases); "
+        "flash of the model on Cortex-M0 (code + weights): "
         + (f"{t['flash_bytes']:,} bytes" if t.get("flash_bytes") is not None else "not measured (arm-none-eabi-gcc missing or verification off)"),
         f"- activation arena (RAM): {t['arena_bytes']:,} bytes",
         f"- per inference: {t['adds']:,} adds and {t['shifts']:,} shifts in the emitted kernels; ideal add count "
         f"(nonzero weight digits x output positions) {t.get('ideal_adds', 0):,}",
-        f"- nonzero weight digits: {t['digits']:,}",
+        f"- nonzero digits of the constant multipliers (weights, scales, reciprocals): {t['digits']:,}",
     ]
     acc = report.get("accuracy")
     if acc:
@@ -115,11 +102,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             _fmt_exps(l.get("weight_exps", [])), str(l["exp"]),
             "" if l.get("clip_ratio") is None else f"{l['clip_ratio']:.4f}",
             "" if l.get("sqnr_db") is None else str(l["sqnr_db"]),
-            f"{l['digits']:,}", f"{l['adds']:,}", f"{l['weight_bytes']:,}",
+            f"{l['digits']:,}", f"{l['adds']:,}", f"{l['weight_bytes']:,}", f"{l['dense_weight_bytes']:,}",
         ])
     lines.append("```")
     lines.append(format_table(rows, ["layer", "op", "output", "w/a bits", "w exps", "out exp", "clip", "SQNR dB",
-                                     "digits", "adds", "dense bytes"]))
+                                     "digits", "adds", "table bytes", "dense bytes"]))
     lines.append("```")
     rapq = report.get("rapq")
     if rapq:

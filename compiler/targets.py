@@ -3,6 +3,10 @@
 A target is what `pqc compile --target` picks. ``shift-accel`` is a machine with integer add,
 shift, logic and compare and no multiplier (Cortex-M0, RV32I, shift-only accelerators): its
 program is the integer IR that `lower` produces, emitted as C99.
+
+A target builds its pipeline as typed `PassStep`s from the quantizer's options object
+(`pqc.passes.quantize.QuantizeOptions` or `pqc.passes.rapq.RapqOptions`): no option travels as
+text, and every default is the options class's own.
 """
 from __future__ import annotations
 
@@ -10,34 +14,33 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .errors import PqcError
+from .pipeline import PassStep
+
+#: the options a compile spells out in the quantizer's step (and so in the report's pipeline)
+QUANTIZE_STEP_FIELDS = ("method", "wbits", "abits", "weight_format", "first_last_bits")
+RAPQ_STEP_FIELDS = ("wbits", "abits", "weight_format", "first_last_bits", "mode", "iters", "calib_size")
 
 
 @dataclass(frozen=True)
 class Target:
     name: str
     description: str
-    #: builds the default pipeline spec from the compile options
-    pipeline: Callable[[dict[str, Any]], str]
+    #: the default pipeline for a quantizer options object
+    pipeline: Callable[[Any], list[PassStep]]
 
 
-RAPQ_ONLY_OPTIONS = ("mode", "iters", "calib_size")
-"""Compile options only the ``rapq`` pass takes (dropped for ``quantize``)."""
+def _shift_accel_pipeline(quant: Any) -> list[PassStep]:
+    from pqc.passes.rapq import RapqOptions
 
-
-def _shift_accel_pipeline(opts: dict[str, Any]) -> str:
-    method = opts.get("method")
-    if method == "uniform":
-        raise PqcError("method 'uniform' reconstructs with float (non power-of-two) scales, which a shift-only "
-                       "machine cannot run; it is an accuracy reference only (see benchmarks/rapq_benchmark.py). "
-                       "Use --method rapq for target shift-accel")
-    if method == "rapq":
-        opts = {k: v for k, v in opts.items() if k != "method"}
-        step = "rapq"
+    if isinstance(quant, RapqOptions):
+        if quant.method == "uniform":
+            raise PqcError("method 'uniform' reconstructs with float (non power-of-two) scales, which a shift-only "
+                           "machine cannot run; it is an accuracy reference only (see benchmarks/rapq_benchmark.py). "
+                           "Use --method rapq for target shift-accel")
+        step = PassStep.of("rapq", quant, RAPQ_STEP_FIELDS)
     else:
-        opts = {k: v for k, v in opts.items() if k not in RAPQ_ONLY_OPTIONS}
-        step = "quantize"
-    quant = ",".join(f"{k}={v}" for k, v in opts.items() if v is not None)
-    return f"canonicalize,{step}({quant}),lower"
+        step = PassStep.of("quantize", quant, QUANTIZE_STEP_FIELDS)
+    return [PassStep("canonicalize"), step, PassStep("lower")]
 
 
 TARGETS: dict[str, Target] = {

@@ -1,4 +1,4 @@
-"""lower: annotated, canonicalized float IR -> integer IR (`pqc.backends.intops`).
+"""lower: annotated, canonicalized float IR -> integer IR (`pqc.intops`).
 
 Invariant established: every node is an integer op whose activations carry ``meta["exp"]``,
 ``meta["bits"]`` and ``meta["signed"]``, every constant is an integer array, and range analysis
@@ -32,10 +32,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from pqc.backends.intmath import INT32_MAX, INT32_MIN, format_range, reciprocal, round_half_away, round_half_up
-from pqc.backends.intops.window import avg_divisors, output_hw
-from pqc.errors import ModelError
-from pqc.ir import Graph, Node, Value
+from pqc.intmath import INT32_MAX, INT32_MIN, format_range, reciprocal, round_half_away, round_half_up
+from pqc.intops.window import avg_divisors, output_hw
+from pqc.errors import InternalError, ModelError
+from pqc.ir import Graph, Node, Value, fresh_name
 from pqc.ops import get_op
 from pqc.pipeline import PassContext, register_pass
 from pqc.quant import ActQuant, WeightQuant, get_quant
@@ -136,12 +136,10 @@ class _Lowering:
         meta = {"exp": int(q.exp), "bits": int(q.bits), "signed": bool(q.signed)}
         self.dst.add_value(Value(name, tuple(self.src.values[name].shape), dtype, None, meta))
 
-    def const(self, base: str, data: np.ndarray) -> str:
+    def const(self, base: str, data: np.ndarray, meta: dict[str, Any] | None = None) -> str:
         """Add an integer constant under a name no float value uses (activations keep theirs)."""
-        name, i = base, 1
-        while name in self.src.values or name in self.dst.values:
-            name, i = f"{base}_{i}", i + 1
-        return self.dst.add_value(Value(name, tuple(data.shape), str(data.dtype), data)).name
+        name = fresh_name(base, self.src.values, self.dst.values)
+        return self.dst.add_value(Value(name, tuple(data.shape), str(data.dtype), data, meta or {})).name
 
     def emit(self, node: Node, op: str, inputs: list[str], attrs: dict[str, Any]) -> None:
         self.dst.nodes.append(Node(op, inputs, list(node.outputs), attrs, node.name, {"float_op": node.op}))
@@ -182,8 +180,10 @@ def _int32(node: Node, what: str, a: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ Conv / Gemm
-def _weights(ctx: _Lowering, node: Node, transpose: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Integer int8 weights with the output channel on axis 0, and their exponents per channel."""
+def _weights(ctx: _Lowering, node: Node, transpose: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Integer int8 weights with the output channel on axis 0, their exponents per channel, and
+    the weight constant's ``meta``: its ``bits``, ``format`` and ``exps`` (the number format the
+    program keeps, so reports and kernels need not go back to the float graph)."""
     wq = get_quant(ctx.src, node.inputs[1])
     if not isinstance(wq, WeightQuant):
         raise ModelError(f"node {node.name!r} ({node.op}): weight {node.inputs[1]!r} has no WeightQuant annotation")
@@ -192,16 +192,18 @@ def _weights(ctx: _Lowering, node: Node, transpose: bool) -> tuple[np.ndarray, n
     if transpose:
         q, out_axis = q.T, 1 - out_axis
     if out_axis != 0:
-        raise ModelError(f"node {node.name!r} ({node.op}): weight output channels must be on axis 0 after transposition")
+        raise InternalError(f"node {node.name!r} ({node.op}): weight output channels must be on axis 0 after transposition")
     if q.size and (q.min() < -128 or q.max() > 127):
-        raise ModelError(f"node {node.name!r} ({node.op}): integer weights exceed int8 ({wq.bits} bits)")
+        raise InternalError(f"node {node.name!r} ({node.op}): integer weights exceed int8 ({wq.bits} bits)")
     exps = np.broadcast_to(np.asarray(wq.exps, dtype=np.int64).reshape(-1), (q.shape[0],))
-    return q.astype(np.int8), exps
+    meta = {"bits": int(wq.bits), "format": wq.fmt, "exps": tuple(int(e) for e in exps)}
+    return q.astype(np.int8), exps, meta
 
 
-def _linear(ctx: _Lowering, node: Node, op: str, w: np.ndarray, e_w: np.ndarray, bias: np.ndarray | None,
-            attrs: dict[str, Any]) -> None:
+def _linear(ctx: _Lowering, node: Node, op: str, weights: tuple[np.ndarray, np.ndarray, dict[str, Any]],
+            bias: np.ndarray | None, attrs: dict[str, Any]) -> None:
     """Emit QConv/QGemm: integer bias ``round(b / 2^(e_x+e_w))``, shifts ``e_y - e_x - e_w``."""
+    w, e_w, w_meta = weights
     x = ctx.activation_input(node, 0)
     e_x = ctx.fmt(x).exp
     q_y = ctx.act_quant(node.outputs[0])
@@ -210,18 +212,17 @@ def _linear(ctx: _Lowering, node: Node, op: str, w: np.ndarray, e_w: np.ndarray,
     q_b = _int32(node, "the integer bias", round_half_away(b * np.exp2(-e_acc.astype(np.float64))))
     lo, hi = _clamp_bounds(node, q_y)
     shift = tuple(int(s) for s in q_y.exp - e_acc)
-    inputs = [x, ctx.const(f"{node.name}_w", w), ctx.const(f"{node.name}_b", q_b)]
+    inputs = [x, ctx.const(f"{node.name}_w", w, w_meta), ctx.const(f"{node.name}_b", q_b)]
     ctx.add_activation(node.outputs[0], q_y)
     ctx.emit(node, op, inputs, {**attrs, "shift": shift, "lo": lo, "hi": hi})
 
 
 @lowers("Conv")
 def _conv(ctx: _Lowering, node: Node) -> None:
-    w, e_w = _weights(ctx, node, transpose=False)
     a = node.attrs
     attrs = {k: tuple(a[k]) for k in ("kernel_shape", "strides", "pads", "dilations")}
     attrs["group"] = int(a["group"])
-    _linear(ctx, node, "QConv", w, e_w, ctx.src.const(node.inputs[2]) if len(node.inputs) > 2 else None, attrs)
+    _linear(ctx, node, "QConv", _weights(ctx, node, transpose=False), ctx.src.const(node.inputs[2]) if len(node.inputs) > 2 else None, attrs)
 
 
 @lowers("Gemm")
@@ -229,11 +230,11 @@ def _gemm(ctx: _Lowering, node: Node) -> None:
     a = node.attrs
     if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0:
         raise ModelError(f"node {node.name!r} (Gemm): transA and alpha != 1 must be canonicalized away before lowering")
-    w, e_w = _weights(ctx, node, transpose=not a.get("transB", 0))
+    weights = _weights(ctx, node, transpose=not a.get("transB", 0))
     c = ctx.src.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
     if c is not None:
-        c = np.broadcast_to(np.asarray(c, dtype=np.float64) * a.get("beta", 1.0), (w.shape[0],))
-    _linear(ctx, node, "QGemm", w, e_w, c, {})
+        c = np.broadcast_to(np.asarray(c, dtype=np.float64) * a.get("beta", 1.0), (weights[0].shape[0],))
+    _linear(ctx, node, "QGemm", weights, c, {})
 
 
 # ------------------------------------------------------------------ Add / Sub / Mul / Div / BN

@@ -10,8 +10,8 @@ and each intermediate, as ``(lo, hi)`` Python ints) for the report. Any interval
 """
 from __future__ import annotations
 
-from pqc.backends.intmath import INT32_MAX, format_range
-from pqc.backends.intops import Interval, get_int_op
+from pqc.intmath import INT32_MAX, value_range
+from pqc.intops import Interval, get_int_op
 from pqc.errors import ModelError
 from pqc.ir import Graph
 
@@ -22,7 +22,7 @@ def analyze_ranges(graph: Graph) -> dict[str, Interval]:
     Raises `ModelError` when an accumulator or intermediate may leave int32.
     """
     ranges: dict[str, Interval] = {
-        name: format_range(graph.values[name].meta["bits"], graph.values[name].meta["signed"]) for name in graph.inputs
+        name: value_range(graph.values[name]) for name in graph.inputs
     }
     for node in graph.nodes:
         op = get_int_op(node.op)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pqc.backends.intmath import reciprocal
-from pqc.backends.intops import get_int_op
+from pqc.intmath import reciprocal
+from pqc.intops import get_int_op
 from pqc.ir import Graph, Node, Value
 
 

@@ -18,6 +18,7 @@ from ir_builder import GraphBuilder, conv_attrs
 from pqc.backends.harness import build, run_c
 from pqc.backends.simulator import quantize_input, simulate
 from pqc.driver import compile_model
+from pqc.passes.quantize import QuantizeOptions
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed (make sysdeps)")
 
@@ -76,7 +77,8 @@ def test_random_network_c_matches_simulator(tmp_path_factory, net, bits) -> None
     graph, calib = net
     wbits, abits, fmt = bits
     out = tmp_path_factory.mktemp("e2e")
-    b = compile_model(graph, out, calib=calib, wbits=wbits, abits=abits, weight_format=fmt, verify=False)
+    b = compile_model(graph, out, calib=calib, verify=False,
+                      quant=QuantizeOptions(wbits=wbits, abits=abits, weight_format=fmt))
     x = quantize_input(b.program, calib)
     expected = simulate(b.program, x)[b.program.outputs[0]]
     got = run_c(build(out, "gcc"), x).outputs

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pqc.backends.intmath import (
+from pqc.intmath import (
     naf,
     naf_count,
     naf_magnitude,
@@ -138,7 +138,7 @@ def test_reciprocal_16_bit_error_bound(d):
 
 
 def test_clamp_and_format_range():
-    from pqc.backends.intmath import clamp, format_range
+    from pqc.intmath import clamp, format_range
 
     assert clamp(300, -128, 127) == 127 and clamp(np.array([-200, 5]), -128, 127).tolist() == [-128, 5]
     assert format_range(8, True) == (-128, 127) and format_range(4, False) == (0, 15)

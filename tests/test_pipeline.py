@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ir_builder import GraphBuilder, conv_attrs
-from pqc.errors import ModelError, PqcError
+from pqc.errors import InternalError, PqcError
 from pqc.ir import Graph
 from pqc.pipeline import PassContext, PassStep, Pipeline, parse_value, register_pass, registered_passes
 
@@ -75,7 +75,8 @@ def test_parse_value(text, value):
 
 @pytest.mark.parametrize("spec,message", [
     ("canonicalize,nosuchpass", "unknown pass 'nosuchpass'; known passes: .*canonicalize.*quantize"),
-    ("quantize(bits=4)", "no option 'bits'; its options: method='lp', wbits=4"),
+    ("quantize(bits=4)", "no option 'bits'; its options: wbits=8, abits=8"),
+    ("quantize(wbits=9)", "wbits must be an integer in 2..8"),
     ("quantize(wbits=four)", "option 'wbits' expects a int, got 'four'"),
     ("quantize(wbits=2.5)", "expects a int"),
     ("test_scale(flip=1)", "expects a bool"),
@@ -151,7 +152,7 @@ def test_class_pass_is_instantiated_once():
 def test_verify_names_the_pass():
     graph = small_graph()
     Pipeline(["test_break_shape"]).run(graph)  # without verify the bug goes unnoticed
-    with pytest.raises(ModelError, match="after pass 'test_break_shape'"):
+    with pytest.raises(InternalError, match="pass 'test_break_shape' produced invalid IR"):
         Pipeline(["canonicalize", "test_break_shape"], verify=True).run(graph)
 
 
@@ -170,4 +171,4 @@ def test_dump_dir_writes_one_snapshot_per_pass(tmp_path):
 def test_registered_passes_list_builtins():
     known = registered_passes()
     assert {"canonicalize", "quantize"} <= set(known)
-    assert known["quantize"].options["wbits"] == 4
+    assert known["quantize"].options["wbits"] == 8

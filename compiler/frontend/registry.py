@@ -15,15 +15,13 @@ import numpy as np
 import onnx
 
 from ..errors import ModelError
-from ..ir import Node
+from ..ir import Node, fresh_name
 from .shapes import TensorType
 
 
 def unique_name(base: str, taken: set[str]) -> str:
     """``base``, or ``base_<k>`` with the smallest k that is not taken; records it as taken."""
-    name, k = base, 1
-    while name in taken:
-        name, k = f"{base}_{k}", k + 1
+    name = fresh_name(base, taken)
     taken.add(name)
     return name
 

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
+from ..ir import fresh_name
+from ..registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     import onnx
@@ -50,9 +52,7 @@ class ExportContext:
         self._names: set[str] = set(graph.values) | {n.name for n in graph.nodes}
 
     def fresh(self, base: str) -> str:
-        name, i = base, 1
-        while name in self._names:
-            name, i = f"{base}_{i}", i + 1
+        name = fresh_name(base, self._names)
         self._names.add(name)
         return name
 
@@ -104,22 +104,10 @@ class OpDef:
         return 0
 
 
-OPS: dict[str, OpDef] = {}
-
-
-def register(cls: type[OpDef]) -> type[OpDef]:
-    """Class decorator: instantiate and register an OpDef under its ``name``."""
-    if cls.name in OPS:
-        raise RuntimeError(f"op {cls.name} registered twice")
-    OPS[cls.name] = cls()
-    return cls
-
-
-def get_op(name: str) -> OpDef:
-    try:
-        return OPS[name]
-    except KeyError:
-        raise ModelError(f"unknown IR op {name!r}; known: {', '.join(sorted(OPS))}") from None
+OPS: Registry[OpDef] = Registry("IR op")
+#: class decorator: instantiate and register an OpDef under its ``name``
+register = OPS.register
+get_op = OPS.get
 
 
 # Registration side effects: each module defines and registers its ops.

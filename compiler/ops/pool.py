@@ -19,7 +19,7 @@ from . import OpDef, register
 def axis_windows(size: int, kernel: int, stride: int, dilation: int, pad_begin: int, pad_end: int, ceil_mode: int) -> tuple[int, int]:
     """Output length along one axis, and the extra end padding a ceil-mode last window needs
     (ONNX/onnxruntime's rule: a last window starting in the end padding is dropped). The integer
-    pools use the same geometry (`pqc.backends.intops.window`)."""
+    pools use the same geometry (`pqc.intops.window`)."""
     span = dilation * (kernel - 1) + 1
     padded = size + pad_begin + pad_end
     if padded < span:

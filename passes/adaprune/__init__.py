@@ -11,9 +11,9 @@ its report is left in ``ctx.state["adaprune"]``::
         graph, PassContext(calib=x, state={"train": load_dataset("fashion-mnist:train")}))
 
 Steps (algorithms/adapruner.md): channel groups (`channel_groups`), block importance and
-bisection on one scalar (`adaprune_budget`), one pruned candidate per weight-inheritance
-criterion (`adaprune_criteria`, `adaprune_prune`) scored on a held-out split of the training
-data after BN recalibration, the best one fine-tuned (`adaprune_train`).
+bisection on one scalar (`adaprune.budget`), one pruned candidate per weight-inheritance
+criterion (`adaprune.criteria`, `adaprune.prune`) scored on a held-out split of the training
+data after BN recalibration, the best one fine-tuned (`adaprune.train`).
 """
 from __future__ import annotations
 
@@ -148,21 +148,23 @@ def adaprune_pass(
     graph: Graph,
     ctx: PassContext,
     *,
-    flops: float = 0.5,
+    flops: float = PruneConfig.flops,
     data: str = "",
-    criterion: str = AUTO,
-    epochs: int = 1,
-    lr: float = 0.01,
-    batch_size: int = 128,
-    round_to: int = 1,
-    k_min: float = 0.1,
-    c_min: int = 2,
-    uniform: bool = False,
-    hflip: bool = False,
-    val_samples: int = 1000,
-    calib_samples: int = 512,
+    criterion: str = PruneConfig.criterion,
+    epochs: int = TrainConfig.epochs,
+    lr: float = TrainConfig.lr,
+    batch_size: int = TrainConfig.batch_size,
+    round_to: int = BudgetRule.round_to,
+    k_min: float = BudgetRule.k_min,
+    c_min: int = BudgetRule.c_min,
+    uniform: bool = PruneConfig.uniform,
+    hflip: bool = TrainConfig.hflip,
+    val_samples: int = PruneConfig.val_samples,
+    calib_samples: int = PruneConfig.calib_samples,
 ) -> Graph:
-    """AdaPruner channel pruning to ``flops`` of the MACs, then fine-tuning (needs BN: run before canonicalize)."""
+    """AdaPruner channel pruning to ``flops`` of the MACs, then fine-tuning (needs BN: run before canonicalize).
+
+    The options are `PruneConfig`'s, `BudgetRule`'s and `TrainConfig`'s, with their defaults."""
     train = load_training_data(data) if data else ctx.state.get("train")
     if not isinstance(train, Dataset):
         raise DataError(

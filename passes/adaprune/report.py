@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pqc.ir import Graph
+from pqc.quant import LAYER_OPS
 from pqc.summary import format_table, summarize
 
 from pqc.passes.adaprune.budget import BudgetResult
@@ -22,7 +23,6 @@ from pqc.passes.channel_groups import ChannelDeps
 if TYPE_CHECKING:  # pragma: no cover
     from pqc.passes.adaprune import PruneConfig
 
-LAYER_OPS = ("Conv", "Gemm")
 
 
 def layer_rows(before: Graph, after: Graph) -> list[dict[str, Any]]:

@@ -36,20 +36,19 @@ Bits and signs:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from pqc.errors import ModelError, PqcError
 from pqc.ir import Graph, Node
 from pqc.pipeline import PassContext, register_pass
-from pqc.quant import ActQuant, WeightQuant, set_quant
+from pqc.quant import LAYER_OPS, ActQuant, BitWidths, WeightQuant, set_quant
 
 from pqc.passes.quantize.calibrate import ActivationStats, CalibData, calibrate
 from pqc.passes.quantize.pot_scales import Grid, int_grid, method_exponents, pot_grid, quantize_rows
 
 METHODS = ("lp", "naive")
-WEIGHT_FORMATS = ("int", "pot")
-LAYER_OPS = ("Conv", "Gemm")
 INPUT_BITS = 8
 ACCUMULATOR_BITS = 32
 SHARING_OPS = ("Flatten", "Reshape", "Squeeze", "Unsqueeze", "MaxPool")
@@ -57,27 +56,33 @@ _SIGN_PRESERVING = SHARING_OPS + ("AveragePool", "GlobalAveragePool", "ReduceMea
 _NONNEGATIVE = ("Relu", "Sigmoid", "HardSigmoid", "Softmax")
 
 
-def quantize(
-    graph: Graph,
-    calib: CalibData | None,
-    *,
-    method: str = "lp",
-    wbits: int = 4,
-    abits: int = 8,
-    weight_format: str = "int",
-    first_last_bits: int | None = 8,
-    max_samples: int = 1 << 16,
-    batch_size: int = 64,
-    seed: int = 0,
-    device: str = "cpu",
-) -> Graph:
+@dataclass(frozen=True)
+class QuantizeOptions(BitWidths):
+    """Options of ``quantize``: the bit widths, the scale ``method`` (``lp`` or ``naive``), and
+    the calibration sample cap and batch size of the activation search."""
+
+    method: str = "lp"
+    max_samples: int = 1 << 16
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise PqcError(f"quantize: unknown method {self.method!r}; known: {', '.join(METHODS)}")
+        self.check("quantize")
+
+
+def quantize(graph: Graph, calib: CalibData | None, options: QuantizeOptions | None = None, *, seed: int = 0,
+             device: str = "cpu", **overrides: object) -> Graph:
     """A copy of ``graph`` with PoT quantization annotations (see the module doc).
 
     ``calib`` is the calibration input (``[N] + input_shape[1:]`` floats, or a dict by input
-    name); raises `DataError` for bad data, `ModelError` for a graph that is not canonical,
-    `PqcError` for bad options.
+    name); ``options`` (default `QuantizeOptions()`) with ``overrides`` of its fields (e.g.
+    ``wbits=4``). Raises `DataError` for bad data, `ModelError` for a graph that is not
+    canonical, `PqcError` for bad options.
     """
-    _check_options(method, wbits, abits, weight_format, first_last_bits)
+    opts = replace(options or QuantizeOptions(), **overrides)
+    method, wbits, abits, first_last_bits = opts.method, opts.wbits, opts.abits, opts.first_last_bits
+    weight_format = opts.weight_format
     g = graph.copy()
     layers = [n for n in g.nodes if n.op in LAYER_OPS]
     if not layers:
@@ -96,7 +101,7 @@ def quantize(
     accumulator = groups[last.outputs[0]] if groups[last.outputs[0]] in graph_outputs else None
 
     roots = [r for r in dict.fromkeys(groups.values()) if r != accumulator]
-    stats = calibrate(g, calib, roots, max_samples=max_samples, batch_size=batch_size, seed=seed, device=device)
+    stats = calibrate(g, calib, roots, max_samples=opts.max_samples, batch_size=opts.batch_size, seed=seed, device=device)
     quant_of: dict[str, ActQuant] = {}
     for root in roots:
         grid = int_grid(bits_of[root], signed=not unsigned[root])
@@ -109,38 +114,10 @@ def quantize(
     return g
 
 
-@register_pass("quantize")
-def quantize_pass(
-    graph: Graph,
-    ctx: PassContext,
-    *,
-    method: str = "lp",
-    wbits: int = 4,
-    abits: int = 8,
-    weight_format: str = "int",
-    first_last_bits: int = 8,
-    max_samples: int = 1 << 16,
-    batch_size: int = 64,
-) -> Graph:
+@register_pass("quantize", options=QuantizeOptions)
+def quantize_pass(graph: Graph, ctx: PassContext, options: QuantizeOptions) -> Graph:
     """Baseline PoT quantization (lp or naive) with the context's calibration data and seed."""
-    return quantize(
-        graph, ctx.calib, method=method, wbits=wbits, abits=abits, weight_format=weight_format,
-        first_last_bits=first_last_bits, max_samples=max_samples, batch_size=batch_size, seed=ctx.seed,
-        device=ctx.device,
-    )
-
-
-def _check_options(method: str, wbits: int, abits: int, weight_format: str, first_last_bits: int | None) -> None:
-    if method not in METHODS:
-        raise PqcError(f"quantize: unknown method {method!r}; known: {', '.join(METHODS)}")
-    if weight_format not in WEIGHT_FORMATS:
-        raise PqcError(f"quantize: unknown weight_format {weight_format!r}; known: {', '.join(WEIGHT_FORMATS)}")
-    limits = [("wbits", wbits, 2, 8), ("abits", abits, 4, 8)]
-    if first_last_bits is not None:
-        limits.append(("first_last_bits", first_last_bits, 2, 8))
-    for name, value, lo, hi in limits:
-        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-            raise PqcError(f"quantize: {name} must be an integer in {lo}..{hi}, got {value!r}")
+    return quantize(graph, ctx.calib, options, seed=ctx.seed, device=ctx.device)
 
 
 def _quantize_weight(g: Graph, layer: Node, bits: int, fmt: str, method: str) -> np.ndarray:

@@ -1,11 +1,11 @@
 """Pass ``rapq``: power-of-two post-training quantization by block reconstruction (rapq.md).
 
 Establishes the same annotation invariant as the baseline ``quantize`` pass (`pqc.quant`,
-`quantize_pot`), so lowering, the simulator and the C need nothing new: it starts from the
+`pqc.passes.quantize`), so lowering, the simulator and the C need nothing new: it starts from the
 ``lp`` annotation of the same options (which fixes every format's bits and sign, the sharing
 groups, the 8-bit first and last layers and the int32 logits), then replaces the weight
 integers and exponents of every layer but the first, and the exponent of every activation
-group outside the first layer, with the hardened results of `rapq_reconstruct.reconstruct`.
+group outside the first layer, with the hardened results of `reconstruct.reconstruct`.
 Every exponent is asserted to be an integer and every scale an exact power of two.
 
 ``method="uniform"`` runs the same reconstruction with float scales; its result cannot be
@@ -14,7 +14,7 @@ expressed as annotations (no shift-only program runs it), so use `train` and
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,11 +23,11 @@ import torch
 from pqc.errors import ModelError, PqcError
 from pqc.ir import Graph
 from pqc.pipeline import PassContext, register_pass
-from pqc.quant import ActQuant, WeightQuant, get_quant
+from pqc.quant import LAYER_OPS, ActQuant, BitWidths, WeightQuant, get_quant
 
 from pqc.passes.quantize.calibrate import CalibData, calibrate, check_calibration_data
 from pqc.passes.quantize.pot_scales import int_grid, lp_scales
-from pqc.passes.quantize import ACCUMULATOR_BITS, LAYER_OPS, quantize, sharing_groups
+from pqc.passes.quantize import ACCUMULATOR_BITS, quantize, sharing_groups
 from pqc.passes.rapq.network import QuantNetwork
 from pqc.passes.rapq.quantizers import WeightQuantizer
 from pqc.passes.rapq.reconstruct import Schedule, UnitLog, reconstruct
@@ -83,41 +83,54 @@ def check_power_of_two(graph: Graph) -> None:
         assert np.issubdtype(exps.dtype, np.integer) and np.all(mantissa == 0.5), f"{name}: scale not a power of two"
 
 
-def train(
-    graph: Graph,
-    calib: CalibData | None,
-    *,
-    method: str = "rapq",
-    mode: str = "quick",
-    wbits: int = 4,
-    abits: int = 4,
-    first_last_bits: int = 8,
-    iters: int = 0,
-    calib_size: int = 256,
-    batch_size: int = 32,
-    lam: float | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-) -> RapqModel:
-    """Reconstruct a canonical graph's quantization on calibration data (see the module doc).
+@dataclass(frozen=True)
+class RapqOptions(BitWidths):
+    """Options of RAPQ: the bit widths (weights ``int`` only), ``method`` (``rapq``, or the
+    ``uniform`` float-scale reference, which only `train` runs), ``mode`` (``quick`` or
+    ``full``), ``iters`` weight-phase iterations per unit (0: `MODE_ITERS` of the mode),
+    ``calib_size`` calibration samples used (the first ones), ``batch_size``, and ``lam`` the
+    rounding regularizer weight (None: 0.1 with depthwise convs, else 0.01)."""
 
-    ``iters``: weight-phase iterations per unit (0: `MODE_ITERS` of ``mode``); ``calib_size``: the
-    calibration samples used (the first ones); ``lam``: the rounding regularizer weight (None:
-    0.1 with depthwise convs, else 0.01).
-    """
-    _check_options(method, mode, iters, calib_size, batch_size)
+    method: str = "rapq"
+    mode: str = "quick"
+    iters: int = 0
+    calib_size: int = 256
+    batch_size: int = 32
+    lam: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise PqcError(f"rapq: unknown method {self.method!r}; known: {', '.join(METHODS)}")
+        if self.mode not in MODE_C:
+            raise PqcError(f"rapq: unknown mode {self.mode!r}; known: {', '.join(MODE_C)}")
+        for name, low in (("iters", 0), ("calib_size", 1), ("batch_size", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise PqcError(f"rapq: {name} must be an integer >= {low}, got {value!r}")
+        if self.weight_format != "int":
+            raise PqcError(f"rapq: weight_format {self.weight_format!r} is not supported (only 'int'); "
+                           "use the quantize pass")
+        self.check("rapq")
+
+
+def train(graph: Graph, calib: CalibData | None, options: RapqOptions | None = None, *, seed: int = 0,
+          device: str = "cpu", **overrides: Any) -> RapqModel:
+    """Reconstruct a canonical graph's quantization on calibration data (see the module doc):
+    ``options`` (default `RapqOptions()`) with ``overrides`` of its fields."""
+    opts = replace(options or RapqOptions(), **overrides)
+    method, mode, iters, calib_size, lam = opts.method, opts.mode, opts.iters, opts.calib_size, opts.lam
     if len(graph.inputs) != 1 or not graph.dynamic_batch:
         raise ModelError(f"rapq: graph {graph.name!r} must have a single input with a dynamic batch dimension "
                          f"(it has inputs {graph.inputs}, dynamic batch {graph.dynamic_batch})")
     x = check_calibration_data(graph, calib)[graph.inputs[0]][:calib_size]
-    base = quantize(graph, x, method="lp", wbits=wbits, abits=abits, first_last_bits=first_last_bits,
+    base = quantize(graph, x, method="lp", wbits=opts.wbits, abits=opts.abits, first_last_bits=opts.first_last_bits,
                     seed=seed, device=device)
     units = find_units(base)
     if lam is None:
         depthwise = any(n.op == "Conv" and n.attrs.get("group", 1) > 1 for n in base.nodes)
         lam = DEPTHWISE_LAM if depthwise else 0.01
     weight_iters = iters or MODE_ITERS[mode]
-    schedule = Schedule(weight_iters, max(1, weight_iters // 2), batch_size=batch_size, lam=lam)
+    schedule = Schedule(weight_iters, max(1, weight_iters // 2), batch_size=opts.batch_size, lam=lam)
     net = QuantNetwork(base, pot=method == "rapq",
                        act_log2_scales=None if method == "rapq" else _uniform_act_init(base, x, seed, device))
     logs = reconstruct(net, units, [loss_exponent(u.gamma, mode) for u in units], x, schedule,
@@ -153,47 +166,20 @@ def fake_quant_logits(model: RapqModel, x: np.ndarray, batch_size: int = 256) ->
     return np.concatenate(parts)
 
 
-def rapq(graph: Graph, calib: CalibData | None, **options: Any) -> tuple[Graph, dict[str, Any]]:
-    """`train` with method ``rapq``, then the annotated graph and the training report."""
-    model = train(graph, calib, **options)
+def rapq(graph: Graph, calib: CalibData | None, options: RapqOptions | None = None, *, seed: int = 0,
+         device: str = "cpu", **overrides: Any) -> tuple[Graph, dict[str, Any]]:
+    """`train`, then the annotated graph and the training report."""
+    model = train(graph, calib, options, seed=seed, device=device, **overrides)
     return model.annotated(), model.report()
 
 
-@register_pass("rapq")
-def rapq_pass(
-    graph: Graph,
-    ctx: PassContext,
-    *,
-    method: str = "rapq",
-    mode: str = "quick",
-    wbits: int = 4,
-    abits: int = 4,
-    weight_format: str = "int",
-    first_last_bits: int = 8,
-    iters: int = 0,
-    calib_size: int = 256,
-    batch_size: int = 32,
-    lam: float | None = None,
-) -> Graph:
+@register_pass("rapq", options=RapqOptions)
+def rapq_pass(graph: Graph, ctx: PassContext, options: RapqOptions) -> Graph:
     """RAPQ power-of-two quantization by block reconstruction; leaves its report in
     ``ctx.state["rapq"]``."""
-    if method != "rapq":
-        raise PqcError(f"rapq: method {method!r} uses float scales and cannot become an integer program; "
+    if options.method != "rapq":
+        raise PqcError(f"rapq: method {options.method!r} uses float scales and cannot become an integer program; "
                        "evaluate it with pqc.passes.rapq.train and fake_quant_logits")
-    if weight_format != "int":
-        raise PqcError(f"rapq: weight_format {weight_format!r} is not supported (only 'int'); use the quantize pass")
-    graph, report = rapq(graph, ctx.calib, method=method, mode=mode, wbits=wbits, abits=abits,
-                         first_last_bits=first_last_bits, iters=iters, calib_size=calib_size,
-                         batch_size=batch_size, lam=lam, seed=ctx.seed, device=ctx.device)
+    graph, report = rapq(graph, ctx.calib, options, seed=ctx.seed, device=ctx.device)
     ctx.state["rapq"] = report
     return graph
-
-
-def _check_options(method: str, mode: str, iters: int, calib_size: int, batch_size: int) -> None:
-    if method not in METHODS:
-        raise PqcError(f"rapq: unknown method {method!r}; known: {', '.join(METHODS)}")
-    if mode not in MODE_C:
-        raise PqcError(f"rapq: unknown mode {mode!r}; known: {', '.join(MODE_C)}")
-    for name, value, low in (("iters", iters, 0), ("calib_size", calib_size, 1), ("batch_size", batch_size, 1)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise PqcError(f"rapq: {name} must be an integer >= {low}, got {value!r}")

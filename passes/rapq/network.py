@@ -21,13 +21,13 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from pqc.backends.intmath import format_range
+from pqc.intmath import format_range
 from pqc.ir import Graph, Node
 from pqc.ops import get_op
-from pqc.quant import ActQuant, WeightQuant, get_quant, set_quant
+from pqc.quant import LAYER_OPS, ActQuant, WeightQuant, get_quant, set_quant
 
 from pqc.passes.lower import pool_reciprocal  # the reciprocal lowering gives each global average pool
-from pqc.passes.quantize import ACCUMULATOR_BITS, LAYER_OPS, sharing_groups
+from pqc.passes.quantize import ACCUMULATOR_BITS, sharing_groups
 from pqc.passes.rapq.quantizers import ActQuantizer, FixedWeight, WeightQuantizer, round_half_away
 
 

@@ -2,7 +2,7 @@
 activations (per-tensor exponent learned on log2 of the scale).
 
 Both follow the integer program's rounding rules once hard, so that what is trained is what
-runs (`pqc.passes.lower`, `pqc.backends.intmath`): activations round half up
+runs (`pqc.passes.lower`, `pqc.intmath`): activations round half up
 (``floor(x / 2^e + 0.5)``, the requantizer's `rshift_round`), compile-time constants round half
 away from zero. ``pot=False`` gives the ``uniform`` reference: the same training with float scales.
 """

@@ -1,6 +1,6 @@
 """Block reconstruction (BRECQ with RAPQ's exponent relaxation), unit by unit in forward order.
 
-Two phases over the units of `rapq_units.find_units` (rapq.md sections 3-6):
+Two phases over the units of `units.find_units` (rapq.md sections 3-6):
 
 1. *Weights*, activations in float: each unit's `WeightQuantizer`s minimize
    ``mean_{batch, positions} sum_channels |f_unit(x_q; W_q) - f_unit(x; W)|^p`` with ``x_q`` the

@@ -7,7 +7,7 @@ its shortcut stay together), an inverted residual without a shortcut (a depthwis
 the unit of the layer before it, and the layer after it joins the depthwise conv's unit), or
 a layer alone. Nodes without weights (pools, reshapes) join the unit of the next layer.
 
-The unit's BN scale vector gamma (kept by `fold_bn` in ``node.meta["bn_scale"]``) is the one
+The unit's BN scale vector gamma (kept by `fold_batchnorm` in ``node.meta["bn_scale"]``) is the one
 of its deepest layer feeding the unit's output (the main branch before a residual add, or the
 unit's output layer), and sets the unit's loss exponent `loss_exponent` (section 5).
 """
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pqc.ir import Graph, Node
+from pqc.quant import LAYER_OPS
 
-LAYER_OPS = ("Conv", "Gemm")
 MODE_C = {"quick": 0.1, "full": 0.9}
 """The constant ``c`` of the loss-exponent formula per mode."""
 P_WITHOUT_BN = 2.0

@@ -16,8 +16,8 @@ import pytest
 from int_graph_builder import IntGraphBuilder, avg_attrs, conv, random_weights
 from pqc.backends.c_emitter import emit_c
 from pqc.backends.harness import build, run_c
-from pqc.backends.intmath import INT32_MAX, INT32_MIN, naf_count, reciprocal
-from pqc.backends.intops import INT_OPS, get_int_op
+from pqc.intmath import INT32_MAX, INT32_MIN, naf_count, reciprocal
+from pqc.intops import INT_OPS, get_int_op
 from pqc.backends.simulator import simulate
 from pqc.errors import ModelError, PqcError
 from pqc.ir import Graph

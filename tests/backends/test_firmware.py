@@ -17,6 +17,7 @@ from pqc.backends.firmware import BOARDS, CORES, RamFit, _parse, parse_bytes, ra
 from pqc.backends.harness import BuildError, missing_tools
 from pqc.cli import main
 from pqc.driver import compile_model
+from pqc.passes.quantize import QuantizeOptions
 from pqc.errors import PqcError, VerificationError
 
 
@@ -165,7 +166,8 @@ def test_truncated_firmware_output_is_a_clear_error() -> None:
 @needs("rv32-virt")
 def test_resnet8_w4a4_runs_bit_exact_on_both_cores(tmp_path: Path) -> None:
     calib = np.random.default_rng(0).normal(size=(32, 1, 28, 28)).astype(np.float32)
-    build = compile_model(MODELS / "resnet8.onnx", tmp_path / "b", calib=calib, wbits=4, abits=4, verify=False)
+    build = compile_model(MODELS / "resnet8.onnx", tmp_path / "b", calib=calib, quant=QuantizeOptions(wbits=4, abits=4),
+                          verify=False)
     x = np.concatenate([random_inputs(build.program, 1), np.zeros((1, 1, 28, 28), np.int8)])
     for board in ("mps2-an385", "rv32-virt"):
         figures = run_firmware(build.program, build.out_dir, board, x, tmp_path / board)

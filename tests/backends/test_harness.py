@@ -14,7 +14,7 @@ from int_helpers import resnet_like
 from pqc.backends import harness
 from pqc.backends.c_emitter import emit_c
 from pqc.backends.harness import BuildError, build, check_cortex_m0, check_rv32i, run_c, verify
-from pqc.backends.intmath import reciprocal
+from pqc.intmath import reciprocal
 from pqc.backends.simulator import quantize_input, simulate
 from pqc.errors import DataError, PqcError, VerificationError
 from pqc.ir import Graph

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pqc.ir import Graph, Node, Value
-from pqc.passes.memory_plan import check_plan, plan_memory, scratch_name
+from pqc.backends.memory_plan import check_plan, plan_memory, scratch_name
 
 
 def chain(sizes: list[int], dtype: str = "int8", op: str = "QMaxPool") -> Graph:

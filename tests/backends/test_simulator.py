@@ -10,7 +10,7 @@ from int_helpers import annotate, conv_int, int_weight, resnet_like
 from ir_builder import GraphBuilder, conv_attrs
 
 from pqc.backends import simulator
-from pqc.backends.intmath import rshift_round
+from pqc.intmath import rshift_round
 from pqc.backends.simulator import dequantize, first_mismatch, quantize_input, simulate
 from pqc.errors import DataError
 from pqc.passes.lower import lower
@@ -120,7 +120,7 @@ def test_ten_thousand_images_through_a_resnet8_quickly():
 
 
 def test_exact_dtype_switches_to_float64_at_2_to_24():
-    from pqc.backends.intops.linear import exact_dtype
+    from pqc.intops.linear import exact_dtype
 
     x = np.full((2, 1033), -128, np.int8)  # int8 -128: its magnitude must not wrap to -128
     assert exact_dtype(x, np.full((1, 1024), 127, np.int8)) == torch.float32  # 128*127*1024 < 2^24

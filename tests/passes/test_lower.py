@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from int_helpers import annotate, conv_int, fmt_range, int_weight, pool_windows, resnet_like, rha, rhu
 from ir_builder import GraphBuilder, conv_attrs
 
-from pqc.backends.intops import get_int_op
+from pqc.intops import get_int_op
 from pqc.backends.simulator import dequantize, quantize_input, simulate
 from pqc.errors import ModelError
 from pqc.executor import FloatExecutor
@@ -426,7 +426,9 @@ def test_conv_cost_counts_naf_digits_per_output_position():
     assert node.attrs["shift"] == (5,)
     cost = get_int_op("QConv").cost(node, ig)
     # per output position: 4 digit adds + bias + rounding; shifts: digit position 2 + requantization
-    assert cost == {"adds": 4 * (4 + 1 + 1), "shifts": 4 * (1 + 1), "weight_bytes": 4 + 4, "digits": 4}
+    # dense: four 8-bit weights and one int32 bias; ideal: 4 digits at 4 output positions
+    assert cost == {"adds": 4 * (4 + 1 + 1), "shifts": 4 * (1 + 1), "dense_weight_bytes": 4 + 4, "digits": 4,
+                    "ideal_adds": 4 * 4}
 
 
 def test_every_op_reports_a_cost_and_the_program_verifies():
@@ -434,9 +436,10 @@ def test_every_op_reports_a_cost_and_the_program_verifies():
     ig.verify()  # integer ops' shapes agree with the float graph's
     for node in ig.nodes:
         cost = get_int_op(node.op).cost(node, ig)
-        assert set(cost) == {"adds", "shifts", "weight_bytes", "digits"} and all(isinstance(v, int) and v >= 0 for v in cost.values())
-    total = {n.name: get_int_op(n.op).cost(n, ig)["weight_bytes"] for n in ig.nodes}
-    assert sum(total.values()) == sum(v.data.nbytes for v in ig.values.values() if v.is_const)
+        assert set(cost) == {"adds", "shifts", "dense_weight_bytes", "digits", "ideal_adds"}
+        assert all(isinstance(v, int) and v >= 0 for v in cost.values())
+    total = {n.name: get_int_op(n.op).cost(n, ig)["dense_weight_bytes"] for n in ig.nodes}
+    assert sum(total.values()) == sum(v.data.nbytes for v in ig.values.values() if v.is_const)  # 8-bit weights
 
 
 def test_lower_is_a_registered_pass():

@@ -10,8 +10,8 @@ from pqc.errors import PqcError
 from pqc.frontend import load_onnx
 from pqc.passes.canonicalize import canonicalize
 from pqc.passes.lower import lower
-from pqc.passes.quantize import quantize
-from pqc.passes.rapq import fake_quant_logits, rapq, train
+from pqc.passes.quantize import QuantizeOptions, quantize
+from pqc.passes.rapq import RapqOptions, fake_quant_logits, rapq, train
 from pqc.pipeline import PassContext, Pipeline, parse_spec
 from pqc.quant import ActQuant, WeightQuant, get_quant
 from pqc.targets import get_target
@@ -105,18 +105,28 @@ def test_uniform_reference_is_evaluable_but_never_an_integer_program(graph):
     with pytest.raises(PqcError, match="float scales"):
         model.annotated()
     with pytest.raises(PqcError, match="uniform.*shift-only"):
-        get_target("shift-accel").pipeline({"method": "uniform", "wbits": 4})
+        get_target("shift-accel").pipeline(RapqOptions(method="uniform", wbits=4))
 
 
-def test_target_builds_a_rapq_pipeline_and_drops_rapq_options_for_the_baseline():
-    opts = {"wbits": 4, "abits": 4, "weight_format": "int", "first_last_bits": 8,
-            "mode": "full", "iters": 10, "calib_size": 64}
-    spec = get_target("shift-accel").pipeline({"method": "rapq", **opts})
-    assert [s.name for s in parse_spec(spec)] == ["canonicalize", "rapq", "lower"]
-    assert parse_spec(spec)[1].options["mode"] == "full"
-    baseline = get_target("shift-accel").pipeline({"method": "lp", **opts})
-    assert parse_spec(baseline)[1].options == {"method": "lp", "wbits": 4, "abits": 4, "weight_format": "int",
-                                               "first_last_bits": 8}
+def test_target_builds_typed_steps_for_rapq_and_for_the_baseline():
+    steps = get_target("shift-accel").pipeline(RapqOptions(wbits=4, abits=4, mode="full", iters=10, calib_size=64))
+    assert [s.name for s in steps] == ["canonicalize", "rapq", "lower"]
+    assert steps[1].options == {"wbits": 4, "abits": 4, "weight_format": "int", "first_last_bits": 8,
+                                "mode": "full", "iters": 10, "calib_size": 64}
+    assert parse_spec(",".join(map(str, steps)))[1] == steps[1]  # the report's spec reads back the same
+    baseline = get_target("shift-accel").pipeline(QuantizeOptions(wbits=4, abits=4))
+    assert baseline[1].options == {"method": "lp", "wbits": 4, "abits": 4, "weight_format": "int",
+                                   "first_last_bits": 8}
+
+
+def test_one_default_for_every_quantizer_entry_point():
+    """The CLI, the driver, the passes and the functions all take their defaults from BitWidths."""
+    from pqc.pipeline import get_pass
+    from pqc.quant import BitWidths
+
+    for cls, name in ((QuantizeOptions, "quantize"), (RapqOptions, "rapq")):
+        for field in ("wbits", "abits", "weight_format", "first_last_bits"):
+            assert getattr(cls(), field) == getattr(BitWidths(), field) == get_pass(name).options[field]
 
 
 @pytest.mark.parametrize("spec, message", [

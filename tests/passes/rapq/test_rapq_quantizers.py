@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pqc.backends.intmath import rshift_round
+from pqc.intmath import rshift_round
 from pqc.frontend import load_onnx
 from pqc.passes.canonicalize import canonicalize
 from pqc.passes.quantize import quantize

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 
 from ..intmath import naf_count, naf_magnitude, rshift_round
 from . import Bounds, Interval, IntOpDef, abs_max, make_cost, output_elements, register, requant_bounds
-from ..c_tables import multiplier_codes, requant_shifts, uint_table, window_geometry
 from .window import avg_divisors, torch_pads
 
 
@@ -48,7 +47,6 @@ def scaled_sum_bounds(in_range: Interval, recip: Sequence[tuple[int, int, int]],
 @register
 class QAvgPool(IntOpDef):
     name = "QAvgPool"
-    template = "qavgpool.c.j2"
 
     def simulate(self, node, inputs):
         a = node.attrs
@@ -76,21 +74,3 @@ class QAvgPool(IntOpDef):
         counts = [int(naf_count(m)) for _, m, _ in a["recip"]]
         e, digits = output_elements(node, graph), max(counts)
         return make_cost(e * (kh * kw - 1 + digits + 1), e * (digits + 1), 0, sum(counts))
-
-    def c_context(self, node, graph):
-        """Zero-padded planes, the window's taps, one multiplier record and shift per distinct
-        divisor, and (unless all positions share one divisor) each position's record index."""
-        a = node.attrs
-        x = graph.values[node.inputs[0]]
-        geo = window_geometry(x, graph.values[node.outputs[0]], a, torch_pads(x.shape[2:], a), 0)
-        index = {d: i for i, (d, _, _) in enumerate(a["recip"])}
-        which = [index[int(d)] for d in avg_divisors(x.shape[2:], a).ravel()]
-        return {
-            **geo,
-            **multiplier_codes([m for _, m, _ in a["recip"]]),
-            "taps": uint_table(geo.pop("offsets")),
-            "shifts": requant_shifts([k + a["shift_base"] for _, _, k in a["recip"]], node.name),
-            "uniform": len(a["recip"]) == 1,
-            **({} if len(a["recip"]) == 1 else {"which": uint_table(which)}),
-            "lo": a["lo"], "hi": a["hi"],
-        }

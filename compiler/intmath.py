@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .ir import Value
 
 IntLike = Union[int, np.ndarray]
 
@@ -49,6 +52,11 @@ def format_range(bits: int, signed: bool) -> tuple[int, int]:
     if signed:
         return max(-(1 << (bits - 1)), INT32_MIN), min((1 << (bits - 1)) - 1, INT32_MAX)
     return 0, min((1 << bits) - 1, INT32_MAX)
+
+
+def value_range(value: "Value") -> tuple[int, int]:
+    """The integers an integer-IR activation holds: `format_range` of its ``meta`` format."""
+    return format_range(int(value.meta["bits"]), bool(value.meta["signed"]))
 
 
 def clamp(a: IntLike, lo: int, hi: int) -> IntLike:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..c_tables import linear_tables
 from . import register
 from .linear import LinearOpDef, exact_dtype
 
@@ -19,7 +18,6 @@ from .linear import LinearOpDef, exact_dtype
 @register
 class QGemm(LinearOpDef):
     name = "QGemm"
-    template = "qgemm.c.j2"
 
     def accumulate(self, node, x, w):
         dtype = exact_dtype(x, w)
@@ -28,8 +26,3 @@ class QGemm(LinearOpDef):
 
     def positions(self, node, graph):
         return 1
-
-    def c_context(self, node, graph):
-        """Digit tables over the K inputs of a row; ``rows`` samples of one call (the IR's N)."""
-        rows, k = graph.values[node.inputs[0]].shape
-        return {**linear_tables(node, graph, np.arange(k)), "rows": rows, "m": len(node.attrs["shift"]), "k": k}

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..c_tables import TYPE_MIN, uint_table, window_geometry
 from . import Bounds, IntOpDef, make_cost, output_elements, register
 from .window import torch_pads
 
@@ -20,7 +19,6 @@ from .window import torch_pads
 @register
 class QMaxPool(IntOpDef):
     name = "QMaxPool"
-    template = "qmaxpool.c.j2"
 
     def simulate(self, node, inputs):
         a = node.attrs
@@ -38,11 +36,3 @@ class QMaxPool(IntOpDef):
         """adds: ``kh*kw - 1`` compares per output element."""
         kh, kw = node.attrs["kernel_shape"]
         return make_cost(output_elements(node, graph) * (kh * kw - 1))
-
-    def c_context(self, node, graph):
-        """Input planes padded with the dtype's minimum (so padding never wins) and the window's
-        tap offsets."""
-        x = graph.values[node.inputs[0]]
-        geo = window_geometry(x, graph.values[node.outputs[0]], node.attrs, torch_pads(x.shape[2:], node.attrs),
-                              TYPE_MIN[x.dtype])
-        return {**geo, "taps": uint_table(geo.pop("offsets"))}

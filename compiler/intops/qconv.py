@@ -15,7 +15,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..c_tables import linear_tables, window_geometry
 from . import register
 from .linear import LinearOpDef, exact_dtype, per_channel_elements
 
@@ -23,7 +22,6 @@ from .linear import LinearOpDef, exact_dtype, per_channel_elements
 @register
 class QConv(LinearOpDef):
     name = "QConv"
-    template = "qconv.c.j2"
     pads_with_zero = True
 
     def accumulate(self, node, x, w):
@@ -41,19 +39,3 @@ class QConv(LinearOpDef):
 
     def positions(self, node, graph):
         return per_channel_elements(node, graph)
-
-    def c_context(self, node, graph):
-        """Zero-padded input planes (when padded) and digit tables whose offsets cover the
-        channel group's ``Cin/group`` planes; the kernel steps windows by the strides."""
-        a = node.attrs
-        cout, cin_g = graph.values[node.inputs[1]].shape[:2]
-        t, l, b, r = a["pads"]
-        geo = window_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0)
-        taps = geo.pop("offsets")
-        offsets = (np.arange(cin_g)[:, None] * geo["plane"] + taps[None, :]).ravel()
-        return {
-            **geo,
-            **linear_tables(node, graph, offsets),
-            "cin_g": cin_g, "cout": cout, "cout_g": cout // a["group"], "group": a["group"],
-            "group_stride": cin_g * geo["plane"],
-        }

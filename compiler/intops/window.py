@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ...ops.pool import axis_windows  # the one definition of the ONNX window rule
+from ..ops.pool import axis_windows  # the one definition of the ONNX window rule
 
 
 def torch_pads(in_hw: tuple[int, int], attrs: dict[str, Any]) -> tuple[int, int, int, int]:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..intmath import requantize
-from ..c_tables import requant_shifts
 from . import Bounds, IntOpDef, make_cost, output_elements, register, requant_bounds
 
 
 @register
 class QAdd(IntOpDef):
     name = "QAdd"
-    template = "qadd.c.j2"
+    in_place = True
 
     def simulate(self, node, inputs):
         a_ = node.attrs
@@ -46,8 +45,3 @@ class QAdd(IntOpDef):
         e = output_elements(node, graph)
         shifts = sum(1 for s in (a_["shift_a"], a_["shift_b"], a_["shift"]) if s != 0)
         return make_cost(e * (1 + (a_["shift"] > 0)), e * shifts)
-
-    def c_context(self, node, graph):
-        """The attributes, with the three shifts checked against the C's range."""
-        requant_shifts((node.attrs["shift_a"], node.attrs["shift_b"], node.attrs["shift"]), node.name)
-        return dict(node.attrs)

@@ -10,14 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..intmath import requantize
-from ..c_tables import requant_shifts
 from . import Bounds, IntOpDef, hull, make_cost, register, requant_bounds
 
 
 @register
 class QConcat(IntOpDef):
     name = "QConcat"
-    template = "qconcat.c.j2"
 
     def simulate(self, node, inputs):
         a = node.attrs
@@ -42,14 +40,3 @@ class QConcat(IntOpDef):
             adds += e * (s > 0)
             shifts += e * (s != 0)
         return make_cost(adds, shifts)
-
-    def c_context(self, node, graph):
-        """``outer`` blocks (the dims before ``axis``), each the inputs' ``inners`` elements in turn."""
-        a = node.attrs
-        shapes = [graph.values[i].shape for i in node.inputs]
-        return {
-            "axis": a["axis"], "shifts": requant_shifts(a["shifts"], node.name).values,
-            "outer": int(np.prod(shapes[0][:a["axis"]], dtype=np.int64)),
-            "inners": [int(np.prod(s[a["axis"]:], dtype=np.int64)) for s in shapes],
-            "lo": a["lo"], "hi": a["hi"],
-        }

@@ -16,7 +16,7 @@ from ..intmath import naf, naf_magnitude, requantize
 from . import Bounds, Interval, IntOpDef, abs_max, make_cost, output_elements, requant_bounds
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ...ir import Graph, Node
+    from ..ir import Graph, Node, Value
 
 
 def exact_dtype(x: np.ndarray, w: np.ndarray) -> torch.dtype:
@@ -85,8 +85,9 @@ class LinearOpDef(IntOpDef):
         """adds: one per nonzero NAF digit per output position, plus the bias add and (when the
         channel's shift is positive) the rounding add per output element; shifts: one per
         nonzero digit position k > 0 used by a channel per output position (the partial sums are
-        shifted once per digit position), plus the requantizing shift; weight_bytes: int8
-        weights and int32 biases."""
+        shifted once per digit position), plus the requantizing shift; dense_weight_bytes: the
+        weights packed at their bit width and int32 biases; ideal_adds: the digits times the
+        output positions."""
         w = graph.values[node.inputs[1]].data
         b = graph.values[node.inputs[2]].data
         d = naf(w.reshape(w.shape[0], -1))  # [Cout, K, width]
@@ -97,7 +98,17 @@ class LinearOpDef(IntOpDef):
         shift = np.broadcast_to(np.asarray(node.attrs["shift"]), (w.shape[0],))
         adds = positions * int(digits.sum() + w.shape[0] + np.count_nonzero(shift > 0))
         shifts = positions * int(used.sum() + np.count_nonzero(shift != 0))
-        return make_cost(adds, shifts, w.size + 4 * b.size, digits.sum())
+        dense = -(-w.size * weight_bits(graph.values[node.inputs[1]]) // 8) + 4 * b.size
+        return make_cost(adds, shifts, dense, digits.sum(), positions * int(digits.sum()))
+
+
+def weight_bits(w: "Value") -> int:
+    """The bit width a weight constant is stored at: ``meta["bits"]`` as `lower` records it, else
+    (a hand-built program) the narrowest signed width that holds its values."""
+    if "bits" in w.meta:
+        return int(w.meta["bits"])
+    top = int(np.abs(w.data.astype(np.int64)).max(initial=0))
+    return max(2, top.bit_length() + 1)
 
 
 def per_channel_elements(node: "Node", graph: "Graph") -> int:

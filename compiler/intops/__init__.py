@@ -1,5 +1,9 @@
 """Integer IR ops: one `IntOpDef` per op, registered by name, holding every face side by side.
 
+This is the integer contract between the simulator and the C, so it lives in the core: the IR's
+verifier, the passes (lowering, range analysis) and every backend read it; it imports nothing
+from a backend. How an op becomes C is a backend matter (`pqc.backends.kernels`).
+
 The integer program reuses `pqc.ir.Graph`. Every activation `Value` has dtype ``"int8"``,
 ``"uint8"`` or ``"int32"`` and ``meta["exp"]`` (real value = q * 2**exp), ``meta["bits"]`` and
 ``meta["signed"]``; constants are integer numpy arrays. Attributes are plain ints and tuples of
@@ -12,26 +16,29 @@ An op's faces:
 * ``bounds(node, graph, in_ranges)``: interval analysis (`pqc.passes.range_analysis` dispatches
   here): the output interval and every intermediate the C computes, each of which must fit int32;
 * ``cost(node, graph)``: for reports, per sample: ``adds`` (add, subtract and compare ALU
-  operations), ``shifts``, ``weight_bytes`` (constant tables as stored in C) and ``digits`` (the
-  nonzero NAF digits of the op's constant multipliers: weights, reciprocals, scales);
+  operations), ``shifts``, ``dense_weight_bytes`` (the constants stored densely: weights at their
+  bit width, 32-bit biases and multipliers, tables at their type), ``digits`` (the nonzero NAF
+  digits of the op's constant multipliers: weights, reciprocals, scales) and ``ideal_adds`` (a
+  weighted layer's weight digits times its output positions, DESIGN.md "Multiplier-free weights");
 * ``infer_shapes(node, graph)``: output shapes, derived from ``simulate`` (for verifiers);
-* ``template``: the jinja2 kernel template in ``codegen_templates/``, and ``c_context(node,
-  graph)`` the dict it renders with (the C emitter's owner fills in op-specific preparation).
+* facts the memory planner and emitters read: ``aliases_input`` (the output is input 0's storage
+  viewed in another shape: no data moves) and ``in_place`` (output element i depends only on
+  input element i of the same shape, so the output may overwrite an input that dies here).
 
-Rounding everywhere is `pqc.backends.intmath.rshift_round` (half up) and clamps come last.
+Rounding everywhere is `pqc.intmath.rshift_round` (half up) and clamps come last.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ...errors import ModelError
 from ..intmath import rshift_round
+from ..registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ...ir import Graph, Node
+    from ..ir import Graph, Node
 
 Interval = tuple[int, int]
 
@@ -45,11 +52,14 @@ class Bounds:
 
 
 class IntOpDef:
-    """Base class of integer ops. Subclasses set ``name`` and ``template`` and override
-    ``simulate`` and ``bounds``; ``cost`` defaults to free (data movement)."""
+    """Base class of integer ops. Subclasses set ``name`` and override ``simulate`` and
+    ``bounds``; ``cost`` defaults to free (data movement)."""
 
     name: str = ""
-    template: str = ""
+    #: the output is input 0's storage in another shape (no data moves)
+    aliases_input: bool = False
+    #: output element i depends only on input element i: the output may overwrite such an input
+    in_place: bool = False
 
     def simulate(self, node: "Node", inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
@@ -66,32 +76,19 @@ class IntOpDef:
                for i in node.inputs]
         return [tuple(int(d) for d in o.shape) for o in self.simulate(node, ins)]
 
-    def c_context(self, node: "Node", graph: "Graph") -> dict[str, Any]:
-        return dict(node.attrs)
 
-
-INT_OPS: dict[str, IntOpDef] = {}
-
-
-def register(cls: type[IntOpDef]) -> type[IntOpDef]:
-    """Class decorator: instantiate and register an IntOpDef under its ``name``."""
-    if cls.name in INT_OPS:
-        raise RuntimeError(f"int op {cls.name} registered twice")
-    INT_OPS[cls.name] = cls()
-    return cls
-
-
-def get_int_op(name: str) -> IntOpDef:
-    try:
-        return INT_OPS[name]
-    except KeyError:
-        raise ModelError(f"unknown integer op {name!r}; known: {', '.join(sorted(INT_OPS))}") from None
+INT_OPS: Registry[IntOpDef] = Registry("integer op")
+#: class decorator: instantiate and register an IntOpDef under its ``name``
+register = INT_OPS.register
+get_int_op = INT_OPS.get
 
 
 # ------------------------------------------------------------------ helpers shared by the ops
-def make_cost(adds: int = 0, shifts: int = 0, weight_bytes: int = 0, digits: int = 0) -> dict[str, int]:
+def make_cost(adds: int = 0, shifts: int = 0, dense_weight_bytes: int = 0, digits: int = 0,
+              ideal_adds: int = 0) -> dict[str, int]:
     """The dict every ``cost`` returns (plain ints, every key present)."""
-    return {"adds": int(adds), "shifts": int(shifts), "weight_bytes": int(weight_bytes), "digits": int(digits)}
+    return {"adds": int(adds), "shifts": int(shifts), "dense_weight_bytes": int(dense_weight_bytes),
+            "digits": int(digits), "ideal_adds": int(ideal_adds)}
 
 
 def requant_bounds(accs: Sequence[Interval], shifts: Sequence[int], lo: int, hi: int) -> tuple[Interval, dict[str, Interval]]:

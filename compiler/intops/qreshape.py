@@ -13,7 +13,7 @@ from . import Bounds, IntOpDef, register
 @register
 class QReshape(IntOpDef):
     name = "QReshape"
-    template = "qreshape.c.j2"
+    aliases_input = True
 
     def simulate(self, node, inputs):
         x, shape = inputs[0], tuple(node.attrs["shape"])

@@ -11,14 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..intmath import channel_vector, naf_count, naf_magnitude, requantize
-from ..c_tables import multiplier_codes, requant_shifts, typed_table
 from . import Bounds, IntOpDef, abs_max, make_cost, output_elements, register, requant_bounds
 
 
 @register
 class QAffine(IntOpDef):
     name = "QAffine"
-    template = "qaffine.c.j2"
+    in_place = True
 
     def simulate(self, node, inputs):
         x, m, b = (v.astype(np.int64) for v in inputs)
@@ -49,15 +48,3 @@ class QAffine(IntOpDef):
         adds = int((digits + 1 + (shift > 0)).sum()) * per_c
         shifts = int((digits + (shift != 0)).sum()) * per_c
         return make_cost(adds, shifts, 8 * m.size, digits.sum())
-
-    def c_context(self, node, graph):
-        """Per channel: the NAF record of ``m[c]``, the bias and the shift; ``inner`` elements
-        per channel and sample, ``outer`` samples."""
-        shape = graph.values[node.inputs[0]].shape
-        return {
-            **multiplier_codes(graph.values[node.inputs[1]].data),
-            "bias": typed_table(graph.values[node.inputs[2]].data, "int32"),
-            "shift": requant_shifts(node.attrs["shift"], node.name),
-            "outer": shape[0], "c": shape[1], "inner": int(np.prod(shape[2:], dtype=np.int64)),
-            "lo": node.attrs["lo"], "hi": node.attrs["hi"],
-        }

@@ -25,10 +25,9 @@ from typing import Mapping
 
 import numpy as np
 
+from pqc.intops import get_int_op
 from pqc.ir import Graph
 
-ALIAS_OPS = frozenset({"QReshape"})
-INPLACE_OPS = frozenset({"QAdd", "QAffine", "QLut"})
 INPUT, OUTPUT = "input", "output"
 
 
@@ -51,7 +50,7 @@ def _last_reads(graph: Graph) -> dict[str, int]:
 
 def storage_roots(graph: Graph, in_place: bool = True) -> dict[str, str]:
     """Map every activation to the value whose storage it uses: a reshape's input's, with
-    ``in_place`` the storage of an input of an `INPLACE_OPS` node (not the graph input) of equal
+    ``in_place`` the storage of an input of an ``in_place`` op (`pqc.intops.IntOpDef`) (not the graph input) of equal
     byte size that nothing reads after that node, else its own."""
     last = _last_reads(graph)
     root = {name: name for name in graph.inputs}
@@ -59,9 +58,9 @@ def storage_roots(graph: Graph, in_place: bool = True) -> dict[str, str]:
     for step, node in enumerate(graph.nodes):
         for out in node.outputs:
             target = out
-            if node.op in ALIAS_OPS:
+            if get_int_op(node.op).aliases_input:
                 target = root[node.inputs[0]]
-            elif in_place and node.op in INPLACE_OPS:
+            elif in_place and get_int_op(node.op).in_place:
                 target = next(
                     (r for r in (root.get(i) for i in node.inputs)
                      if r is not None and r not in graph.inputs
@@ -208,11 +207,11 @@ def _check_sharing(graph: Graph, root: dict[str, str], producer: dict[str, int],
     r = root[out]
     if r == out:
         return
-    if op in ALIAS_OPS:
+    if get_int_op(op).aliases_input:
         if r != root[inputs[0]]:
             raise ValueError(f"reshape {node!r}: output {out!r} does not alias its input")
         return
-    if op not in INPLACE_OPS or r not in {root.get(i) for i in inputs} or r in graph.inputs:
+    if not get_int_op(op).in_place or r not in {root.get(i) for i in inputs} or r in graph.inputs:
         raise ValueError(f"node {node!r} ({op}) cannot write {out!r} over the storage of {r!r}")
     for v, vr in root.items():
         if vr == r and producer[v] < step and last.get(v, -1) > step:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..c_tables import typed_table
 from . import Bounds, IntOpDef, make_cost, output_elements, register
 
 
 @register
 class QLut(IntOpDef):
     name = "QLut"
-    template = "qlut.c.j2"
+    in_place = True
 
     def simulate(self, node, inputs):
         x, table = inputs
@@ -36,8 +35,3 @@ class QLut(IntOpDef):
         """adds: the index offset per element; weight_bytes: the table."""
         table = graph.values[node.inputs[1]].data
         return make_cost(output_elements(node, graph), 0, table.nbytes)
-
-    def c_context(self, node, graph):
-        """The table in the output's C type."""
-        out = graph.values[node.outputs[0]].dtype
-        return {"table": typed_table(graph.values[node.inputs[1]].data, out), "in_min": node.attrs["in_min"]}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..intmath import naf_count, rshift_round
-from ..c_tables import multiplier_codes, requant_shifts
 from . import IntOpDef, make_cost, output_elements, register
 from .qavgpool import scaled_sum_bounds
 
@@ -19,7 +18,6 @@ from .qavgpool import scaled_sum_bounds
 @register
 class QGlobalAvgPool(IntOpDef):
     name = "QGlobalAvgPool"
-    template = "qglobalavgpool.c.j2"
 
     def simulate(self, node, inputs):
         a = node.attrs
@@ -38,11 +36,3 @@ class QGlobalAvgPool(IntOpDef):
         digits = int(naf_count(node.attrs["m"]))
         e = output_elements(node, graph)
         return make_cost(e * (h * w - 1 + digits + 1), e * (digits + 1), 0, digits)
-
-    def c_context(self, node, graph):
-        """The multiplier's NAF record and the total rounding shift ``k + shift_base``."""
-        a = node.attrs
-        _, c, h, w = graph.values[node.inputs[0]].shape
-        shift = requant_shifts(a["k"] + a["shift_base"], node.name).values[0]
-        return {"codes": multiplier_codes([a["m"]])["codes"], "shift": shift, "c": c, "hw": h * w,
-                "m": a["m"], "k": a["k"], "lo": a["lo"], "hi": a["hi"]}

@@ -1,0 +1,73 @@
+"""C kernels: how each integer op becomes C. One `KernelDef` per op variant, one module each.
+
+An integer op's semantics, bounds and cost live in the core (`pqc.intops`); a kernel holds its C
+faces: ``template``, the jinja2 file in ``codegen_templates/`` that defines the layer's
+``static`` function, and ``c_context(node, graph)``, the dict the template renders with (tables
+as `pqc.backends.c_tables.CArray`, shapes, shifts; see `pqc.backends.c_emitter` for the
+contract). Every kernel of an op computes exactly the integers of the op's ``simulate``; the
+harness proves it on every build.
+
+Kernels are named ``<op>_<variant>`` (CMSIS-NN style: the name says what the kernel is) and
+registered by module import. Adding a variant is one module here and one template:
+`kernel_for` gives a node the kernel a selection pass recorded in ``node.meta["kernel"]``, else
+its op's ``default`` kernel.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pqc.errors import ModelError
+from pqc.registry import Registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pqc.ir import Graph, Node
+
+
+class KernelDef:
+    """Base class of kernels: subclasses set ``name``, ``op``, ``variant`` and ``template`` and
+    override ``c_context`` when the template needs more than the node's attributes."""
+
+    name: str = ""
+    #: the integer op (`pqc.intops`) this kernel implements
+    op: str = ""
+    variant: str = ""
+    template: str = ""
+    #: the kernel an op's nodes get when no selection pass chose one (exactly one per op)
+    default: bool = True
+
+    def c_context(self, node: "Node", graph: "Graph") -> dict[str, Any]:
+        return dict(node.attrs)
+
+
+KERNELS: Registry[KernelDef] = Registry("kernel")
+#: class decorator: instantiate and register a KernelDef under its ``name``
+register = KERNELS.register
+
+
+def kernel_for(node: "Node") -> KernelDef:
+    """The kernel that emits ``node``: ``node.meta["kernel"]`` when set, else its op's default."""
+    chosen = node.meta.get("kernel")
+    if chosen is not None:
+        kernel = KERNELS.get(chosen)
+        if kernel.op != node.op:
+            raise ModelError(f"node {node.name!r} ({node.op}): kernel {chosen!r} implements {kernel.op}")
+        return kernel
+    defaults = [k for k in KERNELS.values() if k.op == node.op and k.default]
+    if len(defaults) != 1:
+        raise ModelError(f"node {node.name!r}: no C kernel for integer op {node.op!r}")
+    return defaults[0]
+
+
+# Registration side effects: each module defines and registers one kernel.
+from . import (  # noqa: E402,F401
+    qadd_generic,
+    qaffine_generic,
+    qavgpool_generic,
+    qconcat_generic,
+    qconv_tables,
+    qgemm_tables,
+    qglobalavgpool_generic,
+    qlut_generic,
+    qmaxpool_generic,
+    qreshape_generic,
+)

@@ -1,0 +1,31 @@
+"""`qconv_tables`: QConv as NAF digit tables walked one output at a time."""
+from __future__ import annotations
+
+import numpy as np
+
+from pqc.backends.c_tables import linear_tables, window_geometry
+from pqc.backends.kernels import KernelDef, register
+
+
+@register
+class QConvTables(KernelDef):
+    name = "qconv_tables"
+    op = "QConv"
+    variant = "tables"
+    template = "qconv.c.j2"
+
+    def c_context(self, node, graph):
+        """Zero-padded input planes (when padded) and digit tables whose offsets cover the
+        channel group's ``Cin/group`` planes; the kernel steps windows by the strides."""
+        a = node.attrs
+        cout, cin_g = graph.values[node.inputs[1]].shape[:2]
+        t, l, b, r = a["pads"]
+        geo = window_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0)
+        taps = geo.pop("offsets")
+        offsets = (np.arange(cin_g)[:, None] * geo["plane"] + taps[None, :]).ravel()
+        return {
+            **geo,
+            **linear_tables(node, graph, offsets),
+            "cin_g": cin_g, "cout": cout, "cout_g": cout // a["group"], "group": a["group"],
+            "group_stride": cin_g * geo["plane"],
+        }
