@@ -54,6 +54,10 @@ from .c_tables import CTYPES, CArray, c_int
 TEMPLATES = Path(str(importlib.resources.files("pqc.codegen_templates")))
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 MANIFEST = "manifest.json"
+_NOT_IDENT = re.compile(r"[^A-Za-z0-9_]")
+#: characters a C string literal of a name may hold as they are (no quote, backslash or ``?``, so
+#: no escape and no trigraph)
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-.,:;/+=<>()[]{}#")
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,38 @@ class MemoryReport:
 
 
 @dataclass(frozen=True)
+class CDefine:
+    """A ``#define`` of the header: one integer, or a shape as a brace list."""
+
+    name: str
+    values: tuple[int, ...]
+    is_list: bool = False
+
+    @property
+    def text(self) -> str:
+        return "{ " + ", ".join(map(str, self.values)) + " }" if self.is_list else c_int(self.values[0])
+
+
+@dataclass(frozen=True)
+class ArenaBuffer:
+    """The ``#define`` that names one arena buffer in the generated C, for readable calls."""
+
+    macro: str
+    ctype: str
+    offset: int
+    bytes: int
+    what: str
+
+
+@dataclass(frozen=True)
+class Constants:
+    """What the emitted C must hold for a program: every table by name, every header define."""
+
+    tables: dict[str, CArray]
+    defines: dict[str, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
 class EmitResult:
     """The files written and the memory report."""
 
@@ -114,6 +150,7 @@ def _environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["c_int"] = c_int
+    env.filters["mentions"] = lambda code, ident: re.search(rf"\b{re.escape(ident)}\b", code) is not None
     return env
 
 
@@ -171,6 +208,7 @@ class _Emitter:
         self.scratch = {n: int(c.get("scratch_bytes", 0)) for n, c in self.contexts.items()}
         self.plan: MemoryPlan = plan_memory(graph, self.scratch)
         check_plan(graph, self.plan, self.scratch)
+        self.buffers = _arena_buffers(graph, self.plan)
 
     def pointer(self, name: str, ctype: str | None = None) -> str:
         """The C expression of a value's storage, or of a scratch buffer of element type ``ctype``.
@@ -181,7 +219,7 @@ class _Emitter:
         ctype = ctype or CTYPES[self.graph.values[name].dtype]
         where = self.plan.external.get(name)
         if where is None:
-            return f"PQC_AT({ctype}, {self.plan.buffers[name][0]})"
+            return self.buffers[name].macro
         io = self.graph.inputs[0] if where == INPUT else self.graph.outputs[0]
         if ctype == CTYPES[self.graph.values[io].dtype]:
             return where
@@ -211,6 +249,7 @@ class _Emitter:
                 args.append(self.pointer(scratch_name(node.name), CTYPES[self.graph.values[node.inputs[0]].dtype]))
             out.append({
                 "node": node.name,
+                "name": c_string(node.name),
                 "fn": None if get_int_op(node.op).aliases_input else self.contexts[node.name]["fn"],
                 "args": args,
                 "out": self.pointer(y),
@@ -235,11 +274,10 @@ class _Emitter:
             ))
         return tuple(rows)
 
-    def render(self) -> tuple[dict[str, str], MemoryReport]:
+    def memory_report(self) -> MemoryReport:
         g = self.graph
-        kernels = [self.kernel(n) for n in g.nodes]
         layers = self.layer_reports()
-        memory = MemoryReport(
+        return MemoryReport(
             weight_bytes=sum(t.nbytes for t in self.tables),
             arena_bytes=self.plan.arena_bytes,
             input_bytes=value_bytes(g, g.inputs[0]),
@@ -249,6 +287,10 @@ class _Emitter:
             digits=sum(r.digits for r in layers),
             layers=layers,
         )
+
+    def common(self, memory: MemoryReport) -> dict[str, Any]:
+        """What every generated file is rendered with, the header's defines included."""
+        g = self.graph
         common = {
             "prefix": self.prefix,
             "PREFIX": self.prefix.upper(),
@@ -257,14 +299,21 @@ class _Emitter:
             "output": _io_value(g, g.outputs[0]),
             "memory": memory,
         }
-        section = f"{self.prefix.upper()}_WEIGHT_SECTION"
+        common["defines"] = header_defines(common)
+        return common
+
+    def render(self) -> tuple[dict[str, str], MemoryReport]:
+        kernels = [self.kernel(n) for n in self.graph.nodes]
+        memory = self.memory_report()
+        common = self.common(memory)
         body = "\n".join(kernels)
         files = {
             f"{self.prefix}.h": self.env.get_template("model.h.j2").render(common),
             f"{self.prefix}.c": self.env.get_template("model.c.j2").render(
                 common,
                 runtime=self.runtime(body),
-                tables=[t.declaration(section) for t in self.tables],
+                buffers=sorted(set(self.buffers.values()), key=lambda b: (b.offset, b.macro)),
+                tables=self.tables,
                 kernels=kernels,
                 calls=self.calls(),
             ),
@@ -302,6 +351,70 @@ class _Emitter:
             "layers": layers,
         }
         return json.dumps(data, indent=1, sort_keys=True)
+
+
+def header_defines(common: dict[str, Any]) -> list[CDefine]:
+    """The ``#define``s of ``<prefix>.h``: one list, so the header, the harness's ``main.c`` that
+    prints them and the check that compares them with the program cannot drift apart."""
+    up = common["PREFIX"]
+    rows = []
+    for side in ("input", "output"):
+        io, name = common[side], f"{up}_{side.upper()}"
+        rows += [
+            CDefine(f"{name}_RANK", (len(io["shape"]),)),
+            CDefine(f"{name}_SHAPE", tuple(io["shape"]), is_list=True),
+            CDefine(f"{name}_SIZE", (io["size"],)),
+            CDefine(f"{name}_EXP", (io["exp"],)),
+            CDefine(f"{name}_BITS", (io["bits"],)),
+            CDefine(f"{name}_MIN", (io["qmin"],)),
+            CDefine(f"{name}_MAX", (io["qmax"],)),
+        ]
+    memory = common["memory"]
+    return rows + [CDefine(f"{up}_ARENA_BYTES", (memory.arena_bytes,)),
+                   CDefine(f"{up}_WEIGHT_BYTES", (memory.weight_bytes,))]
+
+
+def c_string(text: str) -> str:
+    """``text`` as a C string literal; every byte outside a plain set is an octal escape (so no
+    quote, backslash, trigraph or encoding issue reaches the compiler)."""
+    return '"' + "".join(ch if ch in _PLAIN else "".join(f"\\{b:03o}" for b in ch.encode("utf-8"))
+                         for ch in text) + '"'
+
+
+def _comment_safe(text: str) -> str:
+    return text.replace("*/", "* /")
+
+
+def _arena_buffers(graph: Graph, plan: MemoryPlan) -> dict[str, ArenaBuffer]:
+    """A macro per arena buffer (``BUF_<value>``, the name made a C identifier and unique), so
+    the layer calls read as data flow instead of bare offsets."""
+    scratch_of = {scratch_name(n.name): n for n in graph.nodes}
+    taken: set[str] = set()
+    out: dict[str, ArenaBuffer] = {}
+    for name in sorted(plan.buffers):
+        offset, nbytes = plan.buffers[name]
+        base = "BUF_" + _NOT_IDENT.sub("_", name)
+        macro = next(m for m in (base, *(f"{base}_{i}" for i in range(2, len(plan.buffers) + 2))) if m not in taken)
+        taken.add(macro)
+        if name in scratch_of:
+            node = scratch_of[name]
+            ctype = CTYPES[graph.values[node.inputs[0]].dtype]
+            what = f"padded copy of the input of {node.name}"
+        else:
+            v = graph.values[name]
+            ctype, root = CTYPES[v.dtype], plan.roots.get(name, name)
+            what = f"{name}, {v.dtype} {list(v.shape)}" + (f", shares {root}" if root != name else "")
+        out[name] = ArenaBuffer(macro, ctype, offset, nbytes, _comment_safe(what))
+    return out
+
+
+def emitted_constants(int_graph: Graph, prefix: str = "model") -> Constants:
+    """The tables and header defines `emit_c` writes for ``int_graph``: what the harness checks
+    the compiled C against (a table or define edited after emission is then caught by name)."""
+    _check_graph(int_graph, prefix)
+    emitter = _Emitter(int_graph, prefix)
+    defines = emitter.common(emitter.memory_report())["defines"]
+    return Constants({t.name: t for t in emitter.tables}, {d.name: d.values for d in defines})
 
 
 def emit_c(int_graph: Graph, out_dir: str | Path, prefix: str = "model") -> EmitResult:

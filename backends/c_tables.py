@@ -26,7 +26,9 @@ from ..errors import ModelError
 from ..intmath import naf
 
 CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int32": "int32_t"}
-ITEMSIZE = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4}
+#: numpy's view of each C element type on the little-endian targets the C is built for
+NP_DTYPES = {"int8_t": "i1", "uint8_t": "u1", "int16_t": "<i2", "uint16_t": "<u2", "int32_t": "<i4", "uint32_t": "<u4"}
+ITEMSIZE = {ctype: np.dtype(dt).itemsize for ctype, dt in NP_DTYPES.items()}
 TYPE_MIN = {"int8": -128, "uint8": 0, "int32": -(1 << 31)}
 _UNSIGNED = (("uint8_t", 0xFF), ("uint16_t", 0xFFFF), ("uint32_t", 0xFFFFFFFF))
 _SIGNED = (("int8_t", 1 << 7), ("int16_t", 1 << 15), ("int32_t", 1 << 31))
@@ -43,6 +45,10 @@ class CArray:
     @property
     def nbytes(self) -> int:
         return ITEMSIZE[self.ctype] * max(len(self.values), 1)
+
+    def array(self) -> np.ndarray:
+        """The table's elements as the C compiler lays them out (an empty table is its one 0)."""
+        return np.asarray(self.values or (0,), dtype=NP_DTYPES[self.ctype])
 
     def declaration(self, section: str) -> str:
         """``static const T name[n] SECTION = {...};`` (an empty table holds one unused 0)."""

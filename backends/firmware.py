@@ -29,13 +29,13 @@ import numpy as np
 from ..errors import PqcError, VerificationError
 from ..ir import Graph
 from .c_emitter import read_manifest
-from .harness import PACKAGES, BuildError, missing_tools, run_tool, as_samples, tool_path, dump_dtype
 from ..intmath import value_range
+from .harness import FREESTANDING, PACKAGES, BuildError, as_samples, dump_dtype, missing_tools, run_tool, tool_path
 from .simulator import simulate
 
 #: the firmware sources; they ship with the source tree, not with the Python package
 FIRMWARE_DIR = Path(str(importlib.resources.files("pqc.codegen_templates"))) / "firmware"
-CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-Os", "-ffreestanding",
+CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-Os", *FREESTANDING,
           "-ffunction-sections", "-fdata-sections")
 #: the weight tables' section; common/sections.ld collects it into the output section .weights
 WEIGHT_SECTION = ".pqc_weights"

@@ -4,10 +4,14 @@
 (``-std=c99 -Wall -Wextra -Wpedantic -Werror -O2``) must reproduce the simulator bit for bit on
 the given inputs; a sanitizer build (``-fsanitize=undefined,address``) must run clean; the model
 source must compile for RV32I (no multiply/divide instruction) without calling a libgcc
-multiply or divide routine; and it must build for Cortex-M0, whose sizes are reported. A check
-whose tool is missing is ``skipped`` with the reason, never ``passed``. A bit mismatch raises
-`VerificationError` naming the first differing layer; other failures raise it after every
-check ran, with the report attached as ``error.report``.
+multiply or divide routine; it must build for Cortex-M0 with no external symbol, and its sizes
+are reported; and every constant table and header define the binary holds must equal the
+program's (so a table edited after emission fails by name even where no input shows it). The
+given inputs are completed by `probe_inputs` (extreme and structured samples). A check whose tool
+is missing is ``skipped`` with the reason, never ``passed``. Any failure raises
+`VerificationError` after every check ran (a bit mismatch names the first differing layer),
+with the report attached as ``error.report``. Inside `time_limit` a run that takes too long
+stops with `VerifyTimeout`.
 """
 from __future__ import annotations
 
@@ -16,18 +20,24 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
+from .. import console
 from ..errors import DataError, PqcError, VerificationError
 from ..ir import Graph
-from .c_emitter import read_manifest
+from .c_emitter import emitted_constants, read_manifest
 from .simulator import first_mismatch, simulate
 
 CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O2")
+#: what a firmware build of the model needs: without them gcc and clang turn the copy and fill
+#: loops into memcpy/memset calls, which a bare-metal image may not have
+FREESTANDING = ("-ffreestanding", "-fno-builtin")
 #: libgcc helpers a multiply, divide or modulo turns into on a core without those instructions
 FORBIDDEN_SYMBOLS = (
     "__mulsi3", "__divsi3", "__udivsi3", "__modsi3", "__umodsi3", "__muldi3",
@@ -41,12 +51,47 @@ PACKAGES = {
     "riscv64-unknown-elf-gcc": "gcc-riscv64-unknown-elf", "riscv64-unknown-elf-nm": "binutils-riscv64-unknown-elf",
     "riscv64-unknown-elf-objdump": "binutils-riscv64-unknown-elf",
     "arm-none-eabi-gcc": "gcc-arm-none-eabi", "arm-none-eabi-size": "binutils-arm-none-eabi",
+    "arm-none-eabi-nm": "binutils-arm-none-eabi",
 }
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 
 
 class BuildError(PqcError):
     """The generated C did not compile, or the binary failed to run."""
+
+
+class VerifyTimeout(PqcError):
+    """Verification ran past its `time_limit`: the run is incomplete, not wrong (exit status 2)."""
+
+
+class _Clock:
+    """The time limit of `verify` runs (set by `time_limit`) and the deadline of the one running."""
+
+    limit_s: float | None = None
+    deadline: float | None = None
+
+    @classmethod
+    def remaining(cls) -> float | None:
+        return None if cls.deadline is None else cls.deadline - time.monotonic()
+
+    @classmethod
+    def check(cls, doing: str) -> None:
+        left = cls.remaining()
+        if left is not None and left <= 0:
+            raise VerifyTimeout(f"verification stopped: it ran past its {cls.limit_s:g} s time limit "
+                                f"(--timeout) before {doing}")
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Bound each `verify` run started inside the block (e.g. by `compile_model`) to ``seconds``
+    from its start; None leaves it unbounded. Checked between stages and on every tool run."""
+    before = _Clock.limit_s
+    _Clock.limit_s = seconds
+    try:
+        yield
+    finally:
+        _Clock.limit_s = before
 
 
 @dataclass(frozen=True)
@@ -107,9 +152,18 @@ def tool_path(name: str) -> str:
 
 
 def run_tool(cmd: list[str], what: str, **kw: Any) -> subprocess.CompletedProcess:
+    """Run ``cmd``; BuildError when it fails, VerifyTimeout when it outlives `verify`'s deadline."""
+    _Clock.check(what)
+    left = _Clock.remaining()
+    timeout = RUN_TIMEOUT_S if left is None else min(RUN_TIMEOUT_S, left)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, **kw)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    except subprocess.TimeoutExpired as exc:
+        if timeout < RUN_TIMEOUT_S:
+            raise VerifyTimeout(f"verification stopped: it ran past its {_Clock.limit_s:g} s time limit "
+                                f"(--timeout) while {what}") from exc
+        raise BuildError(f"{what}: {exc}") from exc
+    except OSError as exc:
         raise BuildError(f"{what}: {exc}") from exc
     if proc.returncode != 0:
         raise BuildError(f"{what} failed (exit status {proc.returncode}):\n{(proc.stderr or proc.stdout)[-3000:]}")
@@ -182,7 +236,7 @@ def check_rv32i(out_dir: str | Path) -> Check:
     missing = missing_tools(tools)
     if missing:
         return Check(name, SKIPPED, missing)
-    flags = ["-march=rv32i", "-mabi=ilp32", "-ffreestanding", *CFLAGS]
+    flags = ["-march=rv32i", "-mabi=ilp32", *FREESTANDING, *CFLAGS]
     with tempfile.TemporaryDirectory(prefix="pqc_rv_") as tmp:
         try:
             obj = _object(Path(out_dir), tools[0], flags, tmp)
@@ -198,64 +252,159 @@ def check_rv32i(out_dir: str | Path) -> Check:
 
 
 def check_cortex_m0(out_dir: str | Path) -> Check:
-    """The model builds for Cortex-M0 (``-Os``); reports its text/data/bss bytes."""
+    """The model builds for Cortex-M0 (``-Os``) with no external symbol (README's promise to
+    firmware: nothing to link); reports its text/data/bss bytes."""
     name = "cortex-m0 build"
-    tools = ("arm-none-eabi-gcc", "arm-none-eabi-size")
+    tools = ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm")
     missing = missing_tools(tools)
     if missing:
         return Check(name, SKIPPED, missing)
-    flags = ["-mcpu=cortex-m0", "-mthumb", "-ffreestanding", *CFLAGS[:-1], "-Os"]
+    flags = ["-mcpu=cortex-m0", "-mthumb", *FREESTANDING, *CFLAGS[:-1], "-Os"]
     with tempfile.TemporaryDirectory(prefix="pqc_m0_") as tmp:
         try:
             obj = _object(Path(out_dir), tools[0], flags, tmp)
         except BuildError as exc:
             return Check(name, FAILED, str(exc))
         text, data, bss = (int(v) for v in run_tool([tools[1], str(obj)], "size").stdout.splitlines()[1].split()[:3])
+        undefined = run_tool([tools[2], "-u", str(obj)], "nm").stdout.split()[1::2]
     sizes = {"text": text, "data": data, "bss": bss}
-    return Check(name, PASSED, f"text {text} B, data {data} B, bss {bss} B", sizes)
+    if undefined:
+        return Check(name, FAILED, f"the object needs external symbols: {', '.join(undefined)}",
+                     {**sizes, "undefined": undefined})
+    return Check(name, PASSED, f"text {text} B, data {data} B, bss {bss} B, no external symbol", sizes)
 
 
 def _compare(graph: Graph, binary: Path, x: np.ndarray, expected: np.ndarray, label: str,
              env: dict[str, str] | None = None) -> Check:
-    """Run ``binary``; a mismatch raises `VerificationError` at the first differing layer."""
+    """Run ``binary`` on ``x``; on a mismatch the layer dumps name the first differing layer."""
     got = run_c(binary, x, env=env).outputs
     if np.array_equal(got.astype(np.int64), expected.reshape(got.shape).astype(np.int64)):
         return Check(label, PASSED, f"{len(x)} samples bit-exact with the simulator")
     dumps = run_c(binary, x, dump_layers=True, env=env).layers
     where = first_mismatch(graph, dumps, simulate(graph, x, capture=True))
     if where is None:  # pragma: no cover - outputs differ, so some layer does
-        raise VerificationError(f"{label}: the C output differs from the simulator")
-    raise VerificationError(
-        f"{label}: the C differs from the simulator first at layer {where.node!r}, "
-        f"index {where.index}: C {where.a}, simulator {where.b}"
-    )
+        return Check(label, FAILED, "the C output differs from the simulator")
+    return Check(label, FAILED, f"the C differs from the simulator first at layer {where.node!r}, "
+                                f"index {where.index}: C {where.a}, simulator {where.b}",
+                 {"layer": where.node, "index": list(where.index)})
+
+
+def probe_inputs(info: dict[str, Any], seed: int = 0) -> np.ndarray:
+    """Structured samples every verification adds to the caller's: all minimum, all maximum, all
+    zero, min/max checkerboards of both phases (saturation and sign corners in every window), a
+    ramp through every input value, and seeded samples of {min, -1, 0, 1, max} and of -2..2
+    (small sums sit next to rounding boundaries, where an off-by-one shows)."""
+    lo, hi = int(info["qmin"]), int(info["qmax"])
+    shape, size = tuple(info["shape"][1:]), int(info["size"])
+    rng = np.random.default_rng(seed)
+    board = (np.indices(shape).sum(axis=0) % 2).astype(bool)
+    samples = [
+        np.full(shape, lo), np.full(shape, hi), np.zeros(shape, np.int64),
+        np.where(board, hi, lo), np.where(board, lo, hi),
+        (lo + np.arange(size) % (hi - lo + 1)).reshape(shape),
+        rng.choice(np.clip([lo, -1, 0, 1, hi], lo, hi), size=shape),
+        rng.integers(max(lo, -2), min(hi, 2) + 1, size=shape),
+    ]
+    return np.stack(samples).astype(info["dtype"])
+
+
+def _read_constants(text: str) -> tuple[dict[str, bytes], dict[str, tuple[int, ...]]]:
+    tables: dict[str, bytes] = {}
+    defines: dict[str, tuple[int, ...]] = {}
+    for line in text.splitlines():
+        kind, name, *rest = line.split()
+        if kind == "table":
+            tables[name] = bytes.fromhex(rest[0] if rest else "")
+        else:
+            defines[name] = tuple(int(v) for v in rest)
+    return tables, defines
+
+
+def check_constants(graph: Graph, binary: str | Path) -> Check:
+    """Every table compiled into the harness ``binary`` and every define of the header equal what
+    `emit_c` writes for ``graph``: an edited bias or exponent is named even when no input shows it."""
+    name = "constants match the program"
+    binary = Path(binary)
+    want = emitted_constants(graph, read_manifest(binary.parent)["prefix"])
+    with tempfile.TemporaryDirectory(prefix="pqc_const_") as tmp:
+        path = Path(tmp) / "constants.txt"
+        run_tool([str(binary), "--constants", str(path)], f"running {binary.name} --constants")
+        tables, defines = _read_constants(path.read_text(encoding="ascii"))
+    problems = [f"{d} is {' '.join(map(str, defines.get(d, ('missing',))))} in the header, "
+                f"{' '.join(map(str, v))} in the program" for d, v in want.defines.items() if defines.get(d) != v]
+    problems += [f"table {t} is not in the C" for t in want.tables if t not in tables]
+    problems += [f"table {t} is not in the program" for t in tables if t not in want.tables]
+    for t, table in want.tables.items():
+        if t in tables and tables[t] != table.array().tobytes():
+            problems.append(_table_difference(t, table.array(), tables[t]))
+    if problems:
+        return Check(name, FAILED, "; ".join(problems), {"differences": problems})
+    return Check(name, PASSED, f"{len(want.tables)} tables and {len(want.defines)} defines equal the program's")
+
+
+def _table_difference(name: str, want: np.ndarray, raw: bytes) -> str:
+    if len(raw) != want.nbytes:
+        return f"table {name} has {len(raw)} bytes in the C, {want.nbytes} in the program"
+    got = np.frombuffer(raw, want.dtype)
+    i = int(np.flatnonzero(got != want)[0])
+    return f"table {name} differs at element {i}: C {int(got[i])}, program {int(want[i])}"
 
 
 def verify(int_graph: Graph, out_dir: str | Path, inputs_int8: np.ndarray) -> VerifyReport:
-    """Run every check on the C that `emit_c` wrote for ``int_graph`` into ``out_dir``."""
+    """Run every check on the C that `emit_c` wrote for ``int_graph`` into ``out_dir``, on
+    ``inputs_int8`` plus `probe_inputs`."""
     out = Path(out_dir)
     manifest = read_manifest(out)
-    x = as_samples(inputs_int8, manifest["input"])
-    expected = simulate(int_graph, x)[int_graph.outputs[0]]
-    report = VerifyReport()
-    for cc in ("gcc", "clang"):
-        if missing_tools((cc, "make")):
-            report.checks.append(Check(f"{cc} build and compare", SKIPPED, missing_tools((cc, "make"))))
-            continue
-        try:
-            binary = build(out, cc)
-        except BuildError as exc:
-            report.checks.append(Check(f"{cc} build and compare", FAILED, str(exc)))
-            continue
-        report.checks.append(_compare(int_graph, binary, x, expected, f"{cc} build and compare"))
-    report.checks.append(_sanitized(int_graph, out, x, expected))
-    report.checks.append(check_rv32i(out))
-    report.checks.append(check_cortex_m0(out))
+    x = np.concatenate([as_samples(inputs_int8, manifest["input"]), probe_inputs(manifest["input"])])
+    _Clock.deadline = None if _Clock.limit_s is None else time.monotonic() + _Clock.limit_s
+    try:
+        report = _run_checks(int_graph, out, x)
+    finally:
+        _Clock.deadline = None
     if not report.ok:
         error = VerificationError("verification failed:\n" + "\n".join(
             f"{c.name}: {c.details}" for c in report.checks if c.status == FAILED))
         error.report = report  # type: ignore[attr-defined]
         raise error
+    return report
+
+
+def _run_checks(graph: Graph, out: Path, x: np.ndarray) -> VerifyReport:
+    """Every check in order, with a progress line (the harness binaries feed the constants check)."""
+    expected = simulate(graph, x)[graph.outputs[0]]
+    binaries: list[Path] = []
+
+    def compared(cc: str) -> Check:
+        label = f"{cc} build and compare"
+        if missing_tools((cc, "make")):
+            return Check(label, SKIPPED, missing_tools((cc, "make")))
+        try:
+            binaries.append(build(out, cc))
+        except BuildError as exc:
+            return Check(label, FAILED, str(exc))
+        return _compare(graph, binaries[-1], x, expected, label)
+
+    def constants() -> Check:
+        if not binaries:
+            return Check("constants match the program", SKIPPED, "no harness binary was built")
+        return check_constants(graph, binaries[0])
+
+    stages: list[tuple[str, Callable[[], Check]]] = [
+        ("the gcc build", lambda: compared("gcc")),
+        ("the clang build", lambda: compared("clang")),
+        ("the constants check", constants),
+        ("the sanitizer build", lambda: _sanitized(graph, out, x, expected)),
+        ("the RV32I build", lambda: check_rv32i(out)),
+        ("the Cortex-M0 build", lambda: check_cortex_m0(out)),
+    ]
+    report = VerifyReport()
+
+    def last() -> str:
+        return f"{report.checks[-1].name}: {report.checks[-1].status}" if report.checks else ""
+
+    for what, stage in console.progress(stages, "verifying the C", status=last):
+        _Clock.check(what)
+        report.checks.append(stage())
     return report
 
 
@@ -269,4 +418,4 @@ def _sanitized(graph: Graph, out: Path, x: np.ndarray, expected: np.ndarray) -> 
         check = _compare(graph, binary, x, expected, name, env={"ASAN_OPTIONS": "detect_leaks=0"})
     except BuildError as exc:
         return Check(name, FAILED, str(exc))
-    return Check(name, PASSED, f"{cc}: {check.details}")
+    return Check(name, check.status, f"{cc}: {check.details}", check.data)

@@ -50,7 +50,7 @@ def _last_reads(graph: Graph) -> dict[str, int]:
 
 def storage_roots(graph: Graph, in_place: bool = True) -> dict[str, str]:
     """Map every activation to the value whose storage it uses: a reshape's input's, with
-    ``in_place`` the storage of an input of an ``in_place`` op (`pqc.intops.IntOpDef`) (not the graph input) of equal
+    ``in_place`` the storage of an input of an ``in_place`` op (`pqc.intops.IntOpDef`; not the graph input) of equal
     byte size that nothing reads after that node, else its own."""
     last = _last_reads(graph)
     root = {name: name for name in graph.inputs}

@@ -8,6 +8,7 @@ unsupported op, wrong data), 3 internal error (a bug in pqc: please report it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -32,6 +33,27 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("-q", "--quiet", action="store_true", help="print only results and errors")
     g.add_argument("-v", "--verbose", action="store_true", help="print extra diagnostics (and tracebacks of internal errors)")
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds (the verification time limits)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _verify_time_limit(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """`verify --timeout` and `compile --verify-timeout` (both ``args.verify_timeout``) bound the
+    verification the command runs."""
+    if getattr(args, "verify_timeout", None) is None:
+        return contextlib.nullcontext()
+    from pqc.backends.harness import time_limit
+
+    return time_limit(args.verify_timeout)
 
 
 def _output_file(path: str, force: bool) -> Path:
@@ -227,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dump-ir", metavar="DIR", help="write a snapshot of the IR after every pass into DIR")
     p.add_argument("--no-verify", action="store_true", help="skip building and verifying the C")
     p.add_argument("--verify-inputs", help="inputs for verification (.npz or data set); default: calibration samples")
+    p.add_argument("--verify-timeout", type=_seconds, metavar="SECONDS",
+                   help="stop the verification (exit 2) when it takes longer than this")
     p.add_argument("--eval", metavar="DATA", help="labelled data to report float and integer top-1 on, e.g. fashion-mnist:test")
     p.add_argument("--prune-flops", type=float, metavar="F",
                    help="prune channels with AdaPruner first, keeping at most this share of the MACs (e.g. 0.5)")
@@ -246,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", help="float inputs (.npz with 'x', or a data set such as fashion-mnist:test:32)")
     p.add_argument("--random", type=int, default=RANDOM_DEFAULT, help=f"random integer inputs added (default {RANDOM_DEFAULT})")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--timeout", type=_seconds, metavar="SECONDS", dest="verify_timeout",
+                   help="stop (exit 2) when the verification takes longer than this")
     _add_common(p)
     p.set_defaults(func=cmd_verify)
 
@@ -270,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.set_verbosity(console.QUIET if args.quiet else console.VERBOSE if args.verbose else console.NORMAL)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        with _verify_time_limit(args):
+            return func(args)
     except PqcError as exc:
         print(f"pqc: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -127,3 +127,30 @@ def test_callgrind_instruction_count_is_deterministic_and_covers_the_adds(build_
     assert first == instructions_per_inference(binary, x)
     ideal = json.loads((build_dir / "report.json").read_text())["totals"]["ideal_adds"]
     assert first >= ideal
+
+
+def test_default_verify_catches_a_bias_changed_by_one(build_dir: Path, tmp_path: Path, capsys) -> None:
+    """One unit in one conv bias, no --inputs, default random count: exit 1 naming the table."""
+    bad = tmp_path / "bad"
+    shutil.copytree(build_dir, bad)
+    source = (bad / "model.c").read_text()
+    match = re.search(r"static const int32_t (\w*qconv_bias)\[\d+\][^=]*= \{\s*(-?\d+)", source)
+    assert match, "no conv bias table found in the generated C"
+    (bad / "model.c").write_text(source[: match.start(2)] + str(int(match.group(2)) + 1) + source[match.end(2):])
+    assert main(["verify", str(bad), "-q"]) == 1
+    assert f"table {match.group(1)} differs at element 0" in capsys.readouterr().err
+
+
+def test_verify_timeout_exits_2_with_one_line(build_dir: Path, capsys) -> None:
+    assert main(["verify", str(build_dir), "--timeout", "0.01", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "time limit" in err
+    with pytest.raises(SystemExit) as exit_:
+        main(["verify", str(build_dir), "--timeout", "-1"])
+    assert exit_.value.code == 2
+
+
+def test_compile_verify_timeout_exits_2(small_cnn_onnx: Path, data: Path, tmp_path: Path, capsys) -> None:
+    code = main(["compile", str(small_cnn_onnx), "-o", str(tmp_path / "b"), "--calib", str(data / "calib.npz"),
+                 "--verify-timeout", "0.01", "-q"])
+    assert code == 2 and "time limit" in capsys.readouterr().err

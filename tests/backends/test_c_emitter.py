@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from int_graph_builder import IntGraphBuilder, avg_attrs, conv, random_weights
+from int_graph_builder import IntGraphBuilder, avg_attrs, conv, random_weights, zoo
 from pqc.backends.c_emitter import emit_c
 from pqc.backends.harness import build, run_c
 from pqc.intmath import INT32_MAX, INT32_MIN, naf_count, reciprocal
@@ -314,3 +315,142 @@ def test_caller_workspace_and_weight_section(tmp_path: Path) -> None:
     headers = subprocess.run(["objdump", "-h", str(obj)], capture_output=True, text=True, check=True).stdout
     size = next(int(line.split()[2], 16) for line in headers.splitlines() if ".rodata.netw" in line)
     assert size >= res.memory.weight_bytes
+
+
+def c_compile(*args: str | Path) -> None:
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O2", *map(str, args)], check=True)
+
+
+def symbols(obj: Path) -> dict[str, str]:
+    """``{name: nm type letter}`` of an object file."""
+    lines = subprocess.run(["nm", str(obj)], capture_output=True, text=True, check=True).stdout.splitlines()
+    return {parts[-1]: parts[-2] for parts in map(str.split, lines)}
+
+
+@pytest.mark.skipif(shutil.which("g++") is None or shutil.which("gcc") is None, reason="g++/gcc missing")
+def test_header_is_includable_from_cpp(tmp_path: Path) -> None:
+    """The extern "C" guard: a C++ caller links against the C object and gets the C results."""
+    res = emit_c(CASES["gemm"](np.random.default_rng(9)), tmp_path, prefix="net")
+    (tmp_path / "caller.cpp").write_text(
+        '#include "net.h"\n'
+        "int main() {\n"
+        "    static net_input_t x[NET_INPUT_SIZE];\n"
+        "    static net_output_t y[NET_OUTPUT_SIZE];\n"
+        "    return net_run(x, y) == 0 && net_run_ws(x, y, nullptr) == -1 ? 0 : 1;\n}\n")
+    c_compile("-c", res.source, "-o", tmp_path / "net.o")
+    subprocess.run(["g++", "-std=c++11", "-Wall", "-Wextra", "-Werror", f"-I{tmp_path}", "-o", str(tmp_path / "caller"),
+                    str(tmp_path / "caller.cpp"), str(tmp_path / "net.o")], check=True)
+    assert subprocess.run([str(tmp_path / "caller")]).returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("objdump") is None, reason="gcc/binutils missing")
+def test_no_static_arena_and_arena_section(tmp_path: Path) -> None:
+    """NET_NO_STATIC_ARENA leaves only net_run_ws and no arena; NET_ARENA_SECTION places the arena."""
+    res = emit_c(CASES["conv_depthwise_and_grouped"](np.random.default_rng(8)), tmp_path, prefix="net")
+    assert res.memory.arena_bytes > 0
+    bare, placed = tmp_path / "bare.o", tmp_path / "placed.o"
+    c_compile("-DNET_NO_STATIC_ARENA", "-c", res.source, "-o", bare)
+    c_compile('-DNET_ARENA_SECTION=__attribute__((section(".netarena")))', "-c", res.source, "-o", placed)
+    assert "net_run_ws" in symbols(bare) and "net_run" not in symbols(bare) and "net_arena" not in symbols(bare)
+    assert "net_run" in symbols(placed) and "net_arena" in symbols(placed)
+    headers = subprocess.run(["objdump", "-h", str(placed)], capture_output=True, text=True, check=True).stdout
+    size = next(int(line.split()[2], 16) for line in headers.splitlines() if ".netarena" in line)
+    assert size >= res.memory.arena_bytes
+    # with the macro the header does not declare net_run either, so a caller cannot reach for it
+    (tmp_path / "caller.c").write_text('#include "net.h"\nint f(void);\nint f(void) { return net_run(0, 0); }\n')
+    with pytest.raises(subprocess.CalledProcessError):
+        c_compile("-DNET_NO_STATIC_ARENA", "-c", tmp_path / "caller.c", "-o", tmp_path / "caller.o")
+
+
+def test_arena_buffers_are_named_after_their_values(tmp_path: Path) -> None:
+    """Every arena argument of the layer calls is a BUF_<value> macro defined with its offset."""
+    src = emit_c(zoo(), tmp_path).source.read_text()
+    defines = dict(re.findall(r"^#define (BUF_\w+) (PQC_AT\(\w+, \d+\))", src, flags=re.M))
+    assert defines, src
+    body = src[src.index("int model_run_ws("):]
+    assert "PQC_AT(" not in body
+    args = {a.strip() for call in re.findall(r"model_l\d+_\w+\((.*)\);", body) for a in call.split(",")}
+    assert args - {"input", "output"} <= set(defines) and args & set(defines)
+    assert "PQC_AT(int8_t, 0)" in defines.values()
+
+
+def test_arena_buffer_names_are_c_identifiers_and_unique(tmp_path: Path) -> None:
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 2, 4, 4))
+    y = conv(b, x, np.random.default_rng(11), 2, shift=7)
+    z = conv(b, y, np.random.default_rng(12), 2, shift=7)
+    graph = b.build(conv(b, z, np.random.default_rng(13), 2, shift=7))
+    for old, new in ((y, "conv 1/out"), (z, "conv_1/out")):  # both sanitize to conv_1_out
+        graph.values[new] = graph.values.pop(old)
+        graph.values[new].name = new
+        for node in graph.nodes:
+            node.inputs = [new if i == old else i for i in node.inputs]
+            node.outputs = [new if o == old else o for o in node.outputs]
+    src = emit_c(graph, tmp_path).source.read_text()
+    macros = re.findall(r"^#define (BUF_\S+) PQC_AT", src, flags=re.M)
+    assert {"BUF_conv_1_out", "BUF_conv_1_out_2"} <= set(macros) and len(macros) == len(set(macros))
+    if COMPILERS:
+        build(tmp_path, COMPILERS[0])
+
+
+@needs_cc
+def test_layer_hook_gets_layer_names_at_no_cost_without_it(tmp_path: Path) -> None:
+    graph = CASES["add"](np.random.default_rng(14))
+    odd = 'odd "name" \\ ??= \u00e9'  # a quote, a backslash, a trigraph, non-ASCII
+    graph.nodes[-1].name = odd
+    res = emit_c(graph, tmp_path, prefix="net")
+    (tmp_path / "hook.c").write_text(
+        '#include <stdio.h>\n#include "net.h"\n'
+        "void show(int layer, const char *name, const void *data, uint32_t bytes);\n"
+        "void show(int layer, const char *name, const void *data, uint32_t bytes)\n"
+        '{ (void)data; printf("%d %s %u\\n", layer, name, (unsigned)bytes); }\n'
+        "int main(void)\n{\n    static net_input_t x[NET_INPUT_SIZE];\n    static net_output_t y[NET_OUTPUT_SIZE];\n"
+        "    return net_run(x, y);\n}\n")
+    exe = tmp_path / "hook"
+    c_compile("-DNET_LAYER_HOOK=show", "-o", exe, tmp_path / "hook.c", res.source)
+    out = subprocess.run([str(exe)], capture_output=True, check=True).stdout.decode("utf-8").splitlines()
+    assert [line.rsplit(" ", 1)[0].split(" ", 1)[1] for line in out] == [n.name for n in graph.nodes]
+    c_compile("-c", res.source, "-o", tmp_path / "plain.o")
+    assert b"odd" not in (tmp_path / "plain.o").read_bytes()
+
+
+def test_no_loop_of_one_iteration_is_emitted(tmp_path: Path) -> None:
+    """Batch-1 rows, one-column pads, single-tap pools, 1x1 outputs: no loop runs once or never."""
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 2, 3, 3))
+    y = conv(b, x, np.random.default_rng(15), 2, k=3, pads=(1, 0, 0, 0))  # a one-element pad, a 1-wide output
+    y = b.op("QMaxPool", [y], kernel_shape=(1, 1), strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1), ceil_mode=0)
+    cases = {**{c: CASES[c](np.random.default_rng(16)) for c in CASES}, "one_by_one": b.build(y)}
+    for case, graph in cases.items():
+        src = emit_c(graph, tmp_path / case).source.read_text()
+        for start, end in re.findall(r"for \(\w+ \w+ = (\d+)u; \w+ < (\d+)u;", src):
+            assert int(end) - int(start) > 1, (case, start, end)
+        assert not re.search(r"for \([^;]*; \w+ < [01]u;", src), case
+    assert_c_matches_simulator(cases["one_by_one"], tmp_path / "run", np.random.default_rng(17))
+
+
+def test_model_c_opening_comment_is_complete(tmp_path: Path) -> None:
+    src = emit_c(CASES["lut"](np.random.default_rng(18)), tmp_path).source.read_text()
+    comment = src[:src.index("*/")]
+    bullets = re.split(r"\n \* - ", comment)[1:]
+    assert len(bullets) >= 3
+    for bullet in bullets:
+        assert bullet.rstrip(" *\n").endswith("."), bullet
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc missing (gcc-arm-none-eabi)")
+def test_documented_cortex_m0_command_leaves_no_external_symbol(tmp_path: Path) -> None:
+    """README's firmware build command of model.c, run as written: `nm -u model.o` is empty."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Embedding in firmware"):text.index("### Running the model bare-metal")]
+    command = next(line for line in section.splitlines() if line.startswith("arm-none-eabi-gcc -mcpu=cortex-m0"))
+    args = shlex.split(command.rstrip(" \\"))
+    assert args[-2:] == ["-c", "model.c"], command
+    emit_c(zoo(), tmp_path)  # every kernel, padding copies included
+    subprocess.run([*args, "-o", "model.o"], cwd=tmp_path, check=True)
+    nm = shutil.which("arm-none-eabi-nm") or "nm"
+    undefined = subprocess.run([nm, "-u", "model.o"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert undefined.strip() == "", undefined

@@ -135,3 +135,79 @@ def test_lowered_resnet_verifies_end_to_end(tmp_path: Path) -> None:
     result = emit_c(graph, tmp_path)
     assert result.memory.arena_bytes < sum(v.size for v in map(graph.values.get, graph.activations()))
     assert verify(graph, tmp_path, x).ok
+
+
+def edit_first_value(path: Path, pattern: str, delta: int) -> None:
+    """Add ``delta`` to the number the first match of ``pattern``'s group 1 is."""
+    text = path.read_text()
+    m = re.search(pattern, text)
+    assert m is not None, pattern
+    path.write_text(text[:m.start(1)] + str(int(m.group(1)) + delta) + text[m.end(1):])
+
+
+@needs_cc
+def test_a_bias_edited_by_one_fails_naming_its_table(tmp_path: Path) -> None:
+    graph = zoo()
+    emit_c(graph, tmp_path)
+    edit_first_value(tmp_path / "model.c", r"model_l2_qconv_bias\[\d+\] MODEL_WEIGHT_SECTION = \{\n\s+(-?\d+)", 1)
+    with pytest.raises(VerificationError, match=r"table model_l2_qconv_bias differs at element 0: C -?\d+, program") as err:
+        verify(graph, tmp_path, random_int_inputs(graph, n=1))
+    assert err.value.exit_code == 1
+    assert err.value.report.status("constants match the program") == "failed"
+
+
+@needs_cc
+def test_an_edited_header_define_fails_naming_it(tmp_path: Path) -> None:
+    graph = zoo()
+    emit_c(graph, tmp_path)
+    edit_first_value(tmp_path / "model.h", r"#define MODEL_INPUT_EXP \((-?\d+)\)", 1)
+    with pytest.raises(VerificationError, match="MODEL_INPUT_EXP is -3 in the header, -4 in the program"):
+        verify(graph, tmp_path, random_int_inputs(graph, n=1))
+
+
+@needs_cc
+def test_constants_check_passes_on_untouched_output(zoo_dir: Path) -> None:
+    check = harness.check_constants(zoo(), build(zoo_dir))
+    assert check.status == "passed" and "tables" in check.details
+
+
+def test_probe_inputs_reach_both_extremes_and_every_value() -> None:
+    for dtype, lo, hi in (("int8", -128, 127), ("uint8", 0, 255)):
+        info = {"dtype": dtype, "shape": [1, 3, 12, 12], "size": 432, "qmin": lo, "qmax": hi}
+        x = harness.probe_inputs(info)
+        assert x.dtype == np.dtype(dtype) and x.shape[1:] == (3, 12, 12)
+        assert (x[0] == lo).all() and (x[1] == hi).all() and set(np.unique(x)) == set(range(lo, hi + 1))
+        np.testing.assert_array_equal(x, harness.probe_inputs(info))  # seeded
+
+
+@needs_cc
+def test_verify_shows_progress_unless_quiet(zoo_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    from pqc import console
+
+    verify(zoo(), zoo_dir, random_int_inputs(zoo(), n=1))
+    assert "verifying the C" in capsys.readouterr().err
+    before = console.verbosity()
+    console.set_verbosity(console.QUIET)
+    try:
+        verify(zoo(), zoo_dir, random_int_inputs(zoo(), n=1))
+    finally:
+        console.set_verbosity(before)
+    assert capsys.readouterr().err == ""
+
+
+@needs_cc
+def test_verify_past_its_time_limit_stops_with_exit_2(zoo_dir: Path) -> None:
+    with harness.time_limit(0.05), pytest.raises(harness.VerifyTimeout, match=r"past its 0.05 s time limit") as err:
+        verify(zoo(), zoo_dir, random_int_inputs(zoo()))
+    assert err.value.exit_code == 2 and "\n" not in str(err.value)
+    assert verify(zoo(), zoo_dir, random_int_inputs(zoo(), n=1)).ok  # the limit ends with the block
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc missing")
+def test_cortex_m0_check_fails_on_an_external_symbol(tmp_path: Path) -> None:
+    emit_c(zoo(), tmp_path)
+    src = tmp_path / "model.c"
+    src.write_text(src.read_text() + "void *memcpy(void *d, const void *s, unsigned int n);\n"
+                   "void model_copy(void *d, const void *s);\nvoid model_copy(void *d, const void *s) { memcpy(d, s, 4u); }\n")
+    check = check_cortex_m0(tmp_path)
+    assert check.status == "failed" and check.data["undefined"] == ["memcpy"]
