@@ -69,7 +69,9 @@ def unsqueeze(n: OnnxNode) -> Node:
     return n.ir("Unsqueeze", inputs=n.inputs[:1], attrs={"axes": axes})
 
 
-def _reduce(op: str, first_opset_with_axes_input: int) -> None:
+def _reduce(op: str, first_opset_with_axes_input: int, empty_ok: bool) -> None:
+    """Register a reduction; ``empty_ok``: reducing an empty axis has a value (0 for a sum)."""
+
     @importer(op, const_inputs=(1,))
     def _import(n: OnnxNode) -> Node:
         rank = len(n.shape(0))
@@ -80,11 +82,13 @@ def _reduce(op: str, first_opset_with_axes_input: int) -> None:
             axes = tuple(range(rank))
         attrs = {"axes": normalize_axes(n, axes, rank), "keepdims": int(n.attr("keepdims", 1))}
         check_not_batch_axis(n, attrs["axes"], f"{op} over axis 0")
+        if not empty_ok and any(n.shape(0)[a] == 0 for a in attrs["axes"]):
+            raise n.refuse(f"{op} over an empty axis has no value")
         return n.ir(op, inputs=n.inputs[:1], attrs=attrs)
 
 
-for _op, _opset in (("ReduceMean", 18), ("ReduceSum", 13), ("ReduceMax", 18)):
-    _reduce(_op, _opset)
+for _op, _opset, _empty_ok in (("ReduceMean", 18, False), ("ReduceSum", 13, True), ("ReduceMax", 18, False)):
+    _reduce(_op, _opset, _empty_ok)
 
 
 @importer("Transpose")
