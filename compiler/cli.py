@@ -15,11 +15,14 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import __version__, console
 from .errors import PqcError
 from .quant import BitWidths
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .ir import Graph
 
 EXIT_OK, EXIT_VERIFY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 RANDOM_DEFAULT = 8
@@ -56,6 +59,19 @@ def _verify_time_limit(args: argparse.Namespace) -> contextlib.AbstractContextMa
     return time_limit(args.verify_timeout)
 
 
+def _add_input_shape(p: argparse.ArgumentParser) -> None:
+    """The ``--input-shape NAME:DIMS`` flag of every command that imports ONNX (see `_load_onnx`)."""
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME:DIMS",
+                   help="fix the dynamic dims of graph input NAME, e.g. input:1x3x48x192 (repeatable)")
+
+
+def _load_onnx(args: argparse.Namespace) -> "Graph":
+    """Import ``args.model`` with the ``--input-shape`` flags applied."""
+    from .frontend import load_onnx, parse_input_shape
+
+    return load_onnx(args.model, input_shapes=dict(parse_input_shape(s) for s in args.input_shape))
+
+
 def _output_file(path: str, force: bool) -> Path:
     """Check an output file may be written: never overwrite without --force."""
     out = Path(path)
@@ -70,10 +86,9 @@ def _output_file(path: str, force: bool) -> Path:
 
 # ----------------------------------------------------------------------------- inspect
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .frontend import load_onnx
     from .summary import format_summary, summarize
 
-    graph = load_onnx(args.model)
+    graph = _load_onnx(args)
     summary = summarize(graph)
     if args.graph:
         print(graph)
@@ -99,9 +114,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         results = run_program(build, feeds[build.program.inputs[0]])
     else:
         from .executor import FloatExecutor
-        from .frontend import load_onnx
 
-        graph = load_onnx(args.model)
+        graph = _load_onnx(args)
         feeds = load_inputs(args.inputs, graph.inputs)
         results = FloatExecutor(graph).run(feeds, batch_size=args.batch_size)
         results = {name: results[name] for name in graph.outputs}
@@ -116,13 +130,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from .driver import CompileOptions, compile_model
 
+    model = _load_onnx(args) if args.input_shape else args.model
     options = CompileOptions(
         target=args.target, calib=args.calib, quant=_quant_options(args), pipeline=args.pipeline,
         prune_flops=args.prune_flops, train=args.train, prune_epochs=args.prune_epochs, prefix=args.prefix,
         seed=args.seed, device=args.device, dump_ir=args.dump_ir, verify=not args.no_verify,
         verify_inputs=args.verify_inputs, eval_data=args.eval, force=args.force,
     )
-    _print_build_summary(compile_model(args.model, args.output, options).report)
+    _print_build_summary(compile_model(model, args.output, options).report)
     return EXIT_OK
 
 
@@ -199,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Import an ONNX model and print a per-layer table (name, op, output shape, "
                                    "parameters, MACs at batch 1), totals, and the model's inputs and outputs.")
     p.add_argument("model", help="ONNX model file")
+    _add_input_shape(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON (keys: model, inputs, outputs, layers, totals)")
     fmt.add_argument("--graph", action="store_true", help="print the imported IR as text instead of the table")
@@ -211,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "model's inputs) and write the outputs under the model's output names; a build's "
                                    "outputs are dequantized, with the raw integers as '<name>_int'.")
     p.add_argument("model", help="ONNX model file, or a build folder written by pqc compile")
+    _add_input_shape(p)
     p.add_argument("--inputs", required=True, help=".npz file with the input arrays")
     p.add_argument("-o", "--output", required=True, help="output .npz file")
     p.add_argument("--batch-size", type=int, default=256, help="samples per executor call (default 256)")
@@ -223,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "program, emit C for the target into the output folder, verify the C bit-exactly "
                                    "against the simulator (when a C compiler exists) and write report.json/report.md.")
     p.add_argument("model", help="float ONNX model file")
+    _add_input_shape(p)
     p.add_argument("-o", "--output", required=True, help="build folder (created; must be empty unless --force)")
     p.add_argument("--target", default="shift-accel", help="code generation target (default shift-accel: add/shift only)")
     p.add_argument("--calib", default="fashion-mnist:train:256",

@@ -13,7 +13,7 @@ import argparse
 from typing import TYPE_CHECKING, Callable
 
 from . import console
-from .cli import EXIT_OK, _output_file
+from .cli import EXIT_OK, _add_input_shape, _load_onnx, _output_file
 from .errors import PqcError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,7 +45,6 @@ def _device(name: str) -> str:
 def cmd_prune(args: argparse.Namespace) -> int:
     from .data import load_dataset, load_training_data
     from .exporter import save_onnx
-    from .frontend import load_onnx
     from pqc.passes.adaprune import PruneConfig, adaprune
     from pqc.passes.adaprune.budget import BudgetRule
     from pqc.passes.adaprune.report import report_paths, write_prune_report
@@ -59,7 +58,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         criterion=args.criterion, val_samples=args.val_samples, calib_samples=args.calib_samples,
         uniform=args.uniform, train=_train_config(args),
     )
-    graph = load_onnx(args.model)
+    graph = _load_onnx(args)
     train = load_training_data(args.train)
     eval_data = load_dataset(args.eval) if args.eval else None
     result = adaprune(graph, train, config, eval_data)
@@ -81,12 +80,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .data import load_dataset, load_training_data
     from .exporter import save_onnx
-    from .frontend import load_onnx
     from pqc.passes.adaprune.train import accuracy, train_graph
 
     out = _output_file(args.output, args.force)
     config = _train_config(args, sparse_bn=args.sparse_bn)
-    graph = load_onnx(args.model)
+    graph = _load_onnx(args)
     data = load_training_data(args.data)
     result = train_graph(graph, data, config, desc="sparse train" if args.sparse_bn else "train")
     save_onnx(result.graph, out)
@@ -121,6 +119,7 @@ def add_parser(sub: argparse._SubParsersAction, add_common: Callable[[argparse.A
                     "and the best weight-inheritance criterion, then fine-tune. Needs a model with its "
                     "BatchNormalization nodes. Writes the pruned ONNX and <out>.report.json/.md next to it.")
     p.add_argument("model", help="float ONNX model with BatchNormalization nodes")
+    _add_input_shape(p)
     p.add_argument("--flops", type=float, required=True, help="MAC budget as a fraction of the original, e.g. 0.5")
     p.add_argument("--train", required=True, help="labelled training data: fashion-mnist[:N] or an .npz with x and y")
     p.add_argument("-o", "--output", required=True, help="pruned ONNX model to write")
@@ -142,6 +141,7 @@ def add_parser(sub: argparse._SubParsersAction, add_common: Callable[[argparse.A
                     "--sparse-bn S adds S*sign(gamma) to every BN scale's gradient, which drives unimportant "
                     "channels' scales towards zero before pruning.")
     p.add_argument("model", help="float ONNX model")
+    _add_input_shape(p)
     p.add_argument("--data", required=True, help="labelled training data: fashion-mnist[:N] or an .npz with x and y")
     p.add_argument("-o", "--output", required=True, help="trained ONNX model to write")
     p.add_argument("--sparse-bn", type=float, default=0.0, metavar="S", help="L1 strength on BN scales (e.g. 1e-4; default 0)")

@@ -32,7 +32,7 @@ def test_case_passes_or_is_refused_cleanly(name):
 
 def test_every_importer_op_passes_some_case():
     passing = {op for case in CASES if result_of(case.name).status == "pass" for op in case.op_types}
-    never = sorted({op for case in CASES for op in case.op_types} - passing - {"Shape"})
+    never = sorted({op for case in CASES for op in case.op_types} - passing - {"Shape", "ConstantOfShape"})  # fold-only
     assert never == [], f"ops with no passing conformance case: {never}"
 
 

@@ -153,10 +153,11 @@ def test_custom_domain_is_refused():
         load_onnx(model)
 
 
-def test_mul_of_two_activations_is_refused():
+def test_mul_of_two_activations_imports_lowering_decides():
     model = make_model([helper.make_node("Mul", ["x", "x"], ["y"], name="sq")], [("x", [1, 4])], [("y", [1, 4])])
-    with pytest.raises(ModelError, match="'sq' .Mul.: Mul of two activations"):
-        load_onnx(model)
+    x = np.arange(4, dtype=np.float32).reshape(1, 4)
+    expected, got = run_both(model.SerializeToString(), x)
+    np.testing.assert_allclose(got, expected)
 
 
 def test_weight_computed_at_run_time_is_refused():

@@ -20,7 +20,7 @@ from .shapes import TensorType
 FLOAT_DTYPE = "float32"
 
 #: Ops pqc accepts only when constant folding removes them (all their operands are constants).
-FOLDED_ONLY_OPS = ("Constant", "Shape")
+FOLDED_ONLY_OPS = ("Constant", "ConstantOfShape", "Shape")
 
 
 def supported_onnx_ops() -> list[str]:

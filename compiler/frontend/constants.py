@@ -54,7 +54,7 @@ def _evaluate(
         return None
     feeds = {i: known[i] for i in node.input if i}
     try:
-        return list(ReferenceEvaluator(node, opsets={"": opset}).run(None, feeds))
+        return list(ReferenceEvaluator(_one_node_model(node, opset)).run(None, feeds))
     except Exception as exc:  # the reference runtime raises many types; all mean the same here
         raise ModelError(f"node {node.name!r} ({node.op_type}): cannot evaluate it on its constant operands: {exc}") from exc
 
@@ -66,3 +66,14 @@ def _static_shape(node: onnx.NodeProto, types: dict[str, TensorType]) -> list[np
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     start, end = attrs.get("start", 0), attrs.get("end", None)
     return [np.array(t.shape[start:end], dtype=np.int64)]
+
+
+def _one_node_model(node: onnx.NodeProto, opset: int) -> onnx.ModelProto:
+    """``node`` alone in a model of the given opset: the reference runtime picks an op's schema by
+    the model's opset, while for a bare node it takes the newest (Unsqueeze-13 for an opset-11
+    Unsqueeze with attribute axes)."""
+    graph = onnx.helper.make_graph(
+        [node], "fold", [onnx.ValueInfoProto(name=i) for i in node.input if i],
+        [onnx.ValueInfoProto(name=o) for o in node.output if o],
+    )
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])

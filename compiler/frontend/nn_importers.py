@@ -1,4 +1,5 @@
-"""Importers of the layers with weights or windows: Conv, BatchNormalization, pooling, Gemm, MatMul.
+"""Importers of the layers with weights or windows: Conv, BatchNormalization, LRN, pooling, Gemm,
+MatMul.
 
 The IR's windowed ops are 2-D (N, C, H, W). A 1-D op (N, C, L) is imported as the same op on a
 unit-height view: Unsqueeze to (N, C, 1, L), the 2-D op with a 1-wide window along H, Squeeze
@@ -92,6 +93,18 @@ def batch_normalization(n: OnnxNode) -> Node:
     if n.attr("spatial", 1) != 1:
         raise n.refuse("BatchNormalization with spatial=0 (per-element statistics) is not supported")
     return n.ir("BatchNormalization", attrs={"epsilon": float(n.attr("epsilon", 1e-5)), "momentum": float(n.attr("momentum", 0.9))})
+
+
+@importer("LRN")
+def lrn(n: OnnxNode) -> Node:
+    if len(n.shape(0)) < 3:
+        raise n.refuse(f"LRN needs an (N, C, ...) input of rank 3 or more, got rank {len(n.shape(0))}")
+    size = int(n.attr("size"))
+    if size < 1:
+        raise n.refuse(f"size {size} must be positive")
+    attrs = {"size": size, "alpha": float(n.attr("alpha", 1e-4)), "beta": float(n.attr("beta", 0.75)),
+             "bias": float(n.attr("bias", 1.0))}
+    return n.ir("LRN", attrs=attrs)
 
 
 @importer("MaxPool")

@@ -1,5 +1,5 @@
-"""Importers of layout and plumbing ops: Reshape family, Concat, Pad, reductions, Softmax,
-Identity and Dropout.
+"""Importers of layout and plumbing ops: Reshape family, Transpose, Concat, Pad, reductions,
+Softmax, Identity and Dropout.
 
 Operands that ONNX passes as tensors (shapes, axes, pads) become attributes. Which opset passes
 them as attributes and which as inputs is decided here, so the IR has one form.
@@ -69,17 +69,37 @@ def unsqueeze(n: OnnxNode) -> Node:
     return n.ir("Unsqueeze", inputs=n.inputs[:1], attrs={"axes": axes})
 
 
-@importer("ReduceMean", const_inputs=(1,))
-def reduce_mean(n: OnnxNode) -> Node:
+def _reduce(op: str, first_opset_with_axes_input: int, empty_ok: bool) -> None:
+    """Register a reduction; ``empty_ok``: reducing an empty axis has a value (0 for a sum)."""
+
+    @importer(op, const_inputs=(1,))
+    def _import(n: OnnxNode) -> Node:
+        rank = len(n.shape(0))
+        axes = _axes(n, first_opset_with_axes_input)
+        if not axes:
+            if n.attr("noop_with_empty_axes", 0):
+                return n.ir("Identity", inputs=n.inputs[:1])
+            axes = tuple(range(rank))
+        attrs = {"axes": normalize_axes(n, axes, rank), "keepdims": int(n.attr("keepdims", 1))}
+        check_not_batch_axis(n, attrs["axes"], f"{op} over axis 0")
+        if not empty_ok and any(n.shape(0)[a] == 0 for a in attrs["axes"]):
+            raise n.refuse(f"{op} over an empty axis has no value")
+        return n.ir(op, inputs=n.inputs[:1], attrs=attrs)
+
+
+for _op, _opset, _empty_ok in (("ReduceMean", 18, False), ("ReduceSum", 13, True), ("ReduceMax", 18, False)):
+    _reduce(_op, _opset, _empty_ok)
+
+
+@importer("Transpose")
+def transpose(n: OnnxNode) -> Node:
     rank = len(n.shape(0))
-    axes = _axes(n, 18)
-    if not axes:
-        if n.attr("noop_with_empty_axes", 0):
-            return n.ir("Identity", inputs=n.inputs[:1])
-        axes = tuple(range(rank))
-    attrs = {"axes": normalize_axes(n, axes, rank), "keepdims": int(n.attr("keepdims", 1))}
-    check_not_batch_axis(n, attrs["axes"], "a mean over axis 0")
-    return n.ir("ReduceMean", inputs=n.inputs[:1], attrs=attrs)
+    given = n.attr("perm", tuple(reversed(range(rank))))
+    perm = tuple(normalize_axis(n, int(a), rank) for a in given)
+    if sorted(perm) != list(range(rank)):
+        raise n.refuse(f"perm {given} is not a permutation of the {rank} axes")
+    check_not_batch_axis(n, [0] if perm[0] != 0 else [], "Transpose moving axis 0")
+    return n.ir("Transpose", attrs={"perm": perm})
 
 
 @importer("Concat")

@@ -111,4 +111,4 @@ get_op = OPS.get
 
 
 # Registration side effects: each module defines and registers its ops.
-from . import arith, batchnorm, conv, elementwise, gemm, pool, reduce, shape, softmax  # noqa: E402,F401
+from . import arith, batchnorm, conv, elementwise, gemm, layout, normalization, pool, reduce, shape, softmax  # noqa: E402,F401

@@ -1,8 +1,9 @@
 """Binary arithmetic with numpy broadcasting: Add, Sub, Mul, Div.
 
 Add and Sub take two operands, either of which may be a constant (a learnable Parameter in the
-executor). Mul and Div take an activation ``x`` first and a constant ``c`` second; the frontend
-swaps a constant-first Mul into that order. Only Add carries a fused ``act`` (a residual add
+executor). Div takes an activation ``x`` first and a constant ``c`` second; Mul takes an
+activation first and a constant or another activation second (the frontend swaps a
+constant-first Mul). Only Add carries a fused ``act`` (a residual add
 followed by ReLU is the common case canonicalization fuses).
 """
 from __future__ import annotations
@@ -41,7 +42,8 @@ class Sub(OpDef):
 
 @register
 class Mul(OpDef):
-    """``x * c`` with ``c`` constant. No attributes."""
+    """``a * b`` with numpy broadcasting: an activation times a constant (normalized to the second
+    operand), or two activations (a squeeze-excite gate), which lowering refuses. No attributes."""
 
     name = "Mul"
 
