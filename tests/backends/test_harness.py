@@ -9,15 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from int_graph_builder import IntGraphBuilder, avg_attrs, conv, random_int_inputs, random_weights, zoo
+from int_graph_builder import random_int_inputs, zoo
 from int_helpers import resnet_like
 from pqc.backends import harness
 from pqc.backends.c_emitter import emit_c
 from pqc.backends.harness import BuildError, build, check_cortex_m0, check_rv32i, run_c, verify
-from pqc.intmath import reciprocal
 from pqc.backends.simulator import quantize_input, simulate
 from pqc.errors import DataError, PqcError, VerificationError
-from pqc.ir import Graph
 from pqc.passes.lower import lower
 
 HAVE_CC = shutil.which("gcc") is not None
