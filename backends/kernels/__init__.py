@@ -24,16 +24,21 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class KernelDef:
-    """Base class of kernels: subclasses set ``name``, ``op``, ``variant`` and ``template`` and
-    override ``c_context`` when the template needs more than the node's attributes."""
+    """Base class of kernels: subclasses set ``name`` (``<op>_<variant>``, also the template's
+    file name ``codegen_templates/<name>.c.j2``), ``op`` and ``variant``, and override
+    ``c_context`` when the template needs more than the node's attributes."""
 
     name: str = ""
     #: the integer op (`pqc.intops`) this kernel implements
     op: str = ""
     variant: str = ""
-    template: str = ""
     #: the kernel an op's nodes get when no selection pass chose one (exactly one per op)
     default: bool = True
+
+    @property
+    def template(self) -> str:
+        """The kernel's template file, named after the kernel."""
+        return f"{self.name}.c.j2"
 
     def c_context(self, node: "Node", graph: "Graph") -> dict[str, Any]:
         return dict(node.attrs)

@@ -10,7 +10,6 @@ class QAddGeneric(KernelDef):
     name = "qadd_generic"
     op = "QAdd"
     variant = "generic"
-    template = "qadd.c.j2"
 
     def c_context(self, node, graph):
         """The attributes, with the three shifts checked against the C's range."""

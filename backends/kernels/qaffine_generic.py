@@ -12,7 +12,6 @@ class QAffineGeneric(KernelDef):
     name = "qaffine_generic"
     op = "QAffine"
     variant = "generic"
-    template = "qaffine.c.j2"
 
     def c_context(self, node, graph):
         """Per channel: the NAF record of ``m[c]``, the bias and the shift; ``inner`` elements

@@ -11,7 +11,6 @@ class QAvgPoolGeneric(KernelDef):
     name = "qavgpool_generic"
     op = "QAvgPool"
     variant = "generic"
-    template = "qavgpool.c.j2"
 
     def c_context(self, node, graph):
         """Zero-padded planes, the window's taps, one multiplier record and shift per distinct

@@ -12,7 +12,6 @@ class QConcatGeneric(KernelDef):
     name = "qconcat_generic"
     op = "QConcat"
     variant = "generic"
-    template = "qconcat.c.j2"
 
     def c_context(self, node, graph):
         """``outer`` blocks (the dims before ``axis``), each the inputs' ``inners`` elements in turn."""

@@ -12,7 +12,6 @@ class QConvTables(KernelDef):
     name = "qconv_tables"
     op = "QConv"
     variant = "tables"
-    template = "qconv.c.j2"
 
     def c_context(self, node, graph):
         """Zero-padded input planes (when padded) and digit tables whose offsets cover the

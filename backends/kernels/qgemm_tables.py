@@ -12,7 +12,6 @@ class QGemmTables(KernelDef):
     name = "qgemm_tables"
     op = "QGemm"
     variant = "tables"
-    template = "qgemm.c.j2"
 
     def c_context(self, node, graph):
         """Digit tables over the K inputs of a row; ``rows`` samples of one call (the IR's N)."""

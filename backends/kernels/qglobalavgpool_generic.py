@@ -10,7 +10,6 @@ class QGlobalAvgPoolGeneric(KernelDef):
     name = "qglobalavgpool_generic"
     op = "QGlobalAvgPool"
     variant = "generic"
-    template = "qglobalavgpool.c.j2"
 
     def c_context(self, node, graph):
         """The multiplier's NAF record and the total rounding shift ``k + shift_base``."""

@@ -10,7 +10,6 @@ class QLutGeneric(KernelDef):
     name = "qlut_generic"
     op = "QLut"
     variant = "generic"
-    template = "qlut.c.j2"
 
     def c_context(self, node, graph):
         """The table in the output's C type."""

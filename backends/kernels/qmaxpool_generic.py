@@ -11,7 +11,6 @@ class QMaxPoolGeneric(KernelDef):
     name = "qmaxpool_generic"
     op = "QMaxPool"
     variant = "generic"
-    template = "qmaxpool.c.j2"
 
     def c_context(self, node, graph):
         """Input planes padded with the dtype's minimum (so padding never wins) and the window's

@@ -9,4 +9,3 @@ class QReshapeGeneric(KernelDef):
     name = "qreshape_generic"
     op = "QReshape"
     variant = "generic"
-    template = "qreshape.c.j2"
