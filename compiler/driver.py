@@ -8,20 +8,30 @@ report. The build folder then holds everything later commands need:
     program.json, program.npz                   the integer program (the simulator's input)
     float.onnx                                  the float model the program was quantized from
     report.json, report.md                      what was built and measured
+    timings.json                                seconds per stage (the only file that differs
+                                                between two identical compiles)
 
-`pqc verify`, `pqc run` and `pqc evaluate` work from the folder alone (`load_build`).
+The folder is written through `pqc.build_folder.staged_folder`: it appears complete or not at
+all. `pqc verify`, `pqc run` and `pqc evaluate` work from the folder alone (`load_build`), and
+refuse one that lacks any of these files.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from . import console
-from .errors import DataError, PqcError
+from .build_folder import require_files, staged_folder
+from .data_checks import check_samples, checked_inputs, checked_labelled
+from .errors import PqcError, VerificationError
 from .ir import Graph
 from .pipeline import PassContext, Pipeline
 from .quant import WeightQuant, get_quant
@@ -29,8 +39,15 @@ from .report import layer_errors, weight_digits, write_report
 from .serialize import load_graph, save_graph
 from .targets import get_target
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import Dataset
+
 PROGRAM = "program"
 FLOAT_MODEL = "float.onnx"
+TIMINGS = "timings.json"
+#: what every complete build folder holds besides the C model files named in its manifest
+BUILD_FILES = (f"{PROGRAM}.json", f"{PROGRAM}.npz", FLOAT_MODEL, "manifest.json", "main.c", "Makefile",
+               "report.json", "report.md", TIMINGS)
 #: calibration samples the per-layer SQNR/clip figures are measured on
 ERROR_SAMPLES = 64
 #: random int8 inputs verification adds to the user's (they reach saturation corners)
@@ -45,32 +62,6 @@ class Build:
     program: Graph
     float_graph: Graph
     report: dict[str, Any] = field(default_factory=dict)
-
-
-def prepare_output_dir(out_dir: str | Path, force: bool) -> Path:
-    """The build folder, created if needed; a non-empty one is used only with ``force``."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise PqcError(f"output {out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise PqcError(f"output folder {out} is not empty; pass --force to overwrite its files")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".pqc-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise PqcError(f"cannot write to output folder {out}: {exc.strerror or exc}") from exc
-    return out
-
-
-def resolve_data(data: str | np.ndarray | None) -> np.ndarray | None:
-    """Calibration/verification inputs from an array, a bundled data set spec or an .npz path."""
-    if data is None or isinstance(data, np.ndarray):
-        return data
-    from .data import load_dataset
-
-    return load_dataset(data).x
 
 
 def compile_model(
@@ -116,65 +107,73 @@ def compile_model(
     from pqc.backends.c_emitter import emit_c
 
     tgt = get_target(target)
-    out = prepare_output_dir(out_dir, force)
-    stages: list[dict[str, Any]] = []
+    # The build (and the IR dump) is staged beside its target and appears only once complete.
+    with staged_folder(out_dir, force) as out, (
+            staged_folder(dump_ir, force, "--dump-ir folder") if dump_ir is not None else contextlib.nullcontext()
+    ) as dump_dir:
+        stages: list[dict[str, Any]] = []
 
-    def timed(name: str, t0: float) -> None:
-        stages.append({"name": name, "seconds": round(time.monotonic() - t0, 3)})
+        def timed(name: str, t0: float) -> None:
+            stages.append({"name": name, "seconds": round(time.monotonic() - t0, 3)})
 
-    t0 = time.monotonic()
-    graph = model if isinstance(model, Graph) else load_onnx(model)
-    timed("import", t0)
-    calib_x = resolve_data(calib)
-    spec = pipeline or tgt.pipeline(
-        {"method": method, "wbits": wbits, "abits": abits, "weight_format": weight_format,
-         "first_last_bits": first_last_bits, "mode": mode, "iters": iters, "calib_size": calib_size}
-    )
-    if prune_flops is not None and pipeline is None:  # AdaPruner needs the BN nodes: it runs first
-        spec = f"adaprune(flops={prune_flops},data={train},epochs={prune_epochs}),{spec}"
-    pipe = Pipeline.parse(spec, verify=True, dump_dir=dump_ir)
-    ctx = PassContext(calib=calib_x, seed=seed, device=device)
-    console.info(f"compiling {graph.name} for {tgt.name}: {spec}")
-    if pipe.names()[-1:] != ["lower"]:  # checked before any (possibly long) pass runs
-        raise PqcError(f"pipeline {spec!r} must end in the integer program: its last pass must be 'lower'")
-    pipe.start(graph, ctx)
-    while pipe.position < len(pipe) - 1:
-        pipe.step()
-    annotated = pipe.graph  # the quantized float graph the program is lowered from
-    program = pipe.step()
-    stages += [{"name": t.name, "seconds": round(t.seconds, 3)} for t in ctx.timings]
-
-    t0 = time.monotonic()
-    emitted = emit_c(program, out, prefix=prefix)
-    save_graph(program, out / PROGRAM)
-    save_onnx(annotated, out / FLOAT_MODEL)
-    timed("emit C", t0)
-
-    t0 = time.monotonic()
-    sample = calib_x[:ERROR_SAMPLES] if calib_x is not None else None
-    errors = _measure_errors(annotated, program, sample) if sample is not None else {}
-    timed("measure errors", t0)
-
-    build = Build(out, program, annotated)
-    report = _base_report(build, tgt.name, spec, seed, emitted.memory.to_dict(), errors, stages,
-                          0 if sample is None else len(sample))
-    for stage in ("adaprune", "rapq"):  # passes that leave a report of their own
-        if stage in ctx.state:
-            report[stage] = ctx.state[stage]
-    if verify:
         t0 = time.monotonic()
-        xs = resolve_data(verify_inputs) if verify_inputs is not None else sample
-        vrep = verify_build(build, xs, seed=seed)
-        timed("verify", t0)
-        report["verification"] = vrep.to_dict()
-        report["totals"]["flash_bytes"] = _flash_bytes(vrep)
-    if eval_data is not None:
+        graph = model if isinstance(model, Graph) else load_onnx(model)
+        timed("import", t0)
+        # Every data argument is checked against the model before any pass runs.
+        calib_x = checked_inputs(graph, calib, "calibration data") if calib is not None else None
+        verify_x = checked_inputs(graph, verify_inputs, "verification inputs") if verify_inputs is not None else None
+        eval_set = checked_labelled(graph, eval_data, "evaluation data") if eval_data is not None else None
+        if prune_flops is not None and pipeline is None:
+            checked_labelled(graph, train, "training data", training=True)
+        spec = pipeline or tgt.pipeline(
+            {"method": method, "wbits": wbits, "abits": abits, "weight_format": weight_format,
+             "first_last_bits": first_last_bits, "mode": mode, "iters": iters, "calib_size": calib_size}
+        )
+        if prune_flops is not None and pipeline is None:  # AdaPruner needs the BN nodes: it runs first
+            spec = f"adaprune(flops={prune_flops},data={train},epochs={prune_epochs}),{spec}"
+        pipe = Pipeline.parse(spec, verify=True, dump_dir=dump_dir)
+        ctx = PassContext(calib=calib_x, seed=seed, device=device)
+        console.info(f"compiling {graph.name} for {tgt.name}: {spec}")
+        if pipe.names()[-1:] != ["lower"]:  # checked before any (possibly long) pass runs
+            raise PqcError(f"pipeline {spec!r} must end in the integer program: its last pass must be 'lower'")
+        pipe.start(graph, ctx)
+        while pipe.position < len(pipe) - 1:
+            pipe.step()
+        annotated = pipe.graph  # the quantized float graph the program is lowered from
+        program = pipe.step()
+        stages += [{"name": t.name, "seconds": round(t.seconds, 3)} for t in ctx.timings]
+
         t0 = time.monotonic()
-        report["accuracy"] = evaluate_build(build, eval_data)
-        timed("evaluate", t0)
-    report["stages"] = stages
-    build.report = report
-    write_report(report, out)
+        emitted = emit_c(program, out, prefix=prefix)
+        save_graph(program, out / PROGRAM)
+        save_onnx(annotated, out / FLOAT_MODEL)
+        timed("emit C", t0)
+
+        t0 = time.monotonic()
+        sample = calib_x[:ERROR_SAMPLES] if calib_x is not None else None
+        errors = _measure_errors(annotated, program, sample) if sample is not None else {}
+        timed("measure errors", t0)
+
+        build = Build(out, program, annotated)
+        report = _base_report(build, tgt.name, spec, seed, emitted.memory.to_dict(), errors,
+                              0 if sample is None else len(sample))
+        for stage in ("adaprune", "rapq"):  # passes that leave a report of their own
+            if stage in ctx.state:
+                report[stage] = ctx.state[stage]
+        if verify:
+            t0 = time.monotonic()
+            vrep = verify_build(build, verify_x if verify_x is not None else sample, seed=seed)
+            timed("verify", t0)
+            report["verification"] = vrep.to_dict()
+            report["totals"]["flash_bytes"] = _flash_bytes(vrep)
+        if eval_set is not None:
+            t0 = time.monotonic()
+            report["accuracy"] = evaluate_build(build, eval_set)
+            timed("evaluate", t0)
+        build.report = report
+        write_report(report, out)
+        (out / TIMINGS).write_text(json.dumps({"stages": stages}, indent=1) + "\n")
+    build.out_dir = Path(out_dir)
     return build
 
 
@@ -189,7 +188,7 @@ def _measure_errors(float_graph: Graph, program: Graph, x: np.ndarray) -> dict[s
 
 
 def _base_report(build: Build, target: str, spec: str, seed: int, memory: dict[str, Any],
-                 errors: Mapping[str, Mapping[str, float]], stages: list, error_samples: int) -> dict[str, Any]:
+                 errors: Mapping[str, Mapping[str, float]], error_samples: int) -> dict[str, Any]:
     from pqc.backends.intops import get_int_op
 
     program, fgraph = build.program, build.float_graph
@@ -220,13 +219,13 @@ def _base_report(build: Build, target: str, spec: str, seed: int, memory: dict[s
     totals["arena_bytes"] = int(memory["arena_bytes"])
     totals["flash_bytes"] = None
     return {
-        "model": program.name, "out_dir": str(build.out_dir), "target": target, "pipeline": spec, "seed": seed,
+        "model": program.name, "target": target, "pipeline": spec, "seed": seed,
         "input": {"name": program.inputs[0], "shape": list(program.values[program.inputs[0]].shape),
                   "exp": program.values[program.inputs[0]].meta["exp"]},
         "outputs": [{"name": o, "shape": list(program.values[o].shape), "dtype": program.values[o].dtype,
                      "exp": program.values[o].meta["exp"]} for o in program.outputs],
         "dropped_softmax": list(program.meta.get("dropped_softmax", ())),
-        "memory": memory, "layers": layers, "totals": totals, "error_samples": error_samples, "stages": stages,
+        "memory": memory, "layers": layers, "totals": totals, "error_samples": error_samples,
     }
 
 
@@ -239,12 +238,14 @@ def _flash_bytes(vrep) -> int | None:
 
 
 def load_build(build_dir: str | Path) -> Build:
-    """A build folder written by `compile_model` (PqcError when it is not one)."""
+    """A complete build folder written by `compile_model` (PqcError when it is not one, or lacks a file)."""
+    from pqc.backends.c_emitter import read_manifest
+
     from .frontend import load_onnx
 
-    out = Path(build_dir)
-    if not (out / f"{PROGRAM}.json").exists():
-        raise PqcError(f"{out} is not a pqc build folder ({PROGRAM}.json missing): run `pqc compile` first")
+    out = require_files(build_dir, BUILD_FILES, "pqc build folder")
+    prefix = read_manifest(out)["prefix"]
+    require_files(out, (f"{prefix}.c", f"{prefix}.h"), "pqc build folder")
     return Build(out, load_graph(out / PROGRAM), load_onnx(out / FLOAT_MODEL))
 
 
@@ -261,20 +262,22 @@ def verify_build(build: Build, x_float: np.ndarray | None, *, seed: int = 0, ran
     shape = prog.values[prog.inputs[0]].shape[1:]
     parts = []
     if x_float is not None:
-        parts.append(quantize_input(prog, check_float_inputs(prog, x_float)))
+        parts.append(quantize_input(prog, check_samples(prog, x_float, "verification inputs")))
     lo, hi = format_range(meta["bits"], meta["signed"])
     rng = np.random.default_rng(seed)
     parts.append(rng.integers(lo, hi + 1, size=(random_samples, *shape)).astype(prog.values[prog.inputs[0]].dtype))
-    return verify(prog, build.out_dir, np.concatenate(parts))
+    try:
+        return verify(prog, build.out_dir, np.concatenate(parts))
+    except VerificationError as exc:
+        if _DISK_FULL in str(exc):  # the C toolchain could not write: not a disagreement of the C
+            raise PqcError(f"cannot build the C in {build.out_dir}: {_DISK_FULL.lower()}") from None
+        raise
 
 
-def check_float_inputs(prog: Graph, x: np.ndarray) -> np.ndarray:
-    shape = tuple(prog.values[prog.inputs[0]].shape[1:])
-    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
-        raise DataError(f"inputs must have shape [N, {', '.join(map(str, shape))}], got {list(x.shape)}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise DataError(f"inputs must be floating point (the model's float input), got {x.dtype}")
-    return x
+#: the C library's message for ENOSPC, which the compiler and linker print when the disk is full
+_DISK_FULL = os.strerror(errno.ENOSPC)
+
+
 
 
 def run_program(build: Build, x_float: np.ndarray) -> dict[str, np.ndarray]:
@@ -283,7 +286,7 @@ def run_program(build: Build, x_float: np.ndarray) -> dict[str, np.ndarray]:
     from pqc.backends.simulator import dequantize, quantize_input, simulate
 
     prog = build.program
-    ints = simulate(prog, quantize_input(prog, check_float_inputs(prog, x_float)))
+    ints = simulate(prog, quantize_input(prog, check_samples(prog, x_float, "inputs")))
     out: dict[str, np.ndarray] = {}
     for name in prog.outputs:
         out[name] = dequantize(prog, name, ints[name]).astype(np.float32)
@@ -291,20 +294,17 @@ def run_program(build: Build, x_float: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def evaluate_build(build: Build, data: str) -> dict[str, Any]:
-    """Top-1 accuracy of the float model and of the integer program on labelled ``data``."""
-    from .data import load_dataset
+def evaluate_build(build: Build, data: "str | Dataset") -> dict[str, Any]:
+    """Top-1 accuracy of the float model and of the integer program on labelled ``data`` (a spec
+    or a `Dataset`; every label must be one of the model's classes)."""
     from .executor import FloatExecutor
 
-    ds = load_dataset(data)
-    if ds.y is None:
-        raise DataError(f"{data}: evaluation needs labels (an array 'y')")
-    x = check_float_inputs(build.program, ds.x)
-    out_float = FloatExecutor(build.float_graph).run(x)[build.float_graph.outputs[0]]
-    out_int = run_program(build, x)[build.program.outputs[0]]
+    ds = checked_labelled(build.program, data, "evaluation data")
+    out_float = FloatExecutor(build.float_graph).run(ds.x)[build.float_graph.outputs[0]]
+    out_int = run_program(build, ds.x)[build.program.outputs[0]]
     y = ds.y
     return {
-        "data": data, "n": int(len(y)),
+        "data": data if isinstance(data, str) else ds.name, "n": int(len(y)),
         "float_top1": float(np.mean(np.argmax(out_float.reshape(len(y), -1), 1) == y)),
         "int_top1": float(np.mean(np.argmax(out_int.reshape(len(y), -1), 1) == y)),
     }
