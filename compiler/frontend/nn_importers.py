@@ -104,7 +104,6 @@ def max_pool(n: OnnxNode) -> list[Node]:
     if n.output_used(1):
         raise n.refuse("the Indices output of MaxPool is not supported")
     attrs = {**_window_attrs(n, ()), "ceil_mode": int(n.attr("ceil_mode", 0))}
-    _check_ceil_mode(n, attrs)
     return _windowed(n, "MaxPool", attrs, [])
 
 
@@ -114,25 +113,8 @@ def average_pool(n: OnnxNode) -> list[Node]:
     if any(d != 1 for d in attrs.pop("dilations")):
         raise n.refuse("AveragePool with dilations other than 1 is not supported")
     attrs.update(ceil_mode=int(n.attr("ceil_mode", 0)), count_include_pad=int(n.attr("count_include_pad", 0)))
-    _check_ceil_mode(n, {"dilations": (1, 1), **attrs})
     return _windowed(n, "AveragePool", attrs, [])
 
-
-def _check_ceil_mode(n: OnnxNode, attrs: dict) -> None:
-    """Refuse a ceil_mode pool whose output size ONNX and the executors (torch) compute differently:
-    torch drops a last window that would start in the right padding, ONNX before opset 19 keeps it."""
-    if not attrs["ceil_mode"]:
-        return
-    sizes = (1,) * (4 - len(n.shape(0))) + tuple(n.shape(0)[2:])
-    pads = attrs["pads"]
-    for axis, (size, k, s, d) in enumerate(zip(sizes, attrs["kernel_shape"], attrs["strides"], attrs["dilations"])):
-        begin, end = pads[axis], pads[axis + 2]
-        onnx_out = math.ceil((size + begin + end - d * (k - 1) - 1) / s) + 1
-        torch_out = onnx_out - 1 if (onnx_out - 1) * s >= size + begin else onnx_out
-        if onnx_out != torch_out:
-            raise n.refuse(f"ceil_mode=1 with these pads gives {onnx_out} outputs along spatial axis {axis} "
-                           f"in ONNX but {torch_out} in pqc's executors (a last window starting in the padding); "
-                           "export with ceil_mode=0 or adjust the pads")
 
 
 @importer("GlobalAveragePool")
