@@ -11,13 +11,13 @@ import argparse
 import contextlib
 import importlib
 import json
-import os
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, NoReturn, Sequence
 
-from . import __version__, console
+from . import __version__, arg_types, console
+from .build_folder import check_file_target, staged_file
 from .errors import PqcError
 from .quant import BitWidths
 
@@ -72,16 +72,11 @@ def _load_onnx(args: argparse.Namespace) -> "Graph":
     return load_onnx(args.model, input_shapes=dict(parse_input_shape(s) for s in args.input_shape))
 
 
-def _output_file(path: str, force: bool) -> Path:
-    """Check an output file may be written: never overwrite without --force."""
-    out = Path(path)
-    if out.exists() and not force:
-        raise PqcError(f"{out} exists; pass --force to overwrite it")
-    if not out.parent.exists():
-        raise PqcError(f"cannot write {out}: folder {out.parent} does not exist")
-    if not os.access(out.parent, os.W_OK):
-        raise PqcError(f"cannot write {out}: folder {out.parent} is not writable")
-    return out
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as the one line every pqc error is (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 # ----------------------------------------------------------------------------- inspect
@@ -105,21 +100,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .data import load_inputs
 
-    out = _output_file(args.output, args.force)
+    from .data_checks import check_samples
+
+    out = check_file_target(args.output, args.force)  # before any work; the exact name is written
     if Path(args.model).is_dir():  # a build folder: the integer program
         from .driver import load_build, run_program
 
         build = load_build(args.model)
-        feeds = load_inputs(args.inputs, build.program.inputs)
-        results = run_program(build, feeds[build.program.inputs[0]])
+        graph = build.program
+        feeds = load_inputs(args.inputs, graph.inputs)
+        check_samples(graph, feeds[graph.inputs[0]], f"--inputs {args.inputs}")
+        results = run_program(build, feeds[graph.inputs[0]])
     else:
         from .executor import FloatExecutor
 
         graph = _load_onnx(args)
         feeds = load_inputs(args.inputs, graph.inputs)
+        if len(graph.inputs) == 1:
+            check_samples(graph, feeds[graph.inputs[0]], f"--inputs {args.inputs}")
         results = FloatExecutor(graph).run(feeds, batch_size=args.batch_size)
         results = {name: results[name] for name in graph.outputs}
-    np.savez(out, **results)
+    with staged_file(out, args.force) as stage, open(stage, "wb") as f:
+        np.savez(f, **results)  # a file object: numpy appends no .npz to the name
     for name, arr in results.items():
         console.info(f"{name}: {arr.dtype}{list(arr.shape)}")
     console.info(f"wrote {out}")
@@ -137,7 +139,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device, dump_ir=args.dump_ir, verify=not args.no_verify,
         verify_inputs=args.verify_inputs, eval_data=args.eval, force=args.force,
     )
-    _print_build_summary(compile_model(model, args.output, options).report)
+    build = compile_model(model, args.output, options)
+    _print_build_summary(build.report, build.out_dir)
     return EXIT_OK
 
 
@@ -157,9 +160,9 @@ def _quant_options(args: argparse.Namespace):
     return QuantizeOptions(**({"method": args.method} if args.method else {}), **given)
 
 
-def _print_build_summary(report: dict) -> None:
+def _print_build_summary(report: dict, out_dir: Path) -> None:
     t = report["totals"]
-    lines = [f"compiled {report['model']} -> {report.get('out_dir', '')}".rstrip(" ->"),
+    lines = [f"compiled {report['model']} -> {out_dir}",
              f"  weights {t['weight_bytes']:,} B, arena {t['arena_bytes']:,} B"
              + (f", Cortex-M0 flash {t['flash_bytes']:,} B" if t.get("flash_bytes") else "")
              + f"; {t['adds']:,} adds and {t['shifts']:,} shifts per inference"]
@@ -173,10 +176,11 @@ def _print_build_summary(report: dict) -> None:
 
 # ----------------------------------------------------------------------------- verify
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .driver import load_build, resolve_data, verify_build
+    from .data_checks import checked_inputs
+    from .driver import load_build, verify_build
 
     build = load_build(args.build)
-    x = resolve_data(args.inputs) if args.inputs else None
+    x = checked_inputs(build.program, args.inputs, "--inputs") if args.inputs else None
     report = verify_build(build, x, seed=args.seed, random_samples=args.random)
     for c in report.checks:
         print(f"{c.status:8} {c.name}: {c.details}")
@@ -201,7 +205,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pqc",
         description="pqc compiles trained CNNs (ONNX) into pruned, power-of-two quantized, multiplier-free C, verified bit-exact.",
         epilog="Exit status: 0 ok, 1 verification failure, 2 usage or input error, 3 internal error.",
@@ -230,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_shape(p)
     p.add_argument("--inputs", required=True, help=".npz file with the input arrays")
     p.add_argument("-o", "--output", required=True, help="output .npz file")
-    p.add_argument("--batch-size", type=int, default=256, help="samples per executor call (default 256)")
+    p.add_argument("--batch-size", type=arg_types.positive, default=256, help="samples per executor call (default 256)")
     p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     _add_common(p)
     p.set_defaults(func=cmd_run)
@@ -252,8 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "accuracy reference that no shift-only target accepts)")
     p.add_argument("--mode", choices=["quick", "full"],
                    help="rapq: quick (default) or full (4x the iterations, BN-derived loss exponent range 1..1.9)")
-    p.add_argument("--iters", type=int, help="rapq: iterations per unit (default 0: the mode's)")
-    p.add_argument("--calib-size", type=int, help="rapq: calibration samples used (default 256)")
+    p.add_argument("--iters", type=arg_types.non_negative, help="rapq: iterations per unit (default 0: the mode's)")
+    p.add_argument("--calib-size", type=arg_types.positive, help="rapq: calibration samples used (default 256)")
     p.add_argument("--wbits", type=int, help=f"weight bits, 2..8 (default {BitWidths.wbits})")
     p.add_argument("--abits", type=int, help=f"activation bits, 4..8 (default {BitWidths.abits})")
     p.add_argument("--weight-format", choices=["int", "pot"],
@@ -261,9 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-last-bits", type=int,
                    help=f"bits of the first and last layers (default {BitWidths.first_last_bits})")
     p.add_argument("--pipeline", help="custom pass pipeline spec, e.g. 'canonicalize,quantize(wbits=4),lower'")
-    p.add_argument("--prefix", default="model", help="C identifier prefix: <prefix>_run, <prefix>.h (default model)")
-    p.add_argument("--seed", type=int, default=0, help="seed for every randomized step (default 0)")
-    p.add_argument("--device", default="cpu", help="torch device for calibration and reconstruction (default cpu)")
+    p.add_argument("--prefix", type=arg_types.c_prefix, default="model", help="C identifier prefix: <prefix>_run, <prefix>.h (default model)")
+    p.add_argument("--seed", type=arg_types.seed, default=0, help="seed for every randomized step (default 0)")
+    p.add_argument("--device", type=arg_types.torch_device, default="cpu", help="torch device for calibration and reconstruction (default cpu)")
     p.add_argument("--dump-ir", metavar="DIR", help="write a snapshot of the IR after every pass into DIR")
     p.add_argument("--no-verify", action="store_true", help="skip building and verifying the C")
     p.add_argument("--verify-inputs", help="inputs for verification (.npz or data set); default: calibration samples")
@@ -274,8 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prune channels with AdaPruner first, keeping at most this share of the MACs (e.g. 0.5)")
     p.add_argument("--train", default="fashion-mnist:train",
                    help="labelled training data for pruning's criterion choice and fine-tuning (default fashion-mnist:train)")
-    p.add_argument("--prune-epochs", type=int, help="fine-tuning epochs after pruning (default: adaprune's, 1)")
-    p.add_argument("--force", action="store_true", help="write into a non-empty output folder")
+    p.add_argument("--prune-epochs", type=arg_types.non_negative, help="fine-tuning epochs after pruning (default: adaprune's, 1)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing output folder (and --dump-ir folder) once the new build is complete")
     _add_common(p)
     p.set_defaults(func=cmd_compile)
 
@@ -286,8 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(naming the first differing layer); checks whose tool is missing are reported as skipped.")
     p.add_argument("build", help="build folder written by pqc compile")
     p.add_argument("--inputs", help="float inputs (.npz with 'x', or a data set such as fashion-mnist:test:32)")
-    p.add_argument("--random", type=int, default=RANDOM_DEFAULT, help=f"random integer inputs added (default {RANDOM_DEFAULT})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--random", type=arg_types.non_negative, default=RANDOM_DEFAULT, help=f"random integer inputs added (default {RANDOM_DEFAULT})")
+    p.add_argument("--seed", type=arg_types.seed, default=0, help="seed of the random inputs (default 0)")
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS", dest="verify_timeout",
                    help="stop (exit 2) when the verification takes longer than this")
     _add_common(p)
@@ -310,7 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
+        return int(exc.code or 0)
     console.set_verbosity(console.QUIET if args.quiet else console.VERBOSE if args.verbose else console.NORMAL)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

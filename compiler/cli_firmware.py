@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from . import console
+from . import arg_types, console
 from .cli import EXIT_OK, EXIT_VERIFY
 from .errors import PqcError
 
@@ -33,11 +33,11 @@ def _inputs(build: Build, data: str | None, samples: int, seed: int) -> np.ndarr
     from pqc.backends.firmware import random_inputs
     from pqc.backends.simulator import quantize_input
 
-    from .driver import check_float_inputs, resolve_data
+    from .data_checks import checked_inputs
 
     if data is None:
         return random_inputs(build.program, samples, seed)
-    return quantize_input(build.program, check_float_inputs(build.program, resolve_data(data)[:samples]))
+    return quantize_input(build.program, checked_inputs(build.program, data, "--inputs")[:samples])
 
 
 def _record(out_dir: Path, figures: Figures) -> None:
@@ -59,8 +59,8 @@ def cmd_firmware(args: argparse.Namespace) -> int:
 
     if args.board is None and args.ram_budget is None:
         raise PqcError("pqc firmware: give --board to build and run the firmware, or --ram-budget to check the RAM")
-    if args.samples < 1 or args.timeout <= 0:
-        raise PqcError("pqc firmware: --samples and --timeout must be positive")
+    if args.timeout <= 0:
+        raise PqcError("pqc firmware: --timeout must be positive")
     build = load_build(args.build)
     if args.ram_budget is not None:
         fit = ram_fit(build.out_dir, parse_bytes(args.ram_budget), parse_bytes(args.stack))
@@ -95,8 +95,8 @@ def add_parser(sub: argparse._SubParsersAction, add_common: Callable[[argparse.A
                    "mps2-an385 (the same ARMv6-M image on a Cortex-M3 with 4 MiB), rv32-virt (RV32I, no multiplier)")
     p.add_argument("--inputs", help="float inputs to quantize (.npz with 'x', or a data set such as fashion-mnist:test); "
                    "default: random integer inputs")
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help=f"samples embedded (default {DEFAULT_SAMPLES})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--samples", type=arg_types.positive, default=DEFAULT_SAMPLES, help=f"samples embedded (default {DEFAULT_SAMPLES})")
+    p.add_argument("--seed", type=arg_types.seed, default=0, help="seed of the random inputs (default 0)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                    help=f"seconds QEMU may run (default {DEFAULT_TIMEOUT_S})")
     p.add_argument("--ram-budget", metavar="SIZE", help="RAM of the part, e.g. 16K: check that the model fits it")

@@ -12,12 +12,15 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Callable
 
-from . import console
-from .cli import EXIT_OK, _add_input_shape, _load_onnx, _output_file
-from .errors import PqcError
+from . import arg_types, console
+from .build_folder import check_file_target, staged_file
+from .cli import EXIT_OK, _add_input_shape, _load_onnx
 
 if TYPE_CHECKING:  # pragma: no cover
     from pqc.passes.adaprune.train import TrainConfig
+
+    from .data import Dataset
+    from .ir import Graph
 
 REPORT_SUFFIX = ".report"
 
@@ -27,42 +30,37 @@ def _train_config(args: argparse.Namespace, sparse_bn: float = 0.0) -> "TrainCon
     from pqc.passes.adaprune.train import TrainConfig
 
     return TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, sparse_bn=sparse_bn,
-                       hflip=args.hflip, seed=args.seed, device=_device(args.device))
+                       hflip=args.hflip, seed=args.seed, device=args.device)
 
 
-def _device(name: str) -> str:
-    import torch
+def _labelled(graph: "Graph", args: argparse.Namespace, flag: str) -> "Dataset":
+    """The labelled data of ``--<flag>`` checked against ``graph`` (see `pqc.data_checks`)."""
+    from .data_checks import checked_labelled
 
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise PqcError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PqcError(f"--device {name}: this torch build sees no CUDA device")
-    return name
+    return checked_labelled(graph, getattr(args, flag), f"--{flag}", training=flag != "eval")
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from .data import load_dataset, load_training_data
     from .exporter import save_onnx
     from pqc.passes.adaprune import PruneConfig, adaprune
     from pqc.passes.adaprune.budget import BudgetRule
     from pqc.passes.adaprune.report import report_paths, write_prune_report
 
-    out = _output_file(args.output, args.force)
+    out = check_file_target(args.output, args.force)
     stem = out.with_name(out.stem + REPORT_SUFFIX)
     for path in report_paths(stem).values():
-        _output_file(str(path), args.force)
+        check_file_target(path, args.force)
     config = PruneConfig(
         flops=args.flops, rule=BudgetRule(k_min=args.k_min, c_min=args.c_min, round_to=args.round_to),
         criterion=args.criterion, val_samples=args.val_samples, calib_samples=args.calib_samples,
         uniform=args.uniform, train=_train_config(args),
     )
     graph = _load_onnx(args)
-    train = load_training_data(args.train)
-    eval_data = load_dataset(args.eval) if args.eval else None
+    train = _labelled(graph, args, "train")
+    eval_data = _labelled(graph, args, "eval") if args.eval else None
     result = adaprune(graph, train, config, eval_data)
-    save_onnx(result.graph, out)
+    with staged_file(out, args.force) as stage:
+        save_onnx(result.graph, stage)
     written, note = write_prune_report(result.report, stem)
     budget = result.report["budget"]
     print(f"pruned {graph.name}: {budget['macs']} of {budget['original_macs']} MACs "
@@ -78,20 +76,20 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .data import load_dataset, load_training_data
     from .exporter import save_onnx
     from pqc.passes.adaprune.train import accuracy, train_graph
 
-    out = _output_file(args.output, args.force)
+    out = check_file_target(args.output, args.force)
     config = _train_config(args, sparse_bn=args.sparse_bn)
     graph = _load_onnx(args)
-    data = load_training_data(args.data)
+    data = _labelled(graph, args, "data")
+    eval_data = _labelled(graph, args, "eval") if args.eval else None
     result = train_graph(graph, data, config, desc="sparse train" if args.sparse_bn else "train")
-    save_onnx(result.graph, out)
+    with staged_file(out, args.force) as stage:
+        save_onnx(result.graph, stage)
     for h in result.history:
         print(f"epoch {h['epoch']}: loss {h['loss']:.4f}, train top-1 {h['train_accuracy']:.4f}")
-    if args.eval:
-        eval_data = load_dataset(args.eval)
+    if eval_data is not None:
         print(f"top-1 on {eval_data.name}: before {accuracy(graph, eval_data, config.device):.4f}, "
               f"after {accuracy(result.graph, eval_data, config.device):.4f}")
     console.info(f"wrote {out} ({result.seconds:.1f}s training)")
@@ -99,12 +97,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _add_training_flags(p: argparse.ArgumentParser, epochs: int) -> None:
-    p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
+    p.add_argument("--epochs", type=arg_types.non_negative, default=epochs, help=f"training epochs (default {epochs})")
     p.add_argument("--lr", type=float, default=0.01, help="initial SGD learning rate, cosine-annealed to 0 (default 0.01)")
-    p.add_argument("--batch-size", type=int, default=128, help="training batch size (default 128)")
+    p.add_argument("--batch-size", type=arg_types.positive, default=128, help="training batch size (default 128)")
     p.add_argument("--hflip", action="store_true", help="augment with random horizontal flips")
-    p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, ...")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data order and random choices (default 0)")
+    p.add_argument("--device", type=arg_types.torch_device, default="cpu", help="torch device: cpu (default), cuda, ...")
+    p.add_argument("--seed", type=arg_types.seed, default=0, help="seed of the data order and random choices (default 0)")
     p.add_argument("--eval", metavar="DATA", help="labelled data to report top-1 on as well, e.g. fashion-mnist:test")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
 

@@ -8,28 +8,45 @@ report. The build folder then holds everything later commands need:
     program.json, program.npz                   the integer program (the simulator's input)
     float.onnx                                  the float model the program was quantized from
     report.json, report.md                      what was built and measured
+    timings.json                                seconds per stage (the only file that differs
+                                                between two identical compiles)
 
-`pqc verify`, `pqc run` and `pqc evaluate` work from the folder alone (`load_build`).
+The folder is written through `pqc.build_folder.staged_folder`: it appears complete or not at
+all. `pqc verify`, `pqc run` and `pqc evaluate` work from the folder alone (`load_build`), and
+refuse one that lacks any of these files.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 import numpy as np
 
 from . import console
-from .errors import DataError, PqcError
+from .build_folder import require_files, staged_folder
+from .data_checks import check_samples, checked_inputs, checked_labelled
+from .errors import PqcError, VerificationError
 from .ir import Graph
 from .pipeline import PassContext, Pipeline
 from .report import layer_errors, write_report
 from .serialize import load_graph, save_graph
 from .targets import Target, get_target
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import Dataset
+
 PROGRAM = "program"
 FLOAT_MODEL = "float.onnx"
+TIMINGS = "timings.json"
+#: what every complete build folder holds besides the C model files named in its manifest
+BUILD_FILES = (f"{PROGRAM}.json", f"{PROGRAM}.npz", FLOAT_MODEL, "manifest.json", "main.c", "Makefile",
+               "report.json", "report.md", TIMINGS)
 #: calibration samples the per-layer SQNR/clip figures are measured on
 ERROR_SAMPLES = 64
 #: random int8 inputs verification adds to the user's (they reach saturation corners)
@@ -47,32 +64,6 @@ class Build:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare_output_dir(out_dir: str | Path, force: bool) -> Path:
-    """The build folder, created if needed; a non-empty one is used only with ``force``."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise PqcError(f"output {out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise PqcError(f"output folder {out} is not empty; pass --force to overwrite its files")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".pqc-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise PqcError(f"cannot write to output folder {out}: {exc.strerror or exc}") from exc
-    return out
-
-
-def resolve_data(data: str | np.ndarray | None) -> np.ndarray | None:
-    """Calibration/verification inputs from an array, a bundled data set spec or an .npz path."""
-    if data is None or isinstance(data, np.ndarray):
-        return data
-    from .data import load_dataset
-
-    return load_dataset(data).x
-
-
 @dataclass(frozen=True)
 class CompileOptions:
     """Everything `compile_model` does besides the model and the folder; each default is here once.
@@ -86,9 +77,8 @@ class CompileOptions:
     C identifier prefix; ``seed``, ``device``: for every randomized or torch step; ``dump_ir``: a
     folder for a snapshot after every pass; ``verify``: build the C and compare it bit-exactly
     with the simulator on ``verify_inputs`` (default: calibration samples) plus random inputs;
-    ``eval_data``: labelled data for float and integer top-1 in the report; ``force``: write into
-    a non-empty folder.
-    """
+    ``eval_data``: labelled data for float and integer top-1 in the report; ``force``: replace an
+    existing build (only once the new one is complete)."""
 
     target: str = "shift-accel"
     calib: str | np.ndarray | None = "fashion-mnist:train:256"
@@ -137,32 +127,44 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
     opts = replace(options or CompileOptions(), **overrides)
     target = get_target(opts.target)
     pipe = plan_pipeline(opts, target)  # checked before any (possibly long) work
-    out = prepare_output_dir(out_dir, opts.force)
-    clock = StageClock()
-    graph = clock.time("import", lambda: model if isinstance(model, Graph) else load_onnx(model))
-    calib_x = resolve_data(opts.calib)
-    ctx = PassContext(calib=calib_x, seed=opts.seed, device=opts.device)
-    console.info(f"compiling {graph.name} for {target.name}: {pipe}")
-    annotated, program = run_pipeline(pipe, graph, ctx)
-    for t in ctx.timings:
-        clock.add(t.name, t.seconds)
-    memory = clock.time("emit C", lambda: write_program(out, program, annotated, opts.prefix))
-    sample = calib_x[:ERROR_SAMPLES] if calib_x is not None else None
-    errors = clock.time("measure errors", lambda: measure_errors(annotated, program, sample) if sample is not None else {})
+    # The build (and the IR dump) is staged beside its target and appears only once complete.
+    dump = staged_folder(opts.dump_ir, opts.force, "--dump-ir folder") if opts.dump_ir is not None else contextlib.nullcontext()
+    with staged_folder(out_dir, opts.force) as out, dump as dump_dir:
+        clock = StageClock()
+        graph = clock.time("import", lambda: model if isinstance(model, Graph) else load_onnx(model))
+        # Every data argument is checked against the model before any pass runs.
+        calib_x = checked_inputs(graph, opts.calib, "calibration data") if opts.calib is not None else None
+        verify_x = (checked_inputs(graph, opts.verify_inputs, "verification inputs")
+                    if opts.verify_inputs is not None else None)
+        eval_set = checked_labelled(graph, opts.eval_data, "evaluation data") if opts.eval_data is not None else None
+        if opts.prune_flops is not None and opts.pipeline is None:
+            checked_labelled(graph, opts.train, "training data", training=True)
+        pipe.dump_dir = Path(dump_dir) if dump_dir is not None else None
+        ctx = PassContext(calib=calib_x, seed=opts.seed, device=opts.device)
+        console.info(f"compiling {graph.name} for {target.name}: {pipe}")
+        annotated, program = run_pipeline(pipe, graph, ctx)
+        for t in ctx.timings:
+            clock.add(t.name, t.seconds)
+        memory = clock.time("emit C", lambda: write_program(out, program, annotated, opts.prefix))
+        sample = calib_x[:ERROR_SAMPLES] if calib_x is not None else None
+        errors = clock.time("measure errors",
+                            lambda: measure_errors(annotated, program, sample) if sample is not None else {})
 
-    build = Build(out, program, annotated)
-    report = base_report(build, target.name, str(pipe), opts.seed, memory, errors, 0 if sample is None else len(sample))
-    report.update({stage: ctx.state[stage] for stage in ("adaprune", "rapq") if stage in ctx.state})
-    if opts.verify:
-        xs = resolve_data(opts.verify_inputs) if opts.verify_inputs is not None else sample
-        vrep = clock.time("verify", lambda: verify_build(build, xs, seed=opts.seed))
-        report["verification"] = vrep.to_dict()
-        report["totals"]["flash_bytes"] = _flash_bytes(vrep)
-    if opts.eval_data is not None:
-        report["accuracy"] = clock.time("evaluate", lambda: evaluate_build(build, opts.eval_data))
-    report["stages"] = clock.records
-    build.report = report
-    write_report(report, out)
+        build = Build(out, program, annotated)
+        report = base_report(build, target.name, str(pipe), opts.seed, memory, errors,
+                             0 if sample is None else len(sample))
+        report.update({stage: ctx.state[stage] for stage in ("adaprune", "rapq") if stage in ctx.state})
+        if opts.verify:
+            vrep = clock.time("verify", lambda: verify_build(build, verify_x if verify_x is not None else sample,
+                                                             seed=opts.seed))
+            report["verification"] = vrep.to_dict()
+            report["totals"]["flash_bytes"] = _flash_bytes(vrep)
+        if eval_set is not None:
+            report["accuracy"] = clock.time("evaluate", lambda: evaluate_build(build, eval_set))
+        build.report = report
+        write_report(report, out)
+        (out / TIMINGS).write_text(json.dumps({"stages": clock.records}, indent=1) + "\n")
+    build.out_dir = Path(out_dir)
     return build
 
 
@@ -171,11 +173,11 @@ def plan_pipeline(opts: CompileOptions, target: Target) -> Pipeline:
     AdaPruner with ``prune_flops``: it needs the BN nodes, so it runs first); it must end in
     ``lower``, the pass that makes the integer program."""
     if opts.pipeline is not None:
-        pipe = Pipeline.parse(opts.pipeline, verify=True, dump_dir=opts.dump_ir)
+        pipe = Pipeline.parse(opts.pipeline, verify=True)
     else:
         from pqc.passes.quantize import QuantizeOptions
 
-        pipe = Pipeline(target.pipeline(opts.quant or QuantizeOptions()), verify=True, dump_dir=opts.dump_ir)
+        pipe = Pipeline(target.pipeline(opts.quant or QuantizeOptions()), verify=True)
         if opts.prune_flops is not None:
             prune = {"flops": opts.prune_flops, "data": opts.train}
             if opts.prune_epochs is not None:
@@ -249,7 +251,7 @@ def base_report(build: Build, target: str, pipeline: str, seed: int, memory: Any
     totals.update(weight_bytes=int(memory.weight_bytes), arena_bytes=int(memory.arena_bytes), flash_bytes=None)
     first_input = program.values[program.inputs[0]]
     return {
-        "model": program.name, "out_dir": str(build.out_dir), "target": target, "pipeline": pipeline, "seed": seed,
+        "model": program.name, "target": target, "pipeline": pipeline, "seed": seed,
         "input": {"name": first_input.name, "shape": list(first_input.shape), "exp": first_input.meta["exp"]},
         "outputs": [{"name": o, "shape": list(program.values[o].shape), "dtype": program.values[o].dtype,
                      "exp": program.values[o].meta["exp"]} for o in program.outputs],
@@ -267,12 +269,14 @@ def _flash_bytes(vrep) -> int | None:
 
 
 def load_build(build_dir: str | Path) -> Build:
-    """A build folder written by `compile_model` (PqcError when it is not one)."""
+    """A complete build folder written by `compile_model` (PqcError when it is not one, or lacks a file)."""
+    from pqc.backends.c_emitter import read_manifest
+
     from .frontend import load_onnx
 
-    out = Path(build_dir)
-    if not (out / f"{PROGRAM}.json").exists():
-        raise PqcError(f"{out} is not a pqc build folder ({PROGRAM}.json missing): run `pqc compile` first")
+    out = require_files(build_dir, BUILD_FILES, "pqc build folder")
+    prefix = read_manifest(out)["prefix"]
+    require_files(out, (f"{prefix}.c", f"{prefix}.h"), "pqc build folder")
     return Build(out, load_graph(out / PROGRAM), load_onnx(out / FLOAT_MODEL))
 
 
@@ -288,20 +292,20 @@ def verify_build(build: Build, x_float: np.ndarray | None, *, seed: int = 0, ran
     x_in = prog.values[prog.inputs[0]]
     parts = []
     if x_float is not None:
-        parts.append(quantize_input(prog, check_float_inputs(prog, x_float)))
+        parts.append(quantize_input(prog, check_samples(prog, x_float, "verification inputs")))
     lo, hi = value_range(x_in)
     rng = np.random.default_rng(seed)
     parts.append(rng.integers(lo, hi + 1, size=(random_samples, *x_in.shape[1:])).astype(x_in.dtype))
-    return verify(prog, build.out_dir, np.concatenate(parts))
+    try:
+        return verify(prog, build.out_dir, np.concatenate(parts))
+    except VerificationError as exc:
+        if _DISK_FULL in str(exc):  # the C toolchain could not write: not a disagreement of the C
+            raise PqcError(f"cannot build the C in {build.out_dir}: {_DISK_FULL.lower()}") from None
+        raise
 
 
-def check_float_inputs(prog: Graph, x: np.ndarray) -> np.ndarray:
-    shape = tuple(prog.values[prog.inputs[0]].shape[1:])
-    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
-        raise DataError(f"inputs must have shape [N, {', '.join(map(str, shape))}], got {list(x.shape)}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise DataError(f"inputs must be floating point (the model's float input), got {x.dtype}")
-    return x
+#: the C library's message for ENOSPC, which the compiler and linker print when the disk is full
+_DISK_FULL = os.strerror(errno.ENOSPC)
 
 
 def run_program(build: Build, x_float: np.ndarray) -> dict[str, np.ndarray]:
@@ -310,7 +314,7 @@ def run_program(build: Build, x_float: np.ndarray) -> dict[str, np.ndarray]:
     from pqc.backends.simulator import dequantize, quantize_input, simulate
 
     prog = build.program
-    ints = simulate(prog, quantize_input(prog, check_float_inputs(prog, x_float)))
+    ints = simulate(prog, quantize_input(prog, check_samples(prog, x_float, "inputs")))
     out: dict[str, np.ndarray] = {}
     for name in prog.outputs:
         out[name] = dequantize(prog, name, ints[name]).astype(np.float32)
@@ -318,20 +322,17 @@ def run_program(build: Build, x_float: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def evaluate_build(build: Build, data: str) -> dict[str, Any]:
-    """Top-1 accuracy of the float model and of the integer program on labelled ``data``."""
-    from .data import load_dataset
+def evaluate_build(build: Build, data: "str | Dataset") -> dict[str, Any]:
+    """Top-1 accuracy of the float model and of the integer program on labelled ``data`` (a spec
+    or a `Dataset`; every label must be one of the model's classes)."""
     from .executor import FloatExecutor
 
-    ds = load_dataset(data)
-    if ds.y is None:
-        raise DataError(f"{data}: evaluation needs labels (an array 'y')")
-    x = check_float_inputs(build.program, ds.x)
-    out_float = FloatExecutor(build.float_graph).run(x)[build.float_graph.outputs[0]]
-    out_int = run_program(build, x)[build.program.outputs[0]]
+    ds = checked_labelled(build.program, data, "evaluation data")
+    out_float = FloatExecutor(build.float_graph).run(ds.x)[build.float_graph.outputs[0]]
+    out_int = run_program(build, ds.x)[build.program.outputs[0]]
     y = ds.y
     return {
-        "data": data, "n": int(len(y)),
+        "data": data if isinstance(data, str) else ds.name, "n": int(len(y)),
         "float_top1": float(np.mean(np.argmax(out_float.reshape(len(y), -1), 1) == y)),
         "int_top1": float(np.mean(np.argmax(out_int.reshape(len(y), -1), 1) == y)),
     }

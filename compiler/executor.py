@@ -14,6 +14,7 @@ from typing import Iterable, Iterator, Mapping
 import numpy as np
 import torch
 
+from .data_checks import fixed_batch
 from .errors import DataError, ModelError
 from .ir import Graph, fresh_name
 from .ops import get_op
@@ -133,16 +134,16 @@ class FloatExecutor(torch.nn.Module):
         """Inference on numpy data: the graph outputs and the ``capture``d values, by name.
 
         ``feeds`` is one array (single-input graphs) or a dict by input name, each of the
-        input's declared dtype. With ``graph.dynamic_batch`` the feeds may have any batch size
-        and are run in chunks of ``batch_size`` (rows must be independent, as in inference);
-        otherwise they must have exactly the declared shapes. Captured activations are
+        input's declared dtype, with any number of samples on axis 0. With ``graph.dynamic_batch``
+        they run in chunks of ``batch_size`` (rows must be independent, as in inference); a
+        fixed-batch graph runs its declared batch at a time (the sample count a multiple of it). Captured activations are
         concatenated over the chunks, captured constants returned once. Runs in eval mode under
         no_grad, and restores the previous mode.
         """
         feeds = self._checked_feeds(feeds)
         names = list(dict.fromkeys([*self.graph.outputs, *capture]))
-        if self.graph.dynamic_batch and feeds:
-            step = max(1, int(batch_size))
+        if feeds and not self._as_declared(feeds):  # fixed batch: its declared batch at a time
+            step = max(1, int(batch_size)) if self.graph.dynamic_batch else fixed_batch(self.graph)
             rows = next(iter(feeds.values())).shape[0]
             slices = [slice(start, start + step) for start in range(0, max(rows, 1), step)]
         else:
@@ -182,19 +183,26 @@ class FloatExecutor(torch.nn.Module):
                 raise DataError(f"input {name!r}: expected a numpy array, got {type(array).__name__}")
             if str(array.dtype) != value.dtype:
                 raise DataError(f"input {name!r}: dtype {array.dtype}, the graph expects {value.dtype}")
-            if graph.dynamic_batch:
-                ok = array.ndim == len(value.shape) and array.shape[1:] == tuple(value.shape[1:])
-                expected = "(N, " + ", ".join(map(str, value.shape[1:])) + ")"
-            else:
+            ok = array.ndim == len(value.shape) > 0 and array.shape[1:] == tuple(value.shape[1:])
+            expected = "(N, " + ", ".join(map(str, value.shape[1:])) + ")"
+            batch = fixed_batch(graph)
+            if batch > 1:
+                ok, expected = ok and array.shape[0] % batch == 0, expected + f", N a multiple of {batch}"
+            if not ok and not graph.dynamic_batch:
                 ok = array.shape == tuple(value.shape)
-                expected = str(tuple(value.shape))
             if not ok:
                 raise DataError(f"input {name!r}: shape {array.shape}, the graph expects {expected}")
             checked[name] = array
-        batches = {array.shape[0] for array in checked.values()}
-        if graph.dynamic_batch and len(batches) > 1:
+        batches = {array.shape[0] for array in checked.values() if array.ndim}
+        if not self._as_declared(checked) and len(batches) > 1:
             raise DataError(f"inputs of graph {graph.name!r} have different batch sizes {sorted(batches)}")
         return checked
+
+    def _as_declared(self, feeds: Mapping[str, np.ndarray]) -> bool:
+        """Whether a fixed-batch graph is fed exactly its declared shapes (one call, inputs may
+        broadcast); otherwise axis 0 of every feed is the sample axis."""
+        graph = self.graph
+        return not graph.dynamic_batch and all(feeds[n].shape == tuple(graph.values[n].shape) for n in graph.inputs)
 
     # ----------------------------------------------------------------- back to IR
     def to_graph(self) -> Graph:

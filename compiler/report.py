@@ -91,8 +91,6 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"integer program {acc['int_top1']:.4f}")
     if report.get("dropped_softmax"):
         lines.append(f"- dropped output Softmax ({', '.join(report['dropped_softmax'])}): the program outputs logits; argmax is unchanged")
-    lines += ["", "## Time per stage", ""]
-    lines.append(format_table([[s["name"], f"{s['seconds']:.2f}"] for s in report["stages"]], ["stage", "seconds"]))
     lines += ["", "## Layers", "",
               f"SQNR and clip ratio measured on {report['error_samples']} calibration samples against the float model.", ""]
     rows = []

@@ -173,10 +173,13 @@ def _clamp_bounds(node: Node, q: ActQuant) -> tuple[int, int]:
 
 
 def _int32(node: Node, what: str, a: np.ndarray) -> np.ndarray:
-    """``a`` as int32, refusing values that do not fit."""
-    if a.size and (a.min() < INT32_MIN or a.max() > INT32_MAX):
-        raise ModelError(f"node {node.name!r} ({node.op}): {what} reaches {int(np.abs(a).max())}, beyond int32")
-    return a.astype(np.int32)
+    """``round_half_away(a)`` as int32, refusing values that do not fit. The range is checked on the
+    real values, before any integer conversion, so a huge one is reported as itself."""
+    a = np.asarray(a, dtype=np.float64)
+    worst = float(a.flat[np.argmax(np.abs(a))]) if a.size else 0.0
+    if a.size and not (np.isfinite(worst) and INT32_MIN - 0.5 < worst < INT32_MAX + 0.5):
+        raise ModelError(f"node {node.name!r} ({node.op}): {what} reaches {worst:.6g}, beyond int32")
+    return np.asarray(round_half_away(a)).astype(np.int32)
 
 
 # ------------------------------------------------------------------ Conv / Gemm
@@ -209,7 +212,7 @@ def _linear(ctx: _Lowering, node: Node, op: str, weights: tuple[np.ndarray, np.n
     q_y = ctx.act_quant(node.outputs[0])
     e_acc = e_x + e_w
     b = np.zeros(w.shape[0]) if bias is None else np.asarray(bias, dtype=np.float64).reshape(-1)
-    q_b = _int32(node, "the integer bias", round_half_away(b * np.exp2(-e_acc.astype(np.float64))))
+    q_b = _int32(node, "the integer bias", b * np.exp2(-e_acc.astype(np.float64)))
     lo, hi = _clamp_bounds(node, q_y)
     shift = tuple(int(s) for s in q_y.exp - e_acc)
     inputs = [x, ctx.const(f"{node.name}_w", w, w_meta), ctx.const(f"{node.name}_b", q_b)]
@@ -311,7 +314,7 @@ def _affine(ctx: _Lowering, node: Node, xi: int, scale: np.ndarray, bias: np.nda
         raise ModelError(f"node {node.name!r} ({node.op}): constant is not finite")
     ms, exps = zip(*(_multiplier(float(s), q_y.exp - e_x) for s in scale))
     e_m = np.array(exps, dtype=np.int64)
-    q_b = round_half_away(bias * np.exp2(-(e_x + e_m).astype(np.float64)))
+    q_b = bias * np.exp2(-(e_x + e_m).astype(np.float64))
     lo, hi = _clamp_bounds(node, q_y)
     inputs = [x, ctx.const(f"{node.name}_m", _int32(node, "the multiplier", np.array(ms, dtype=np.int64))),
               ctx.const(f"{node.name}_b", _int32(node, "the integer bias", q_b))]

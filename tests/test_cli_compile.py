@@ -108,7 +108,7 @@ def test_tampered_c_fails_verification_with_exit_1(build_dir: Path, data: Path, 
 
 def test_verify_of_a_folder_that_is_not_a_build_exits_2(tmp_path: Path, capsys) -> None:
     assert main(["verify", str(tmp_path)]) == 2
-    assert "not a pqc build folder" in capsys.readouterr().err
+    assert "not a complete pqc build folder" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed (make sysdeps)")

@@ -144,11 +144,21 @@ def test_run_refuses_bad_feeds(feeds, match: str) -> None:
         FloatExecutor(small_cnn()).run(feeds)
 
 
-def test_static_graph_refuses_other_batch_sizes() -> None:
+def test_static_graph_runs_multiples_of_its_batch() -> None:
     ex = FloatExecutor(small_cnn(dynamic_batch=False, batch=2))
-    assert ex.run(rand(2, 3, 6, 6))[ex.graph.outputs[0]].shape == (2, 3)
-    with pytest.raises(DataError, match=r"expects \(2, 3, 6, 6\)"):
+    x = rand(4, 3, 6, 6)
+    out = ex.run(x)[ex.graph.outputs[0]]
+    np.testing.assert_array_equal(out[2:], ex.run(x[2:])[ex.graph.outputs[0]])
+    with pytest.raises(DataError, match=r"expects \(N, 3, 6, 6\), N a multiple of 2"):
         ex.run(rand(3, 3, 6, 6))
+
+
+def test_batch_1_graph_runs_any_number_of_samples() -> None:
+    ex = FloatExecutor(small_cnn(dynamic_batch=False, batch=1))
+    x = rand(3, 3, 6, 6)
+    out = ex.run(x)[ex.graph.outputs[0]]
+    assert out.shape == (3, 3)
+    np.testing.assert_array_equal(out[1:2], ex.run(x[1:2])[ex.graph.outputs[0]])
 
 
 def test_multi_input_graph_and_capture_errors() -> None:

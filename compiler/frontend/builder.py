@@ -69,6 +69,12 @@ def _add_node(graph: Graph, node: Node, view: OnnxNode, ctx: ImportContext) -> N
             graph.add_value(_activation(value_name, ctx.types, f"output {value_name!r} of node {view.name!r} ({view.op_type})"))
         else:
             graph.add_value(Value(value_name, tuple(inferred[k]), FLOAT_DTYPE))
+    if inferred is None:  # ONNX's shapes must be what the IR op computes (a ceil_mode pool may differ)
+        for value_name, shape in zip(node.outputs, get_op(node.op).infer_shapes(node, graph)):
+            declared = graph.values[value_name].shape
+            if tuple(shape) != tuple(declared):
+                raise view.refuse(f"ONNX gives output {value_name!r} shape {tuple(declared)} but pqc's {node.op} "
+                                  f"computes {tuple(shape)} from these attributes; pqc cannot run this node as ONNX defines it")
     graph.nodes.append(node)
 
 

@@ -80,6 +80,11 @@ def _windowed(n: OnnxNode, op: str, attrs: dict, operands: list[str]) -> list[No
 def conv(n: OnnxNode) -> list[Node]:
     weight = n.const(1)
     attrs = {**_window_attrs(n, tuple(int(d) for d in weight.shape[2:])), "group": int(n.attr("group", 1))}
+    channels, group = n.shape(0)[1], attrs["group"]
+    if group < 1 or channels % group or weight.shape[0] % group or weight.shape[1] * group != channels:
+        raise n.refuse(f"group={group} does not fit its {channels} input channels and weight of shape "
+                       f"{tuple(weight.shape)} (both channel counts must be multiples of group, and the "
+                       "weight's axis 1 must be input channels / group)")
     operands = [name for name in n.inputs[1:3] if name]
     if weight.ndim == 3:
         operands[0] = n.new_const(f"{n.inputs[1]}_2d", weight[:, :, np.newaxis, :])
@@ -122,6 +127,7 @@ def average_pool(n: OnnxNode) -> list[Node]:
         raise n.refuse("AveragePool with dilations other than 1 is not supported")
     attrs.update(ceil_mode=int(n.attr("ceil_mode", 0)), count_include_pad=int(n.attr("count_include_pad", 0)))
     return _windowed(n, "AveragePool", attrs, [])
+
 
 
 @importer("GlobalAveragePool")

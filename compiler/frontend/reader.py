@@ -47,11 +47,24 @@ def _load_file(path: str) -> onnx.ModelProto:
     with open(path, "rb") as f:
         data = f.read()
     model = _parse(data, f"file {path!r}")
+    _check_external_files(model, path)
     try:
         onnx.load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))
     except (OSError, ValueError) as exc:
         raise ModelError(f"file {path!r}: cannot load its external weight data: {exc}") from exc
     return model
+
+
+def _check_external_files(model: onnx.ModelProto, path: str) -> None:
+    """Refuse an initializer whose external data file is missing (onnx raises its own error type)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    for tensor in model.graph.initializer:
+        if not uses_external_data(tensor):
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        if not os.path.isfile(os.path.join(folder, location)):
+            raise ModelError(f"file {path!r}: initializer {tensor.name!r} is stored in {location!r}, "
+                             f"which is not a file in {folder}")
 
 
 def _parse(data: bytes, where: str) -> onnx.ModelProto:
