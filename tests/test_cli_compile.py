@@ -145,9 +145,7 @@ def test_verify_timeout_exits_2_with_one_line(build_dir: Path, capsys) -> None:
     assert main(["verify", str(build_dir), "--timeout", "0.01", "-q"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "time limit" in err
-    with pytest.raises(SystemExit) as exit_:
-        main(["verify", str(build_dir), "--timeout", "-1"])
-    assert exit_.value.code == 2
+    assert main(["verify", str(build_dir), "--timeout", "-1"]) == 2  # argparse's usage error, one line
 
 
 def test_compile_verify_timeout_exits_2(small_cnn_onnx: Path, data: Path, tmp_path: Path, capsys) -> None:
