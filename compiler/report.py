@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +51,15 @@ def _fmt_exps(exps: Any) -> str:
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.md`` into ``out_dir``."""
+    """Write ``report.json`` and ``report.md`` into ``out_dir``, each replacing the old one whole
+    (written beside it, then renamed), so an interrupted rewrite (``pqc firmware`` adds its
+    figures to a finished build) never leaves half a report."""
     json_path, md_path = out_dir / "report.json", out_dir / "report.md"
-    json_path.write_text(json.dumps(report, indent=1, sort_keys=True, default=_json_default) + "\n")
-    md_path.write_text(render_markdown(report))
+    for path, text in ((json_path, json.dumps(report, indent=1, sort_keys=True, default=_json_default) + "\n"),
+                       (md_path, render_markdown(report))):
+        part = path.with_name(f".{path.name}.part")
+        part.write_text(text)
+        os.replace(part, path)
     return json_path, md_path
 
 
