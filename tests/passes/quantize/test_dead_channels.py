@@ -23,21 +23,30 @@ from pqc.quant import get_quant
 DEAD, BIAS = 3, 0.7
 
 
-@pytest.fixture(scope="module")
-def dead_onnx(tmp_path_factory):
-    """SmallCNN whose conv1 channel 3 is dead: weights ~1e-9, BN variance 0, BN bias 0.7."""
+def _with_dead_channel(path, layer: int):
+    """SmallCNN whose conv<layer> channel `DEAD` is dead: weights ~1e-9, BN variance 0, BN bias `BIAS`."""
     torch.manual_seed(0)
     model = SmallCNN()
-    path = export_legacy(model, tmp_path_factory.mktemp("dead") / "dead.onnx")  # sets the BN statistics
+    export_legacy(model, path)  # sets the BN statistics
+    conv, bn = getattr(model, f"conv{layer}"), getattr(model, f"bn{layer}")
     with torch.no_grad():
-        model.conv1.weight[DEAD].normal_(0, 1e-9)
-        model.bn1.running_var[DEAD] = 0.0
-        model.bn1.running_mean[DEAD] = model.conv1.bias[DEAD]
-        model.bn1.bias[DEAD] = BIAS
+        conv.weight[DEAD].normal_(0, 1e-9)
+        bn.running_var[DEAD] = 0.0
+        bn.running_mean[DEAD] = 0.0 if conv.bias is None else conv.bias[DEAD]
+        bn.bias[DEAD] = BIAS
+    _export(model, path)
+    return path
+
+
+def _export(model, path):
     torch.onnx.export(model, (torch.randn(1, 1, 16, 16),), str(path), dynamo=False, opset_version=13,
                       input_names=["input"], output_names=["logits"], do_constant_folding=False,
                       dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
-    return path
+
+
+@pytest.fixture(scope="module")
+def dead_onnx(tmp_path_factory):
+    return _with_dead_channel(tmp_path_factory.mktemp("dead") / "dead.onnx", 1)
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +109,7 @@ def big_bias(tmp_path_factory, calib):
     export_legacy(model, path)
     with torch.no_grad():
         model.bn1.bias[0] = 1e6
-    torch.onnx.export(model, (torch.randn(1, 1, 16, 16),), str(path), dynamo=False, opset_version=13,
-                      input_names=["input"], output_names=["logits"], do_constant_folding=False,
-                      dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
+    _export(model, path)
     return canonicalize(load_onnx(path))
 
 
@@ -134,3 +141,13 @@ def test_cli_layer_bits(small_cnn_onnx, calib, tmp_path, capsys):
     assert main(args + ["-o", str(tmp_path / "c"), "--layer-bits", f"{name}=4"]) == 0
     layers = json.loads((tmp_path / "c" / "report.json").read_text())["layers"]
     assert next(l for l in layers if l["name"] == name)["wbits"] == 4
+
+
+def test_rapq_keeps_dead_channels(tmp_path, calib):
+    """conv2: a layer RAPQ reconstructs (it keeps the first as the baseline made it)."""
+    from pqc.passes.rapq import rapq
+
+    g, _ = rapq(canonicalize(load_onnx(_with_dead_channel(tmp_path / "d.onnx", 2))), calib, iters=2, wbits=4)
+    wq = get_quant(g, [n for n in g.nodes if n.op == "Conv"][1].inputs[1])
+    assert list(wq.dead) == [DEAD] and not wq.q[DEAD].any()
+    lower(g)
