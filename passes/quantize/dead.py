@@ -6,9 +6,10 @@ tiny weights ask for, and its integer bias ``round(b / 2^(e_x + e_w))`` leaves i
 
 Rule. A channel is *dead* when its largest ``|w|`` is at most `DEAD_RATIO` times the layer's
 largest ``|w|`` (all-zero channels included; every channel of an all-zero layer is dead). At
-2^-16 the channel lies 2^-9 below one step of the layer's coarsest grid even at 8 bits: its
-weights round to 0 on the grid of any live channel, so nothing learned is lost; trained live
-channels of the reference models are within 2^-4 of their layer's maximum.
+2^-16 the channel's weights lie 2^-9 below one step of the grid of the layer's widest channel
+even at 8 bits (they would round to 0 there): residue, not a learned filter. Trained live
+channels are far above it (no channel of the reference models lies below 2^-4 of its layer before
+BN folding).
 
 Fix. A dead channel's weights are stored as exactly 0, so the program computes
 ``requantize(q_b)`` for it: the bias, requantized, which is the float channel's value ``act(b)``
