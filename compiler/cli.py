@@ -151,6 +151,8 @@ def _quant_options(args: argparse.Namespace):
 
     rapq = args.method in ("rapq", "uniform")
     given = {k: getattr(args, k) for k in ("wbits", "abits", "weight_format", "first_last_bits") if getattr(args, k) is not None}
+    if args.layer_bits:
+        given["layer_bits"] = _layer_bits(args.layer_bits)
     rapq_only = {k: getattr(args, k) for k in RAPQ_FLAGS if getattr(args, k) is not None}
     if rapq_only and not rapq:
         flags = ", ".join("--" + k.replace("_", "-") for k in rapq_only)
@@ -158,6 +160,17 @@ def _quant_options(args: argparse.Namespace):
     if rapq:
         return RapqOptions(method=args.method, **given, **rapq_only)
     return QuantizeOptions(**({"method": args.method} if args.method else {}), **given)
+
+
+def _layer_bits(items: list[str]) -> dict[str, int]:
+    """``--layer-bits LAYER=BITS`` flags as a dict (the quantizer checks names and ranges)."""
+    out: dict[str, int] = {}
+    for item in items:
+        name, sep, bits = item.rpartition("=")
+        if not sep or not name or not bits.strip().isdigit():
+            raise PqcError(f"--layer-bits {item!r}: expected LAYER=BITS, e.g. conv1=8")
+        out[name] = int(bits)
+    return out
 
 
 def _print_build_summary(report: dict, out_dir: Path) -> None:
@@ -264,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"int: integers times a power-of-two scale; pot: every weight 0 or +-2^k (default {BitWidths.weight_format})")
     p.add_argument("--first-last-bits", type=int,
                    help=f"bits of the first and last layers (default {BitWidths.first_last_bits})")
+    p.add_argument("--layer-bits", action="append", default=[], metavar="LAYER=BITS",
+                   help="weight bits of one layer, 2..8, overriding --wbits/--first-last-bits (repeatable)")
     p.add_argument("--pipeline", help="custom pass pipeline spec, e.g. 'canonicalize,quantize(wbits=4),lower'")
     p.add_argument("--prefix", type=arg_types.c_prefix, default="model", help="C identifier prefix: <prefix>_run, <prefix>.h (default model)")
     p.add_argument("--seed", type=arg_types.seed, default=0, help="seed for every randomized step (default 0)")

@@ -241,7 +241,7 @@ def base_report(build: Build, target: str, pipeline: str, seed: int, memory: Any
         weight = next((program.values[i] for i in node.inputs if i and "format" in program.values[i].meta), None)
         if weight is not None:
             layer.update(wbits=weight.meta["bits"], weight_format=weight.meta["format"],
-                         weight_exps=list(weight.meta["exps"]))
+                         weight_exps=list(weight.meta["exps"]), dead_channels=list(weight.meta.get("dead", ())))
         if "range" in node.meta:
             layer["range"] = {k: list(v) for k, v in node.meta["range"].items()}
         layer.update(errors.get(node.outputs[0], {}))

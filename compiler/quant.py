@@ -13,7 +13,8 @@ for activations and folded into the integer weights, so no zero point is stored.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,13 +35,17 @@ class BitWidths:
 
     ``wbits``: weight bits (2..8); ``abits``: activation bits (4..8); ``weight_format``: ``int``
     (symmetric integers) or ``pot`` (0 or +-2^k); ``first_last_bits``: the first layer's weights
-    and output and the last layer's weights and input (2..8; None: no exception).
+    and output and the last layer's weights and input (2..8; None: no exception); ``layer_bits``:
+    weight bits by layer name (2..8), overriding ``wbits`` and ``first_last_bits`` for those
+    layers (fewer bits give a layer coarser weight exponents, hence a smaller integer bias and
+    accumulator: the fix range analysis suggests for one layer).
     """
 
     wbits: int = 8
     abits: int = 8
     weight_format: str = "int"
     first_last_bits: int | None = 8
+    layer_bits: Mapping[str, int] | None = None
 
     def check(self, who: str) -> None:
         """Raise `PqcError` (prefixed with the quantizer's name ``who``) for a value out of range."""
@@ -49,6 +54,9 @@ class BitWidths:
         limits = [("wbits", self.wbits, 2, 8), ("abits", self.abits, 4, 8)]
         if self.first_last_bits is not None:
             limits.append(("first_last_bits", self.first_last_bits, 2, 8))
+        if self.layer_bits is not None and not isinstance(self.layer_bits, Mapping):
+            raise PqcError(f"{who}: layer_bits must map layer names to bits, got {self.layer_bits!r}")
+        limits += [(f"layer_bits[{name!r}]", bits, 2, 8) for name, bits in (self.layer_bits or {}).items()]
         for name, value, lo, hi in limits:
             if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
                 raise PqcError(f"{who}: {name} must be an integer in {lo}..{hi}, got {value!r}")
@@ -93,8 +101,10 @@ class WeightQuant:
     exps: np.ndarray
     q: np.ndarray
     out_axis: int = 0
+    dead: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "dead", np.asarray(self.dead, dtype=np.int64).reshape(-1))
         if self.fmt not in WEIGHT_FORMATS:
             raise ValueError(f"weight format must be 'int' or 'pot', got {self.fmt!r}")
         if not np.issubdtype(np.asarray(self.exps).dtype, np.integer):

@@ -112,6 +112,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append(format_table(rows, ["layer", "op", "output", "w/a bits", "w exps", "out exp", "clip", "SQNR dB",
                                      "digits", "adds", "table bytes", "dense bytes"]))
     lines.append("```")
+    dead = [(l["name"], l["dead_channels"]) for l in report["layers"] if l.get("dead_channels")]
+    if dead:
+        lines += ["", "Dead channels (weights negligible against their layer's, stored as 0: the channel outputs "
+                  "its bias, requantized):", ""]
+        lines += [f"- {name}: {', '.join(map(str, channels))}" for name, channels in dead]
     rapq = report.get("rapq")
     if rapq:
         lines += ["", f"## RAPQ reconstruction ({rapq['mode']} mode)", "",

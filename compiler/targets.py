@@ -29,6 +29,12 @@ class Target:
     pipeline: Callable[[Any], list[PassStep]]
 
 
+def _layer_bits(quant: Any) -> tuple[str, ...]:
+    """``("layer_bits",)`` when the options override some layer's bits: spelled out only then,
+    so pipelines without overrides read as before."""
+    return ("layer_bits",) if getattr(quant, "layer_bits", None) else ()
+
+
 def _shift_accel_pipeline(quant: Any) -> list[PassStep]:
     from pqc.passes.rapq import RapqOptions
 
@@ -37,9 +43,9 @@ def _shift_accel_pipeline(quant: Any) -> list[PassStep]:
             raise PqcError("method 'uniform' reconstructs with float (non power-of-two) scales, which a shift-only "
                            "machine cannot run; it is an accuracy reference only (see benchmarks/rapq_benchmark.py). "
                            "Use --method rapq for target shift-accel")
-        step = PassStep.of("rapq", quant, RAPQ_STEP_FIELDS)
+        step = PassStep.of("rapq", quant, RAPQ_STEP_FIELDS + _layer_bits(quant))
     else:
-        step = PassStep.of("quantize", quant, QUANTIZE_STEP_FIELDS)
+        step = PassStep.of("quantize", quant, QUANTIZE_STEP_FIELDS + _layer_bits(quant))
     return [PassStep("canonicalize"), step, PassStep("lower")]
 
 

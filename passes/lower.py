@@ -40,7 +40,7 @@ from pqc.ops import get_op
 from pqc.pipeline import PassContext, register_pass
 from pqc.quant import ActQuant, WeightQuant, get_quant
 
-from pqc.passes.range_analysis import analyze_ranges
+from pqc.passes.range_analysis import analyze_ranges, fix_hint
 
 #: float op -> function emitting its integer node(s)
 LOWERINGS: dict[str, Callable[["_Lowering", Node], None]] = {}
@@ -185,8 +185,9 @@ def _int32(node: Node, what: str, a: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ Conv / Gemm
 def _weights(ctx: _Lowering, node: Node, transpose: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Integer int8 weights with the output channel on axis 0, their exponents per channel, and
-    the weight constant's ``meta``: its ``bits``, ``format`` and ``exps`` (the number format the
-    program keeps, so reports and kernels need not go back to the float graph)."""
+    the weight constant's ``meta``: its ``bits``, ``format``, ``exps`` and, if any, its ``dead``
+    channels (the number format the program keeps, so reports and kernels need not go back to
+    the float graph)."""
     wq = get_quant(ctx.src, node.inputs[1])
     if not isinstance(wq, WeightQuant):
         raise ModelError(f"node {node.name!r} ({node.op}): weight {node.inputs[1]!r} has no WeightQuant annotation")
@@ -200,6 +201,8 @@ def _weights(ctx: _Lowering, node: Node, transpose: bool) -> tuple[np.ndarray, n
         raise InternalError(f"node {node.name!r} ({node.op}): integer weights exceed int8 ({wq.bits} bits)")
     exps = np.broadcast_to(np.asarray(wq.exps, dtype=np.int64).reshape(-1), (q.shape[0],))
     meta = {"bits": int(wq.bits), "format": wq.fmt, "exps": tuple(int(e) for e in exps)}
+    if len(wq.dead):
+        meta["dead"] = tuple(int(c) for c in wq.dead)
     return q.astype(np.int8), exps, meta
 
 
@@ -212,7 +215,10 @@ def _linear(ctx: _Lowering, node: Node, op: str, weights: tuple[np.ndarray, np.n
     q_y = ctx.act_quant(node.outputs[0])
     e_acc = e_x + e_w
     b = np.zeros(w.shape[0]) if bias is None else np.asarray(bias, dtype=np.float64).reshape(-1)
-    q_b = _int32(node, "the integer bias", b * np.exp2(-e_acc.astype(np.float64)))
+    try:
+        q_b = _int32(node, "the integer bias", b * np.exp2(-e_acc.astype(np.float64)))
+    except ModelError as exc:
+        raise ModelError(f"{exc}; {fix_hint(node.name, w_meta['bits'])}") from None
     lo, hi = _clamp_bounds(node, q_y)
     shift = tuple(int(s) for s in q_y.exp - e_acc)
     inputs = [x, ctx.const(f"{node.name}_w", w, w_meta), ctx.const(f"{node.name}_b", q_b)]

@@ -31,7 +31,8 @@ Bits and signs:
   construction: the output of a Conv/Gemm/Add whose ``act`` is relu or a clip with lower bound
   >= 0, of Relu, of a Clip with min >= 0, of Sigmoid/HardSigmoid/Softmax, a pool, reduce-mean
   or reshape of an unsigned tensor, a Concat of unsigned tensors. Otherwise signed.
-* Weights use ``wbits`` (``first_last_bits`` for the first and last layer) in ``weight_format``
+* Weights use ``layer_bits[name]`` where given, else ``wbits`` (``first_last_bits`` for the first
+  and last layer), in ``weight_format``
   ``int`` (symmetric integers ``|q| <= 2^(b-1)-1``) or ``pot`` (0 or ``+-2^k``, `pot_grid`).
 """
 from __future__ import annotations
@@ -45,6 +46,7 @@ from pqc.ir import Graph, Node
 from pqc.pipeline import PassContext, register_pass
 from pqc.quant import LAYER_OPS, ActQuant, BitWidths, WeightQuant, set_quant
 
+from pqc.passes.quantize.dead import bury, dead_rows, fit_dead_biases
 from pqc.passes.quantize.calibrate import ActivationStats, CalibData, calibrate
 from pqc.passes.quantize.pot_scales import Grid, int_grid, method_exponents, pot_grid, quantize_rows
 
@@ -89,8 +91,14 @@ def quantize(graph: Graph, calib: CalibData | None, options: QuantizeOptions | N
         raise ModelError(f"graph {g.name!r} has no Conv or Gemm layer to quantize")
     first, last = layers[0], layers[-1]
     edge_wbits = wbits if first_last_bits is None else first_last_bits
+    layer_bits = dict(opts.layer_bits or {})
+    unknown = sorted(layer_bits.keys() - {n.name for n in layers})
+    if unknown:
+        raise PqcError(f"quantize: layer_bits names no layer {', '.join(map(repr, unknown))}; "
+                       f"the layers: {', '.join(n.name for n in layers)}")
     weight_exps = {
-        layer.name: _quantize_weight(g, layer, edge_wbits if layer in (first, last) else wbits, weight_format, method)
+        layer.name: _quantize_weight(
+            g, layer, layer_bits.get(layer.name, edge_wbits if layer in (first, last) else wbits), weight_format, method)
         for layer in layers
     }
 
@@ -111,6 +119,7 @@ def quantize(graph: Graph, calib: CalibData | None, options: QuantizeOptions | N
         quant_of[accumulator] = ActQuant(ACCUMULATOR_BITS, True, int(e_x + weight_exps[last.name].min()))
     for name, root in groups.items():
         set_quant(g, name, quant_of[root])
+    fit_dead_biases(g)
     return g
 
 
@@ -133,8 +142,9 @@ def _quantize_weight(g: Graph, layer: Node, bits: int, fmt: str, method: str) ->
     grid = int_grid(bits, signed=True, symmetric=True) if fmt == "int" else pot_grid(bits)
     rows = weight.reshape(weight.shape[0], -1).astype(np.float64)
     exps = method_exponents(method, rows, grid)
-    q = quantize_rows(rows, exps, grid).reshape(weight.shape)
-    set_quant(g, layer.inputs[1], WeightQuant(bits, fmt, exps.astype(np.int32), q, out_axis=0))
+    dead = dead_rows(rows)
+    exps, q = bury(exps, quantize_rows(rows, exps, grid), dead)
+    set_quant(g, layer.inputs[1], WeightQuant(bits, fmt, exps.astype(np.int32), q.reshape(weight.shape), 0, dead))
     return exps
 
 

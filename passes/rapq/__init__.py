@@ -5,7 +5,9 @@ Establishes the same annotation invariant as the baseline ``quantize`` pass (`pq
 ``lp`` annotation of the same options (which fixes every format's bits and sign, the sharing
 groups, the 8-bit first and last layers and the int32 logits), then replaces the weight
 integers and exponents of every layer but the first, and the exponent of every activation
-group outside the first layer, with the hardened results of `reconstruct.reconstruct`.
+group outside the first layer, with the hardened results of `reconstruct.reconstruct`. Dead
+channels (`pqc.passes.quantize.dead`) stay as the baseline made them: zero weights, an exponent
+that fits their bias.
 Every exponent is asserted to be an integer and every scale an exact power of two.
 
 ``method="uniform"`` runs the same reconstruction with float scales; its result cannot be
@@ -124,7 +126,7 @@ def train(graph: Graph, calib: CalibData | None, options: RapqOptions | None = N
                          f"(it has inputs {graph.inputs}, dynamic batch {graph.dynamic_batch})")
     x = check_calibration_data(graph, calib)[graph.inputs[0]][:calib_size]
     base = quantize(graph, x, method="lp", wbits=opts.wbits, abits=opts.abits, first_last_bits=opts.first_last_bits,
-                    seed=seed, device=device)
+                    layer_bits=opts.layer_bits, seed=seed, device=device)
     units = find_units(base)
     if lam is None:
         depthwise = any(n.op == "Conv" and n.attrs.get("group", 1) > 1 for n in base.nodes)

@@ -28,6 +28,7 @@ from pqc.quant import LAYER_OPS, ActQuant, WeightQuant, get_quant, set_quant
 
 from pqc.passes.lower import pool_reciprocal  # the reciprocal lowering gives each global average pool
 from pqc.passes.quantize import ACCUMULATOR_BITS, sharing_groups
+from pqc.passes.quantize.dead import bury, fit_dead_biases
 from pqc.passes.rapq.quantizers import ActQuantizer, FixedWeight, WeightQuantizer, round_half_away
 
 
@@ -167,7 +168,8 @@ class QuantNetwork(torch.nn.Module):
             wq = get_quant(g, node.inputs[1])
             quantizer = self.weight(node)
             if isinstance(quantizer, WeightQuantizer):
-                wq = WeightQuant(wq.bits, "int", quantizer.exponents(), quantizer.integers(), out_axis=0)
+                exps, q = bury(quantizer.exponents(), quantizer.integers(), wq.dead)
+                wq = WeightQuant(wq.bits, "int", exps, q, 0, wq.dead)
                 set_quant(g, node.inputs[1], wq)
             exps_of[node.name] = np.asarray(wq.exps)
         formats: dict[str, ActQuant] = {}
@@ -182,4 +184,5 @@ class QuantNetwork(torch.nn.Module):
             formats[out_root] = ActQuant(ACCUMULATOR_BITS, True, int(e_x + exps_of[last.name].min()))
         for name, root in self.groups.items():
             set_quant(g, name, formats[root])
+        fit_dead_biases(g)
         return g
