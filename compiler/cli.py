@@ -135,7 +135,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         target=args.target, calib=args.calib, quant=_quant_options(args), pipeline=args.pipeline,
         prune_flops=args.prune_flops, train=args.train, prune_epochs=args.prune_epochs, prefix=args.prefix,
         seed=args.seed, device=args.device, dump_ir=args.dump_ir, verify=not args.no_verify,
-        verify_inputs=args.verify_inputs, eval_data=args.eval, force=args.force,
+        verify_inputs=args.verify_inputs, eval_data=args.eval, force=args.force, optimize=args.optimize,
     )
     _print_build_summary(compile_model(model, args.output, options).report)
     return EXIT_OK
@@ -261,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-last-bits", type=int,
                    help=f"bits of the first and last layers (default {BitWidths.first_last_bits})")
     p.add_argument("--pipeline", help="custom pass pipeline spec, e.g. 'canonicalize,quantize(wbits=4),lower'")
+    p.add_argument("--optimize", choices=["size", "balanced", "speed"], default="balanced",
+                   help="per-layer C kernels: size (fewest table bytes), speed (digit tables), balanced (digit "
+                        "tables unless larger than int8 weights; the default)")
     p.add_argument("--prefix", default="model", help="C identifier prefix: <prefix>_run, <prefix>.h (default model)")
     p.add_argument("--seed", type=int, default=0, help="seed for every randomized step (default 0)")
     p.add_argument("--device", default="cpu", help="torch device for calibration and reconstruction (default cpu)")

@@ -87,7 +87,8 @@ class CompileOptions:
     folder for a snapshot after every pass; ``verify``: build the C and compare it bit-exactly
     with the simulator on ``verify_inputs`` (default: calibration samples) plus random inputs;
     ``eval_data``: labelled data for float and integer top-1 in the report; ``force``: write into
-    a non-empty folder.
+    a non-empty folder; ``optimize``: the per-layer kernel choice, ``size``, ``balanced`` or
+    ``speed`` (`pqc.backends.kernel_select`).
     """
 
     target: str = "shift-accel"
@@ -105,6 +106,7 @@ class CompileOptions:
     verify_inputs: str | np.ndarray | None = None
     eval_data: str | None = None
     force: bool = False
+    optimize: str = "balanced"
 
 
 class StageClock:
@@ -133,6 +135,7 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
     own (``adaprune``, ``rapq``) add it under their name.
     """
     from .frontend import load_onnx
+    from pqc.backends.kernel_select import select_kernels
 
     opts = replace(options or CompileOptions(), **overrides)
     target = get_target(opts.target)
@@ -144,6 +147,7 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
     ctx = PassContext(calib=calib_x, seed=opts.seed, device=opts.device)
     console.info(f"compiling {graph.name} for {target.name}: {pipe}")
     annotated, program = run_pipeline(pipe, graph, ctx)
+    program = clock.time("select kernels", lambda: select_kernels(program, opts.optimize))
     for t in ctx.timings:
         clock.add(t.name, t.seconds)
     memory = clock.time("emit C", lambda: write_program(out, program, annotated, opts.prefix))
@@ -235,6 +239,7 @@ def base_report(build: Build, target: str, pipeline: str, seed: int, memory: Any
             "name": node.name, "op": node.op, "float_op": node.meta.get("float_op"),
             "shape": list(out.shape), "abits": out.meta.get("bits"), "exp": out.meta.get("exp"),
             **get_int_op(node.op).cost(node, program), "weight_bytes": emitted[node.name].weight_bytes,
+            "kernel": emitted[node.name].kernel,
         }
         weight = next((program.values[i] for i in node.inputs if i and "format" in program.values[i].meta), None)
         if weight is not None:
