@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pqc.backends.c_tables import packed_weights, requant_context
 from pqc.backends.kernels import KernelDef, register
-from pqc.intops.linear import weight_bits
+from pqc.intops.linear import signed_width
 
 
 @register
@@ -17,5 +17,5 @@ class QGemmCompact(KernelDef):
         """Packed weight rows over the K inputs of a row; ``rows`` samples of one call."""
         rows, k = graph.values[node.inputs[0]].shape
         w = graph.values[node.inputs[1]]
-        return {**packed_weights(w.data, weight_bits(w)), **requant_context(node, graph),
+        return {**packed_weights(w.data, signed_width(w.data)), **requant_context(node, graph),
                 "rows": rows, "m": len(node.attrs["shift"]), "k": k}
