@@ -66,6 +66,7 @@ class LayerReport:
 
     node: str
     op: str
+    kernel: str
     output: str
     adds: int
     shifts: int
@@ -265,6 +266,7 @@ class _Emitter:
             rows.append(LayerReport(
                 node=node.name,
                 op=node.op,
+                kernel=kernel_for(node).name,
                 output=node.outputs[0],
                 adds=int(cost["adds"]),
                 shifts=int(cost["shifts"]),

@@ -9,6 +9,8 @@ A kernel template reads its weights from compact tables rather than from multipl
   only, and most layers fit the deltas in 8 or 16 bits). Zero digits are simply absent.
 * `multiplier_codes`: constants ``m`` (reciprocals, per-channel scales) as ``[npos, nneg,
   shifts of +1 digits..., shifts of -1 digits...]`` records read by the C helper ``pqc_mulc``.
+* `packed_weights`: weights as dense ``bits``-bit two's complement fields (the compact kernels
+  decode each and add the shifted input per set bit of its magnitude).
 * `window_geometry`: sliding windows over a zero- (or minimum-) padded copy of a conv/pool
   input, so window offsets never leave the buffer and the inner loops need no bounds checks.
 
@@ -22,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import InternalError, ModelError
 from ..intmath import naf
 
 CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int32": "int32_t"}
@@ -168,17 +170,40 @@ def _window_offsets(kh: int, kw: int, dh: int, dw: int, wp: int) -> np.ndarray:
     return (np.arange(kh)[:, None] * dh * wp + np.arange(kw)[None, :] * dw).ravel()
 
 
-def linear_tables(node: Any, graph: Any, offsets: np.ndarray) -> dict[str, Any]:
-    """What QConv and QGemm kernels share: digit tables of ``w`` over ``offsets``, the int32
-    bias, the per-channel shifts and the clamp."""
-    w = graph.values[node.inputs[1]].data
+def packed_weights(weights: np.ndarray, bits: int) -> dict[str, Any]:
+    """Each row of ``weights`` as ``bits``-bit two's complement fields packed LSB first into
+    bytes, every row starting on a byte (so a kernel restarts a row with a pointer, and the
+    overhead is under one byte per row).
+
+    Returns ``weights`` (uint8 table), ``row_bytes`` and ``bits``.
+    """
+    w = np.asarray(weights, dtype=np.int64).reshape(len(weights), -1)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if w.size and (w.min() < lo or w.max() > hi):
+        raise InternalError(f"weights {int(w.min())}..{int(w.max())} do not fit {bits} bits")
+    fields = (w & ((1 << bits) - 1))[:, :, None] >> np.arange(bits)  # [rows, K, bits]
+    stream = (fields & 1).astype(np.uint8).reshape(len(w), -1)
+    row_bytes = -(-stream.shape[1] // 8)
+    stream = np.pad(stream, ((0, 0), (0, 8 * row_bytes - stream.shape[1])))
+    packed = np.packbits(stream, axis=1, bitorder="little")
+    return {"weights": CArray("uint8_t", tuple(int(v) for v in packed.ravel())), "row_bytes": row_bytes, "bits": bits}
+
+
+def requant_context(node: Any, graph: Any) -> dict[str, Any]:
+    """What every QConv and QGemm kernel reads besides its weights: the int32 bias, the
+    per-channel shifts and the clamp."""
     return {
-        **digit_tables(w.reshape(len(w), -1), offsets),
         "bias": typed_table(graph.values[node.inputs[2]].data, "int32"),
         "shift": requant_shifts(node.attrs["shift"], node.name),
         "lo": node.attrs["lo"],
         "hi": node.attrs["hi"],
     }
+
+
+def linear_tables(node: Any, graph: Any, offsets: np.ndarray) -> dict[str, Any]:
+    """The tables kernels' context: digit tables of ``w`` over ``offsets`` and `requant_context`."""
+    w = graph.values[node.inputs[1]].data
+    return {**digit_tables(w.reshape(len(w), -1), offsets), **requant_context(node, graph)}
 
 
 def window_geometry(x: Any, y: Any, attrs: dict[str, Any], pads: Sequence[int], fill: int) -> dict[str, Any]:

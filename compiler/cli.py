@@ -137,7 +137,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         target=args.target, calib=args.calib, quant=_quant_options(args), pipeline=args.pipeline,
         prune_flops=args.prune_flops, train=args.train, prune_epochs=args.prune_epochs, prefix=args.prefix,
         seed=args.seed, device=args.device, dump_ir=args.dump_ir, verify=not args.no_verify,
-        verify_inputs=args.verify_inputs, eval_data=args.eval, force=args.force,
+        verify_inputs=args.verify_inputs, eval_data=args.eval, force=args.force, optimize=args.optimize or CompileOptions.optimize,
     )
     build = compile_model(model, args.output, options)
     _print_build_summary(build.report, build.out_dir)
@@ -280,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer-bits", action="append", default=[], metavar="LAYER=BITS",
                    help="weight bits of one layer, 2..8, overriding --wbits/--first-last-bits (repeatable)")
     p.add_argument("--pipeline", help="custom pass pipeline spec, e.g. 'canonicalize,quantize(wbits=4),lower'")
+    p.add_argument("--optimize", choices=["size", "balanced", "speed"],
+                   help="per-layer C kernels: size (fewest table bytes: packed weights), speed (digit tables, "
+                        "the default), balanced (digit tables unless larger than int8 weights)")
     p.add_argument("--prefix", type=arg_types.c_prefix, default="model", help="C identifier prefix: <prefix>_run, <prefix>.h (default model)")
     p.add_argument("--seed", type=arg_types.seed, default=0, help="seed for every randomized step (default 0)")
     p.add_argument("--device", type=arg_types.torch_device, default="cpu", help="torch device for calibration and reconstruction (default cpu)")

@@ -78,7 +78,10 @@ class CompileOptions:
     folder for a snapshot after every pass; ``verify``: build the C and compare it bit-exactly
     with the simulator on ``verify_inputs`` (default: calibration samples) plus random inputs;
     ``eval_data``: labelled data for float and integer top-1 in the report; ``force``: replace an
-    existing build (only once the new one is complete)."""
+    existing build (only once the new one is complete); ``optimize``: the per-layer kernel
+    choice, ``size``, ``balanced`` or ``speed`` (`pqc.backends.kernel_select`; ``speed``, today's
+    digit tables, stays the default until the measured cost model and the fast variants land).
+    """
 
     target: str = "shift-accel"
     calib: str | np.ndarray | None = "fashion-mnist:train:256"
@@ -95,6 +98,7 @@ class CompileOptions:
     verify_inputs: str | np.ndarray | None = None
     eval_data: str | None = None
     force: bool = False
+    optimize: str = "speed"
 
 
 class StageClock:
@@ -123,9 +127,12 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
     own (``adaprune``, ``rapq``) add it under their name.
     """
     from .frontend import load_onnx
+    from pqc.backends.kernel_select import OPTIMIZE, select_kernels
 
     opts = replace(options or CompileOptions(), **overrides)
     target = get_target(opts.target)
+    if opts.optimize not in OPTIMIZE:
+        raise PqcError(f"optimize {opts.optimize!r}: choose one of {', '.join(OPTIMIZE)}")
     pipe = plan_pipeline(opts, target)  # checked before any (possibly long) work
     # The build (and the IR dump) is staged beside its target and appears only once complete.
     dump = staged_folder(opts.dump_ir, opts.force, "--dump-ir folder") if opts.dump_ir is not None else contextlib.nullcontext()
@@ -143,6 +150,7 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
         ctx = PassContext(calib=calib_x, seed=opts.seed, device=opts.device)
         console.info(f"compiling {graph.name} for {target.name}: {pipe}")
         annotated, program = run_pipeline(pipe, graph, ctx)
+        program = clock.time("select kernels", lambda: select_kernels(program, opts.optimize))
         for t in ctx.timings:
             clock.add(t.name, t.seconds)
         memory = clock.time("emit C", lambda: write_program(out, program, annotated, opts.prefix))
@@ -237,6 +245,7 @@ def base_report(build: Build, target: str, pipeline: str, seed: int, memory: Any
             "name": node.name, "op": node.op, "float_op": node.meta.get("float_op"),
             "shape": list(out.shape), "abits": out.meta.get("bits"), "exp": out.meta.get("exp"),
             **get_int_op(node.op).cost(node, program), "weight_bytes": emitted[node.name].weight_bytes,
+            "kernel": emitted[node.name].kernel,
         }
         weight = next((program.values[i] for i in node.inputs if i and "format" in program.values[i].meta), None)
         if weight is not None:

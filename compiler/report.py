@@ -102,14 +102,14 @@ def render_markdown(report: dict[str, Any]) -> str:
     rows = []
     for l in report["layers"]:
         rows.append([
-            l["name"], l["op"], "x".join(map(str, l["shape"])), str(l.get("wbits", "")) + ("/" if l.get("wbits") else "") + str(l["abits"]),
+            l["name"], l["op"], l.get("kernel", ""), "x".join(map(str, l["shape"])), str(l.get("wbits", "")) + ("/" if l.get("wbits") else "") + str(l["abits"]),
             _fmt_exps(l.get("weight_exps", [])), str(l["exp"]),
             "" if l.get("clip_ratio") is None else f"{l['clip_ratio']:.4f}",
             "" if l.get("sqnr_db") is None else str(l["sqnr_db"]),
             f"{l['digits']:,}", f"{l['adds']:,}", f"{l['weight_bytes']:,}", f"{l['dense_weight_bytes']:,}",
         ])
     lines.append("```")
-    lines.append(format_table(rows, ["layer", "op", "output", "w/a bits", "w exps", "out exp", "clip", "SQNR dB",
+    lines.append(format_table(rows, ["layer", "op", "kernel", "output", "w/a bits", "w exps", "out exp", "clip", "SQNR dB",
                                      "digits", "adds", "table bytes", "dense bytes"]))
     lines.append("```")
     dead = [(l["name"], l["dead_channels"]) for l in report["layers"] if l.get("dead_channels")]

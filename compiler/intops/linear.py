@@ -107,8 +107,15 @@ def weight_bits(w: "Value") -> int:
     (a hand-built program) the narrowest signed width that holds its values."""
     if "bits" in w.meta:
         return int(w.meta["bits"])
-    top = int(np.abs(w.data.astype(np.int64)).max(initial=0))
-    return max(2, top.bit_length() + 1)
+    return signed_width(w.data)
+
+
+def signed_width(data: np.ndarray) -> int:
+    """The narrowest two's complement width (at least 2 bits) that holds every value of ``data``
+    (a ``pot`` weight's ``bits`` count exponent codes, not this width)."""
+    data = np.asarray(data, dtype=np.int64)
+    lo, hi = int(data.min(initial=0)), int(data.max(initial=0))
+    return max(2, hi.bit_length() + 1, (-lo - 1).bit_length() + 1)
 
 
 def per_channel_elements(node: "Node", graph: "Graph") -> int:

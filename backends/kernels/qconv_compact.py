@@ -1,0 +1,39 @@
+"""`qconv_compact`: QConv with its weights packed at their bit width (the smallest tables).
+
+Each weight is a ``bits``-bit two's complement field, ``bits`` the narrowest width holding the
+layer's weights (at most the lowered bit width; `pqc.backends.c_tables.packed_weights`, one
+byte-aligned row per output channel); the kernel decodes it and adds the input shifted by each
+set bit of the weight's magnitude, so flash is about ``bits/8`` bytes per weight and the time
+grows with the weights' bit lengths instead of their NAF digits.
+"""
+from __future__ import annotations
+
+from pqc.backends.c_tables import packed_weights, requant_context, window_geometry
+from pqc.backends.kernels import KernelDef, register
+from pqc.intops.linear import signed_width
+
+
+@register
+class QConvCompact(KernelDef):
+    name = "qconv_compact"
+    op = "QConv"
+    variant = "compact"
+    default = False
+
+    def c_context(self, node, graph):
+        """The padded-input geometry of the tables kernel, the packed weights and the steps
+        between a window's taps (channel planes, dilated rows, dilated columns)."""
+        a = node.attrs
+        w = graph.values[node.inputs[1]]
+        cout, cin_g = w.shape[:2]
+        t, l, b, r = a["pads"]
+        geo = window_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0)
+        del geo["offsets"]
+        dh, dw = a.get("dilations", (1, 1))
+        return {
+            **geo,
+            **packed_weights(w.data.reshape(cout, -1), signed_width(w.data)),
+            **requant_context(node, graph),
+            "cin_g": cin_g, "cout": cout, "cout_g": cout // a["group"], "group": a["group"],
+            "group_stride": cin_g * geo["plane"], "tap_row_step": dh * geo["wp"], "tap_col_step": dw,
+        }

@@ -1,0 +1,152 @@
+"""The compact kernels (weights packed at their bit width) and the ``--optimize`` choice.
+
+The compact QConv/QGemm must compute the simulator's integers on any shape and weight width
+(proved by the harness: gcc, clang, sanitizers, RV32I multiplier-free), store about ``bits/8``
+bytes per weight, and ``--optimize size`` must then pick them over the digit tables.
+"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from int_graph_builder import IntGraphBuilder
+from pqc.backends.c_emitter import emit_c
+from pqc.backends.harness import verify
+from pqc.backends.kernel_select import choose_kernel, select_kernels, table_bytes
+from pqc.backends.kernels import KERNELS, kernel_for
+from pqc.driver import compile_model, load_build
+from pqc.errors import PqcError
+
+needs_cc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed (make sysdeps)")
+
+
+def _weights(rng: np.random.Generator, shape: tuple[int, ...], bits: int) -> np.ndarray:
+    """Random ``bits``-bit weights with zeros and both extremes."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    w = rng.integers(lo, hi + 1, size=shape)
+    w[rng.random(shape) < 0.25] = 0
+    w.reshape(-1)[:2] = (lo, hi)[: w.size]
+    return w.astype(np.int8)
+
+
+def _const_weights(b: IntGraphBuilder, w: np.ndarray, bits: int) -> str:
+    name = b.const("w", w)
+    b.graph.values[name].meta["bits"] = bits  # as lowering records it
+    return name
+
+
+def _shift(k: int, bits: int) -> tuple[int, int]:
+    """A requantization shift that keeps outputs of a K-input sum mostly inside int8."""
+    return max(0, bits + int(np.ceil(np.log2(k))) - 1), 0
+
+
+layer = st.fixed_dictionaries({
+    "cout_g": st.integers(1, 3), "groups": st.sampled_from(["one", "two", "depthwise"]),
+    "kh": st.integers(1, 3), "kw": st.integers(1, 3), "stride": st.sampled_from([1, 2]),
+    "dilation": st.sampled_from([1, 1, 2]), "pads": st.tuples(*[st.integers(0, 2)] * 4),
+    "bits": st.integers(2, 8), "relu": st.booleans(),
+})
+
+
+def _network(seed: int, cin: int, size: tuple[int, int], layers: list[dict], gemm_bits: int):
+    """A chain of QConvs (then a QGemm) on compact kernels; None when a layer's window does not fit."""
+    rng = np.random.default_rng(seed)
+    b = IntGraphBuilder("compact")
+    x = b.input("x", (1, cin, *size))
+    for spec in layers:
+        c, h, w = b.graph.values[x].shape[1:]
+        group = {"one": 1, "two": 2 if c % 2 == 0 else 1, "depthwise": c}[spec["groups"]]
+        cout = group * spec["cout_g"]
+        kh, kw, d, s = spec["kh"], spec["kw"], spec["dilation"], spec["stride"]
+        t, l, bo, r = spec["pads"]
+        if h + t + bo < d * (kh - 1) + 1 or w + l + r < d * (kw - 1) + 1:
+            return None
+        wq = _weights(rng, (cout, c // group, kh, kw), spec["bits"])
+        bias = b.const("b", rng.integers(-500, 500, cout).astype(np.int32))
+        shift = _shift(wq[0].size, spec["bits"])[0]
+        lo, hi, dtype = (0, 255, "uint8") if spec["relu"] else (-128, 127, "int8")
+        x = b.op("QConv", [x, _const_weights(b, wq, spec["bits"]), bias], dtype=dtype, kernel_shape=(kh, kw),
+                 strides=(s, s), pads=(t, l, bo, r), dilations=(d, d), group=group,
+                 shift=tuple(int(v) for v in shift + rng.integers(-1, 2, cout)), lo=lo, hi=hi)
+    k = int(np.prod(b.graph.values[x].shape[1:]))
+    flat = b.op("QReshape", [x], dtype=b.graph.values[x].dtype, shape=(1, k), keep_batch=True)
+    gw = _const_weights(b, _weights(rng, (5, k), gemm_bits), gemm_bits)
+    fc = b.op("QGemm", [flat, gw, b.const("fb", rng.integers(-500, 500, 5).astype(np.int32))],
+              shift=(_shift(k, gemm_bits)[0],) * 5, lo=-128, hi=127)
+    graph = b.build(fc)
+    for node in graph.nodes:
+        if node.op in ("QConv", "QGemm"):
+            node.meta["kernel"] = f"{node.op.lower()}_compact"
+    return graph
+
+
+@needs_cc
+@settings(max_examples=5, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 2**16), st.integers(1, 4), st.tuples(st.integers(3, 9), st.integers(3, 9)),
+       st.lists(layer, min_size=2, max_size=4), st.integers(2, 8))
+def test_compact_kernels_are_bit_exact_with_the_simulator(tmp_path, seed, cin, size, layers, gemm_bits):
+    graph = _network(seed, cin, size, layers, gemm_bits)
+    assume(graph is not None)
+    out = tmp_path / f"c{seed}"
+    emit_c(graph, out)
+    x = np.random.default_rng(seed).integers(-128, 128, (4, *graph.values[graph.inputs[0]].shape[1:])).astype(np.int8)
+    report = verify(graph, out, x)
+    assert report.ok, report
+    assert report.status("rv32i multiplier-free") == "passed"
+
+
+def test_compact_tables_hold_bits_over_8_bytes_per_weight():
+    for bits in range(2, 9):
+        graph = _network(bits, 3, (7, 7), [{"cout_g": 5, "groups": "one", "kh": 3, "kw": 3, "stride": 1,
+                                           "dilation": 1, "pads": (1, 1, 1, 1), "bits": bits, "relu": True}], bits)
+        for node in graph.nodes:
+            if node.op not in ("QConv", "QGemm"):
+                continue
+            w = graph.values[node.inputs[1]]
+            ctx = kernel_for(node).c_context(node, graph)
+            cout = w.shape[0]
+            assert ctx["weights"].nbytes <= w.size * bits / 8 + cout  # under a byte of row alignment each
+            assert table_bytes(kernel_for(node), node, graph) <= w.size * bits / 8 + 6 * cout  # + bias, shift
+
+
+def test_choice_follows_the_goal_and_keeps_the_program():
+    graph = _network(3, 3, (7, 7), [{"cout_g": 4, "groups": "one", "kh": 3, "kw": 3, "stride": 1, "dilation": 1,
+                                     "pads": (1, 1, 1, 1), "bits": 4, "relu": False}], 4)
+    for node in graph.nodes:
+        node.meta.pop("kernel", None)
+    conv = graph.nodes[0]
+    sizes = {k: table_bytes(KERNELS[k], conv, graph) for k in ("qconv_tables", "qconv_compact")}
+    assert sizes["qconv_compact"] < sizes["qconv_tables"]
+    assert choose_kernel(conv, graph, "size").name == "qconv_compact"
+    assert choose_kernel(conv, graph, "speed").name == "qconv_tables"
+    # balanced: the tables of 4-bit weights outweigh int8 weights here
+    assert sizes["qconv_tables"] > graph.values[conv.inputs[1]].size + 4 * graph.values[conv.inputs[2]].size
+    assert choose_kernel(conv, graph, "balanced").name == "qconv_compact"
+    chosen = select_kernels(graph, "size")
+    assert "kernel" not in conv.meta  # the input program is untouched
+    assert [n.meta.get("kernel") for n in chosen.nodes] == ["qconv_compact", None, "qgemm_compact"]
+    assert all(np.array_equal(chosen.values[k].data, v.data) for k, v in graph.values.items() if v.is_const)
+    with pytest.raises(PqcError, match="choose one of size, balanced, speed"):
+        select_kernels(graph, "fast")
+
+
+@needs_cc
+def test_optimize_size_gives_fewer_weight_bytes_and_the_folder_keeps_the_choice(small_cnn_onnx, tmp_path):
+    x = np.random.default_rng(0).normal(0, 1, (16, 1, 16, 16)).astype(np.float32)
+    from pqc.passes.quantize import QuantizeOptions
+
+    reports = {}
+    for goal in ("size", "speed"):
+        build = compile_model(small_cnn_onnx, tmp_path / goal, calib=x, quant=QuantizeOptions(wbits=4, abits=4),
+                              optimize=goal, verify=goal == "size")
+        reports[goal] = build.report
+    assert reports["size"]["totals"]["weight_bytes"] < reports["speed"]["totals"]["weight_bytes"]
+    assert reports["size"]["verification"]["checks"]
+    kernels = {l["kernel"] for l in reports["size"]["layers"] if l["op"] in ("QConv", "QGemm")}
+    assert kernels <= {"qconv_compact", "qgemm_compact"} and kernels
+    again = load_build(tmp_path / "size").program
+    assert {n.meta.get("kernel") for n in again.nodes if n.op in ("QConv", "QGemm")} == kernels
