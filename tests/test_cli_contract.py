@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pqc.cli import main
 
@@ -119,3 +121,34 @@ def test_bad_input_in_a_subprocess(world: Path, args: str, culprit: str) -> None
     before = _tree_hash(world)
     proc = subprocess.run([PQC, *args.split()], cwd=world, capture_output=True, text=True, timeout=120)
     _check(world, before, proc.returncode, proc.stderr, culprit)
+
+
+#: flags and generators of values each refuses before any work (fuzzed below)
+_BAD_VALUES = {
+    "--seed": st.integers(max_value=-1).map(str) | st.integers(min_value=1 << 32).map(str),
+    "--wbits": st.sampled_from(["0", "1", "9", "-4", "four", "4.5"]),
+    "--abits": st.sampled_from(["0", "3", "9", "32", "x"]),
+    "--first-last-bits": st.sampled_from(["1", "9", "-1"]),
+    "--iters": st.integers(max_value=-1).map(str),
+    "--calib-size": st.integers(max_value=0).map(str),
+    "--prefix": st.text(alphabet="0123456789-+. é$", min_size=1, max_size=6),
+    "--layer-bits": st.sampled_from(["conv1", "=8", "nosuchlayer=4", "/conv1/Conv=x"]),
+    "--optimize": st.text(alphabet="abcxyz", min_size=1, max_size=5),
+    "--verify-timeout": st.sampled_from(["0", "-1", "never"]),
+}
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_bad_flag_values_exit_2_with_one_line(world: Path, data, monkeypatch, capsys) -> None:
+    """Any one bad value among valid compile flags: exit 2, one line naming the flag or value."""
+    flag = data.draw(st.sampled_from(sorted(_BAD_VALUES)))
+    value = data.draw(_BAD_VALUES[flag])
+    method = ["--method", "rapq"] if flag in ("--iters", "--calib-size") else []
+    before = _tree_hash(world)
+    monkeypatch.chdir(world)
+    code = main(["compile", "cnn.onnx", "-o", "fresh", "--calib", "x.npz", "--no-verify", "-q", *method, f"{flag}={value}"])
+    stderr = capsys.readouterr().err
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1, stderr
+    assert "Traceback" not in stderr and _tree_hash(world) == before
