@@ -197,9 +197,10 @@ def _write_inputs(work: Path, manifest: dict[str, Any], x: np.ndarray) -> None:
 
 
 def build_image(out_dir: str | Path, board: Board, x: np.ndarray, work: str | Path,
-                sources: Path = FIRMWARE_DIR) -> Path:
+                sources: Path = FIRMWARE_DIR, extra_libs: tuple[str, ...] = ()) -> Path:
     """Compile the model in ``out_dir`` and the firmware for ``board`` with the samples ``x``
-    (the model's integer inputs) into ``work``; returns the ELF image."""
+    (the model's integer inputs) into ``work``; returns the ELF image. ``extra_libs`` are
+    linked after the core's (the int8 yardstick needs libgcc's ``__mulsi3`` on RV32I)."""
     out, work = Path(out_dir), Path(work)
     manifest = read_manifest(out)
     core = CORES[board.core]
@@ -226,7 +227,7 @@ def build_image(out_dir: str | Path, board: Board, x: np.ndarray, work: str | Pa
     elf = work / "firmware.elf"
     run_tool([cc, *core.model_flags, "-nostdlib", "-nostartfiles", "-Wl,--gc-sections",
           f"-L{sources / 'common'}", "-T", str(sources / "boards" / f"{board.name}.ld"),
-          *objects, *core.libs, "-o", str(elf)], f"linking the {board.name} firmware")
+          *objects, *core.libs, *extra_libs, "-o", str(elf)], f"linking the {board.name} firmware")
     return elf
 
 
@@ -285,7 +286,8 @@ def _parse(text: str, board: Board) -> FirmwareRun:
 
 
 def run_firmware(program: Graph, out_dir: str | Path, board: str | Board, x_int: np.ndarray, work: str | Path,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, sources: Path = FIRMWARE_DIR) -> Figures:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, sources: Path = FIRMWARE_DIR,
+                 extra_libs: tuple[str, ...] = ()) -> Figures:
     """Build the firmware for ``board`` around the C that `emit_c` wrote for ``program`` into
     ``out_dir``, run it on the integer samples ``x_int`` and compare with the simulator.
 
@@ -300,7 +302,7 @@ def run_firmware(program: Graph, out_dir: str | Path, board: str | Board, x_int:
         raise PqcError(f"{board.name} has {board.ram_bytes:,} B of RAM; {fit}. Use a board with more RAM "
                        f"(mps2-an385 runs the same ARMv6-M image with 4 MiB)")
     x = as_samples(x_int, manifest["input"])
-    elf = build_image(out_dir, board, x, work, sources)
+    elf = build_image(out_dir, board, x, work, sources, extra_libs)
     run = run_image(elf, board, timeout_s)
     out_info = manifest["output"]
     expected = simulate(program, x)[program.outputs[0]].reshape(len(x), -1)
