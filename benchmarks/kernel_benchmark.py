@@ -1,9 +1,12 @@
-"""Kernel variants benchmark: ResNet-8 compiled with each ``--optimize`` goal.
+"""Kernel variants benchmark: ResNet-8 compiled with each ``--optimize`` goal, beside the int8 yardstick.
 
 For W4A4 and W8A8 (lp quantizer) and ``size``, ``balanced``, ``speed``: constant-table bytes
 per weight parameter, Cortex-M0 flash of the model (text+data, the harness's Cortex-M0 build)
 and instructions per MAC of one inference on Cortex-M0 (mps2-an385) and RV32I (rv32-virt)
 under QEMU ``-icount`` (firmware outputs bit-exact with the simulator, or the run fails).
+In the same run, the same program written as plain int8 multiply-accumulate C
+(`pqc.backends.yardstick`: ``acc += x * w``, int8 weights whatever the bit width) is measured
+the same way, with the same flags and firmware, and each pqc row gets its ratio to it.
 
     .venv/bin/python benchmarks/kernel_benchmark.py [--work DIR]
 """
@@ -11,43 +14,66 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BITS = {"W4A4": (4, 4), "W8A8": (8, 8)}
 GOALS = ("size", "balanced", "speed")
 BOARDS = ("mps2-an385", "rv32-virt")
+HEADER = ["bits", "--optimize", "conv/gemm kernels", "table bytes", "bytes / param", "Cortex-M0 flash B",
+          "instr / MAC Cortex-M0", "instr / MAC RV32I", "pqc / int8: flash, Cortex-M0, RV32I"]
 
 
-def measure(bits: str, goal: str, work: Path) -> list[str]:
+def figures(program: Any, folder: Path, macs: int, extra_libs: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Cortex-M0 flash of the C in ``folder`` and its instructions per MAC on each board."""
     from pqc.backends.firmware import random_inputs, run_firmware
     from pqc.backends.harness import check_cortex_m0
+
+    m0 = check_cortex_m0(folder).data
+    runs = [run_firmware(program, folder, board, random_inputs(program, 1), folder / "fw" / board,
+                         timeout_s=900, extra_libs=extra_libs) for board in BOARDS]
+    return {"flash": m0["text"] + m0["data"], "per_mac": [r.instructions / macs for r in runs],
+            "weights": runs[0].weights_bytes}
+
+
+def measure(bits: str, work: Path) -> list[list[str]]:
+    """The rows of one bit width: each ``--optimize`` goal, then the int8 yardstick."""
+    from pqc.backends.yardstick import emit_yardstick
     from pqc.driver import compile_model
     from pqc.passes.quantize import QuantizeOptions
     from pqc.summary import summarize
 
     wbits, abits = BITS[bits]
-    out = work / f"resnet8-{bits}-{goal}"
-    build = compile_model(ROOT / "examples/models/resnet8.onnx", out, quant=QuantizeOptions(wbits=wbits, abits=abits),
-                          optimize=goal, verify=False, force=True)
-    totals = summarize(build.float_graph)["totals"]
-    m0 = check_cortex_m0(out).data
-    per_mac = [run_firmware(build.program, out, board, random_inputs(build.program, 1), out / "fw" / board,
-                            timeout_s=900).instructions / totals["macs"] for board in BOARDS]
-    kernels = sorted({l["kernel"] for l in build.report["layers"] if l["op"] in ("QConv", "QGemm")})
-    return [bits, goal, ", ".join(kernels), f"{build.report['totals']['weight_bytes']:,}",
-            f"{build.report['totals']['weight_bytes'] / totals['params']:.2f}",
-            f"{m0['text'] + m0['data']:,}", *(f"{v:.1f}" for v in per_mac)]
+    rows = []
+    for goal in GOALS:
+        out = work / f"resnet8-{bits}-{goal}"
+        build = compile_model(ROOT / "examples/models/resnet8.onnx", out, quant=QuantizeOptions(wbits=wbits, abits=abits),
+                              optimize=goal, verify=False, force=True)
+        totals = summarize(build.float_graph)["totals"]
+        fig = figures(build.program, out, totals["macs"])
+        kernels = sorted({l["kernel"] for l in build.report["layers"] if l["op"] in ("QConv", "QGemm")})
+        rows.append((goal, ", ".join(kernels), build.report["totals"]["weight_bytes"], fig))
+    # --optimize picks kernels only: every goal's program is the same, so one yardstick serves all
+    yard = figures(build.program, emit_yardstick(build.program, work / f"resnet8-{bits}-int8"), totals["macs"],
+                   extra_libs=("-lgcc",))  # RV32I has no multiplier: the MAC's `*` is libgcc's __mulsi3
+    rows.append(("-", "int8 MAC yardstick", yard["weights"], yard))
+
+    def cells(goal: str, kernels: str, table: int, fig: dict[str, Any]) -> list[str]:
+        ratios = [fig["flash"] / yard["flash"], *(p / y for p, y in zip(fig["per_mac"], yard["per_mac"]))]
+        return [bits, goal, kernels, f"{table:,}", f"{table / totals['params']:.2f}", f"{fig['flash']:,}",
+                *(f"{v:.1f}" for v in fig["per_mac"]), ", ".join(f"{r:.2f}" for r in ratios)]
+    return [cells(*row) for row in rows]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default="build/kernel-benchmark", help="folder of the builds")
     args = parser.parse_args()
-    header = ["bits", "--optimize", "conv/gemm kernels", "table bytes", "bytes / param", "Cortex-M0 flash B",
-              "instr / MAC Cortex-M0", "instr / MAC RV32I"]
-    rows = [measure(bits, goal, Path(args.work)) for bits in BITS for goal in GOALS]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    rows = [row for bits in BITS for row in measure(bits, work)]
+    print("| " + " | ".join(HEADER) + " |")
+    print("|" + "---|" * len(HEADER))
     for row in rows:
         print("| " + " | ".join(row) + " |")
 
