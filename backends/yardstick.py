@@ -146,12 +146,11 @@ def _linear(graph: Graph, node: Node, n: str, xt: str, yt: str) -> str:
     y_shape = graph.values[node.outputs[0]].shape
     if node.op == "QGemm":  # [M, K] weights over a [K] vector: a 1x1 convolution of a 1x1 image
         dims = dict(kh=1, kw=1, h=1, w_in=1, oh=1, ow=1, pt=0, pl=0, sh=1, sw=1, dh=1, dw=1, groups=1)
-        cin = int(x_shape[1])
     else:
         (kh, kw), (sh, sw), (dh, dw) = a["kernel_shape"], a["strides"], a["dilations"]
         dims = dict(kh=kh, kw=kw, h=x_shape[2], w_in=x_shape[3], oh=y_shape[2], ow=y_shape[3], pt=a["pads"][0],
                     pl=a["pads"][1], sh=sh, sw=sw, dh=dh, dw=dw, groups=a["group"])
-        cin = int(x_shape[1])
+    cin = int(x_shape[1])
     cout = int(w.shape[0])
     if w.dtype != np.int8:
         raise PqcError(f"{node.name}: {w.dtype} weights cannot be written as the int8 yardstick")
