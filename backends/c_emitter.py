@@ -77,10 +77,12 @@ class LayerReport:
 
 @dataclass(frozen=True)
 class MemoryReport:
-    """Flash and RAM of the generated model: weights as stored, arena, and the caller's buffers."""
+    """Flash and RAM of the generated model: weights as stored, arena (and the most bytes live at
+    once, the bound no placement of this schedule beats), and the caller's buffers."""
 
     weight_bytes: int
     arena_bytes: int
+    arena_lower_bound_bytes: int
     input_bytes: int
     output_bytes: int
     adds: int
@@ -282,6 +284,7 @@ class _Emitter:
         return MemoryReport(
             weight_bytes=sum(t.nbytes for t in self.tables),
             arena_bytes=self.plan.arena_bytes,
+            arena_lower_bound_bytes=self.plan.arena_lower_bound_bytes,
             input_bytes=value_bytes(g, g.inputs[0]),
             output_bytes=value_bytes(g, g.outputs[0]),
             adds=sum(r.adds for r in layers),

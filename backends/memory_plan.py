@@ -15,8 +15,12 @@ size" planner of TFLite Micro). The C emitter turns the plan into pointer consta
 * With ``io_external`` (what the generated entry point does), the graph input lives in the
   caller's input array and the buffer behind the graph output in the caller's output array, so
   neither takes arena space.
-* A node may ask for scratch (e.g. a zero-padded copy of a conv input): a buffer live only at
-  that node's step, named ``"<node name>:scratch"``.
+* A node may ask for scratch: a buffer live only at that node's step, named
+  ``"<node name>:scratch"``.
+* ``arena_lower_bound_bytes`` is the most bytes (each buffer rounded up to ``align``) live at
+  one step under these same rules: no placement of this schedule does better, so the gap to
+  ``arena_bytes`` is what the greedy placement loses to fragmentation and the rest is what a
+  different schedule (not a better planner) would have to win.
 """
 from __future__ import annotations
 
@@ -81,7 +85,8 @@ class MemoryPlan:
     bytes)`` (an alias maps to its root's slot); ``external`` maps values that live in the
     caller's arrays to ``"input"`` or ``"output"``; ``roots`` maps every activation to the value
     whose storage it uses (`storage_roots`); ``lifetimes`` holds the ``(first, last)`` live step
-    of every arena buffer root.
+    of every arena buffer root; ``arena_lower_bound_bytes`` the most aligned bytes live at once
+    (`live_lower_bound`).
     """
 
     arena_bytes: int
@@ -90,6 +95,7 @@ class MemoryPlan:
     external: dict[str, str] = field(default_factory=dict)
     lifetimes: dict[str, tuple[int, int]] = field(default_factory=dict)
     align: int = 4
+    arena_lower_bound_bytes: int = 0
 
 
 def _lifetimes(graph: Graph, root: dict[str, str], scratch: Mapping[str, int]) -> dict[str, tuple[int, int]]:
@@ -132,6 +138,14 @@ def _align(n: int, align: int) -> int:
     return -(-n // align) * align
 
 
+def live_lower_bound(sizes: Mapping[str, int], life: Mapping[str, tuple[int, int]], align: int) -> int:
+    """The largest sum of ``align``-rounded sizes of buffers live at one step: a bound every
+    placement meets, since buffers live together are disjoint and start on aligned offsets."""
+    steps = {s for a, b in life.values() for s in (a, b)}
+    return max((sum(_align(sizes[n], align) for n in sizes if life[n][0] <= s <= life[n][1]) for s in steps),
+               default=0)
+
+
 def plan_memory(
     graph: Graph,
     scratch: Mapping[str, int] | None = None,
@@ -155,7 +169,8 @@ def plan_memory(
     arena = _align(max((offsets[n] + sizes[n] for n in sizes), default=0), align)
     buffers = {v: (offsets[r], sizes[r]) for v, r in root.items() if r in sizes}
     buffers.update({n: (offsets[n], sizes[n]) for n in sizes if n not in root})
-    return MemoryPlan(arena, buffers, root, external, {n: life[n] for n in sizes}, align)
+    return MemoryPlan(arena, buffers, root, external, {n: life[n] for n in sizes}, align,
+                      live_lower_bound(sizes, {n: life[n] for n in sizes}, align))
 
 
 def check_plan(graph: Graph, plan: MemoryPlan, scratch: Mapping[str, int] | None = None) -> None:

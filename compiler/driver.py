@@ -257,7 +257,8 @@ def base_report(build: Build, target: str, pipeline: str, seed: int, memory: Any
         layers.append(layer)
         for k in totals:
             totals[k] += layer[k]
-    totals.update(weight_bytes=int(memory.weight_bytes), arena_bytes=int(memory.arena_bytes), flash_bytes=None)
+    totals.update(weight_bytes=int(memory.weight_bytes), arena_bytes=int(memory.arena_bytes),
+                  arena_lower_bound_bytes=int(memory.arena_lower_bound_bytes), flash_bytes=None)
     first_input = program.values[program.inputs[0]]
     return {
         "model": program.name, "target": target, "pipeline": pipeline, "seed": seed,

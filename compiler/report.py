@@ -86,7 +86,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"({t['dense_weight_bytes']:,} stored densely: weights packed at their bit width, 32-bit biases); "
         "flash of the model on Cortex-M0 (code + weights): "
         + (f"{t['flash_bytes']:,} bytes" if t.get("flash_bytes") is not None else "not measured (arm-none-eabi-gcc missing or verification off)"),
-        f"- activation arena (RAM): {t['arena_bytes']:,} bytes",
+        f"- activation arena (RAM): {t['arena_bytes']:,} bytes (most bytes live at once: {t['arena_lower_bound_bytes']:,})",
         f"- per inference: {t['adds']:,} adds and {t['shifts']:,} shifts in the emitted kernels; ideal add count "
         f"(nonzero weight digits x output positions) {t.get('ideal_adds', 0):,}",
         f"- nonzero digits of the constant multipliers (weights, scales, reciprocals): {t['digits']:,}",

@@ -53,6 +53,7 @@ def test_random_graph_plans_have_no_live_overlap(case: tuple[Graph, dict[str, in
     check_plan(g, plan, scratch)
     total = sum(b for n, (_, b) in plan.buffers.items() if n in plan.lifetimes)
     assert plan.arena_bytes <= total + 4 * len(plan.lifetimes)
+    assert 0 < plan.arena_lower_bound_bytes <= plan.arena_bytes or not plan.lifetimes
     for node in g.nodes:
         if node.op == "QReshape" and node.outputs[0] in plan.buffers:
             assert plan.buffers[node.outputs[0]] == plan.buffers[node.inputs[0]]
@@ -64,6 +65,7 @@ def test_chain_reuses_two_buffers_and_keeps_io_outside() -> None:
     check_plan(g, plan)
     assert plan.external == {"v0": "input", "v5": "output"}
     assert plan.arena_bytes == 80  # two 40-byte buffers ping-pong
+    assert plan.arena_lower_bound_bytes == 80  # what a chain must hold: a layer's input and output
     assert plan.buffers["v1"] != plan.buffers["v2"]
     assert plan.buffers["v1"] == plan.buffers["v3"]
 
@@ -95,7 +97,7 @@ def test_scratch_is_live_only_at_its_node() -> None:
     plan = plan_memory(g, scratch)
     check_plan(g, plan, scratch)
     assert plan.lifetimes[scratch_name(g.nodes[1].name)] == (1, 1)
-    assert plan.arena_bytes == 16 + 16 + 64
+    assert plan.arena_bytes == plan.arena_lower_bound_bytes == 16 + 16 + 64
 
 
 def test_checker_catches_overlapping_live_buffers() -> None:
