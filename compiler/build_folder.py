@@ -85,13 +85,18 @@ def output_lock(target: Path) -> Iterator[Path]:
 
 
 def check_folder_target(target: str | Path, force: bool, what: str = "output folder") -> Path:
-    """``target`` as a Path if a folder may be written there: its parent exists and is writable, it is
-    not a file, and (without ``force``) it is absent or empty. Cheap: call it before any work."""
+    """``target`` as a Path if a folder may be written there: it is not a file, (without ``force``)
+    it is absent or empty, and its parent is writable; missing parents are created (``-o
+    build/r8`` on a fresh clone, like ``mkdir -p``). Cheap: call it before any work."""
     out = Path(target)
     if out.exists() and not out.is_dir():
         raise PqcError(f"{what} {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise PqcError(f"{what} {out} is not empty; pass --force to replace it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PqcError(f"cannot create folder {out.parent} for {out}: {exc.strerror or exc}") from None
     _check_parent(out)
     return out
 

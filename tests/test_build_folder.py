@@ -135,3 +135,10 @@ def test_a_batch_1_export_compiles_and_runs_any_number_of_samples(calib: Path, t
         out = tmp_path / f"{source.stem}_out"  # no .npz suffix: exactly this name is written
         assert main(["run", str(source), "--inputs", str(calib), "-o", str(out), "-q"]) == 0
         assert np.load(out)["logits"].shape == (5, 10) and not out.with_suffix(".npz").exists()
+
+
+def test_missing_parent_folders_of_a_build_are_created(small_cnn_onnx: Path, calib: Path, tmp_path: Path) -> None:
+    """``-o build/r8`` on a fresh clone (no build/ yet) works, as README's commands assume."""
+    out = tmp_path / "not" / "yet" / "here"
+    assert _compile(small_cnn_onnx, out, calib) == 0
+    assert (out / "report.json").is_file()
