@@ -7,22 +7,27 @@ program (same layers, shapes, weights, biases and requantization shifts), so it 
 simulator's integers exactly and `pqc.backends.firmware.run_firmware` runs and checks it like
 pqc's own C. Shapes are baked in and addressing uses running offsets, so the MAC's ``*`` (``muls``
 on Cortex-M0, a libgcc ``__mulsi3`` call on RV32I, which has no multiplier) is the one multiply
-in the inner loop: the difference the comparison is about.
+in the inner loop: the difference the comparison is about. The other ops are written as plainly:
+pools walk their windows with bounds checks, an average pool's and QAffine's constant multipliers
+are ``*`` too (pqc applies them as shift-adds), QLut indexes its table.
 
 It lives in the backends, beside the firmware runner it feeds, so the test suite imports it and
-`pqc firmware` could offer the same yardstick later. Supported ops: QConv (any groups, pads,
-strides, dilations), QGemm, QAdd, QGlobalAvgPool, QReshape; any other op is refused by name.
+`pqc firmware` could offer the same yardstick later. Supported ops: every integer op (QConv
+with any groups, pads, strides, dilations; QGemm, QAdd, QAffine, QLut, QConcat on any axis,
+QMaxPool, QAvgPool with any pads and ceil mode, QGlobalAvgPool, QReshape); an op it does not
+know is refused by name.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import PqcError
 from ..intmath import value_range
+from ..intops.window import avg_divisors
 from ..ir import Graph, Node
 from .c_emitter import MANIFEST
 
@@ -113,6 +118,78 @@ static void {n}(const {at} *a, const {bt} *b, {yt} *y)
 }}
 """
 
+# QMaxPool and QAvgPool: per channel and output position, {step} over the window's input
+# elements (padding and a clipped ceil-mode window's overhang skipped by bounds checks), then {store}.
+POOL = """
+{tables}
+static void {n}(const {xt} *x, {yt} *y)
+{{
+    int c, oy, ox, ky, kx, iy0, ix0, iy, ix, r0, r;
+    for (c = 0; c < {c}; ++c, x += {h} * {w_in}) {{
+        const {xt} *xc = x;
+        {per_channel}
+        for (oy = 0, iy0 = -{pt}, r0 = -{pt} * {w_in}; oy < {oh}; ++oy, iy0 += {sh}, r0 += {sh} * {w_in}) {{
+            for (ox = 0, ix0 = -{pl}; ox < {ow}; ++ox, ix0 += {sw}) {{
+                int32_t acc = {init};
+                for (ky = 0, iy = iy0, r = r0; ky < {kh}; ++ky, iy += {dh}, r += {dh} * {w_in}) {{
+                    if ((unsigned)iy >= {h}u) {{
+                        continue;
+                    }}
+                    for (kx = 0, ix = ix0; kx < {kw}; ++kx, ix += {dw}) {{
+                        if ((unsigned)ix < {w_in}u) {{
+                            {step}
+                        }}
+                    }}
+                }}
+                *y++ = {store};
+            }}
+        }}
+    }}
+}}
+"""
+
+AFFINE = """
+static const int32_t {n}_m[{c}] {section} = {{{m}}};
+static const int32_t {n}_b[{c}] {section} = {{{b}}};
+static const int8_t {n}_s[{c}] {section} = {{{s}}};
+
+static void {n}(const {xt} *x, {yt} *y)
+{{
+    int c, i;
+    for (c = 0; c < {c}; ++c) {{
+        for (i = 0; i < {per_c}; ++i) {{
+            *y++ = ({yt})requant((int32_t)*x++ * {n}_m[c] + {n}_b[c], {n}_s[c], {lo}, {hi});
+        }}
+    }}
+}}
+"""
+
+LUT = """
+static const {tt} {n}_t[{t_size}] {section} = {{{t}}};
+
+static void {n}(const {xt} *x, {yt} *y)
+{{
+    int i;
+    for (i = 0; i < {size}; ++i) {{
+        y[i] = ({yt}){n}_t[(int32_t)x[i] - ({in_min})];
+    }}
+}}
+"""
+
+CONCAT = """
+static void {n}({params}, {yt} *y)
+{{
+    int o, i;
+    for (o = 0; o < {outer}; ++o) {{{parts}
+    }}
+}}
+"""
+
+CONCAT_PART = """
+        for (i = 0; i < {inner}; ++i) {{
+            *y++ = ({yt})requant(*x{j}++, {s}, {lo}, {hi});
+        }}"""
+
 GLOBAL_AVG = """
 static void {n}(const {xt} *x, {yt} *y)
 {{
@@ -138,7 +215,7 @@ def _table(values: np.ndarray) -> str:
     return "\n" + ",\n".join("    " + ", ".join(flat[i:i + 16]) for i in range(0, len(flat), 16)) + "\n"
 
 
-def _linear(graph: Graph, node: Node, n: str, xt: str, yt: str) -> str:
+def _linear(graph: Graph, node: Node, n: str, types: list[str], yt: str) -> str:
     w = graph.values[node.inputs[1]].data
     b = graph.values[node.inputs[2]].data
     a = node.attrs
@@ -156,25 +233,86 @@ def _linear(graph: Graph, node: Node, n: str, xt: str, yt: str) -> str:
         raise PqcError(f"{node.name}: {w.dtype} weights cannot be written as the int8 yardstick")
     shifts = np.broadcast_to(np.asarray(a["shift"], dtype=np.int64), (cout,))
     return LINEAR.format(
-        n=n, section=SECTION, xt=xt, yt=yt, w_size=w.size, w=_table(w), cout=cout, b=_table(b), s=_table(shifts),
+        n=n, section=SECTION, xt=types[0], yt=yt, w_size=w.size, w=_table(w), cout=cout, b=_table(b), s=_table(shifts),
         cout_g=cout // dims["groups"], cin_g=cin // dims["groups"], k_size=w[0].size, lo=_lit(a["lo"]),
         hi=_lit(a["hi"]), **dims)
 
 
-def _layer(graph: Graph, node: Node, n: str, types: list[str], yt: str) -> str:
+def _pool(graph: Graph, node: Node, n: str, types: list[str], yt: str) -> str:
+    """QMaxPool and QAvgPool: one window walk; the average's divisor, so its reciprocal ``m``
+    and shift ``k + shift_base``, is looked up per output position from tables."""
     a = node.attrs
-    if node.op in ("QConv", "QGemm"):
-        return _linear(graph, node, n, types[0], yt)
-    if node.op == "QAdd":
-        return ADD.format(n=n, at=types[0], bt=types[1], yt=yt, size=graph.values[node.outputs[0]].size,
-                          sa=a["shift_a"], sb=a["shift_b"], op="-" if a["negate_b"] else "+", s=a["shift"],
-                          lo=_lit(a["lo"]), hi=_lit(a["hi"]))
-    if node.op == "QGlobalAvgPool":
-        _, c, h, w = graph.values[node.inputs[0]].shape
-        return GLOBAL_AVG.format(n=n, xt=types[0], yt=yt, c=c, hw=h * w, m=a["m"], s=a["k"] + a["shift_base"],
-                                 lo=_lit(a["lo"]), hi=_lit(a["hi"]))
-    raise PqcError(f"the int8 yardstick has no {node.op} (layer {node.name!r}); "
-                   f"it covers QConv, QGemm, QAdd, QGlobalAvgPool and QReshape")
+    _, c, h, w = graph.values[node.inputs[0]].shape
+    oh, ow = graph.values[node.outputs[0]].shape[2:]
+    (kh, kw), (sh, sw) = a["kernel_shape"], a["strides"]
+    dh, dw = a.get("dilations", (1, 1))
+    if node.op == "QMaxPool":  # a window always holds an input element, so the start never wins
+        tables, per_channel, init = "", "", _lit(-(1 << 31))
+        step = "if (xc[r + ix] > acc) {\n                                acc = xc[r + ix];\n                            }"
+        store = f"({yt})acc"
+    else:
+        recip = {d: (m, k + a["shift_base"]) for d, m, k in a["recip"]}
+        divisors = avg_divisors((h, w), a).reshape(-1).tolist()
+        tables = (f"static const int32_t {n}_m[{oh * ow}] {SECTION} = {{{_table(np.array([recip[d][0] for d in divisors]))}}};\n"
+                  f"static const int8_t {n}_k[{oh * ow}] {SECTION} = {{{_table(np.array([recip[d][1] for d in divisors]))}}};\n")
+        per_channel = f"const int32_t *m = {n}_m;\n        const int8_t *k = {n}_k;"
+        init, step = "0", "acc += xc[r + ix];"
+        store = f"({yt})requant(acc * *m++, *k++, {_lit(a['lo'])}, {_lit(a['hi'])})"
+    return POOL.format(n=n, xt=types[0], yt=yt, tables=tables, per_channel=per_channel, init=init, step=step,
+                       store=store, c=c, h=h, w_in=w, oh=oh, ow=ow, kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw,
+                       pt=a["pads"][0], pl=a["pads"][1])
+
+
+def _add(graph: Graph, node: Node, n: str, types: list[str], yt: str) -> str:
+    a = node.attrs
+    return ADD.format(n=n, at=types[0], bt=types[1], yt=yt, size=graph.values[node.outputs[0]].size,
+                      sa=a["shift_a"], sb=a["shift_b"], op="-" if a["negate_b"] else "+", s=a["shift"],
+                      lo=_lit(a["lo"]), hi=_lit(a["hi"]))
+
+
+def _affine(graph: Graph, node: Node, n: str, types: list[str], yt: str) -> str:
+    m, b = (graph.values[v].data for v in node.inputs[1:])
+    shape = graph.values[node.inputs[0]].shape
+    shifts = np.broadcast_to(np.asarray(node.attrs["shift"], dtype=np.int64), m.shape)
+    return AFFINE.format(n=n, section=SECTION, xt=types[0], yt=yt, c=m.size, per_c=int(np.prod(shape[2:])),
+                         m=_table(m), b=_table(b), s=_table(shifts), lo=_lit(node.attrs["lo"]),
+                         hi=_lit(node.attrs["hi"]))
+
+
+def _lut(graph: Graph, node: Node, n: str, types: list[str], yt: str) -> str:
+    table = graph.values[node.inputs[1]].data
+    return LUT.format(n=n, section=SECTION, xt=types[0], yt=yt, tt=CTYPES[str(table.dtype)], t_size=table.size,
+                      t=_table(table), size=graph.values[node.outputs[0]].size, in_min=_lit(node.attrs["in_min"]))
+
+
+def _concat(graph: Graph, node: Node, n: str, types: list[str], yt: str) -> str:
+    """Along ``axis``: per block of the dimensions before it, each input's slice in turn."""
+    a = node.attrs
+    shapes = [graph.values[v].shape for v in node.inputs]
+    parts = "".join(CONCAT_PART.format(j=j, inner=int(np.prod(shape[a["axis"]:])), yt=yt, s=s, lo=_lit(a["lo"]),
+                                       hi=_lit(a["hi"])) for j, (shape, s) in enumerate(zip(shapes, a["shifts"])))
+    params = ", ".join(f"const {t} *x{j}" for j, t in enumerate(types))
+    return CONCAT.format(n=n, params=params, yt=yt, outer=int(np.prod(shapes[0][:a["axis"]])), parts=parts)
+
+
+def _global_avg(graph: Graph, node: Node, n: str, types: list[str], yt: str) -> str:
+    a = node.attrs
+    _, c, h, w = graph.values[node.inputs[0]].shape
+    return GLOBAL_AVG.format(n=n, xt=types[0], yt=yt, c=c, hw=h * w, m=a["m"], s=a["k"] + a["shift_base"],
+                             lo=_lit(a["lo"]), hi=_lit(a["hi"]))
+
+
+EMITTERS: dict[str, Callable[[Graph, Node, str, list[str], str], str]] = {
+    "QConv": _linear, "QGemm": _linear, "QAdd": _add, "QAffine": _affine, "QLut": _lut, "QConcat": _concat,
+    "QMaxPool": _pool, "QAvgPool": _pool, "QGlobalAvgPool": _global_avg,
+}
+
+
+def _layer(graph: Graph, node: Node, n: str, types: list[str], yt: str) -> str:
+    if node.op not in EMITTERS:
+        raise PqcError(f"the int8 yardstick has no {node.op} (layer {node.name!r}); "
+                       f"it covers {', '.join(EMITTERS)} and QReshape")
+    return EMITTERS[node.op](graph, node, n, types, yt)
 
 
 def _io(graph: Graph, name: str) -> dict[str, Any]:

@@ -1,14 +1,15 @@
-"""Kernel variants benchmark: ResNet-8 compiled with each ``--optimize`` goal, beside the int8 yardstick.
+"""Kernel variants benchmark: each reference model under each ``--optimize`` goal, beside the int8 yardstick.
 
-For W4A4 and W8A8 (lp quantizer) and ``size``, ``balanced``, ``speed``: constant-table bytes
-per weight parameter, Cortex-M0 flash of the model (text+data, the harness's Cortex-M0 build)
-and instructions per MAC of one inference on Cortex-M0 (mps2-an385) and RV32I (rv32-virt)
-under QEMU ``-icount`` (firmware outputs bit-exact with the simulator, or the run fails).
+For each model (ResNet-8, tiny MobileNetV2, VGG-style by default), W4A4 and W8A8 (lp quantizer)
+and ``size``, ``balanced``, ``speed``: constant-table bytes per weight parameter, Cortex-M0
+flash of the model (text+data, the harness's Cortex-M0 build) and instructions per MAC of one
+inference on Cortex-M0 (mps2-an385) and RV32I (rv32-virt) under QEMU ``-icount`` (firmware
+outputs bit-exact with the simulator, or the run fails).
 In the same run, the same program written as plain int8 multiply-accumulate C
 (`pqc.backends.yardstick`: ``acc += x * w``, int8 weights whatever the bit width) is measured
 the same way, with the same flags and firmware, and each pqc row gets its ratio to it.
 
-    .venv/bin/python benchmarks/kernel_benchmark.py [--work DIR]
+    .venv/bin/python benchmarks/kernel_benchmark.py [--models resnet8 mobilenetv2 vgg] [--work DIR]
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("resnet8", "mobilenetv2", "vgg")  # examples/models/<name>.onnx
 BITS = {"W4A4": (4, 4), "W8A8": (8, 8)}
 GOALS = ("size", "balanced", "speed")
 BOARDS = ("mps2-an385", "rv32-virt")
-HEADER = ["bits", "--optimize", "conv/gemm kernels", "table bytes", "bytes / param", "Cortex-M0 flash B",
+HEADER = ["model", "bits", "--optimize", "conv/gemm kernels", "table bytes", "bytes / param", "Cortex-M0 flash B",
           "instr / MAC Cortex-M0", "instr / MAC RV32I", "pqc / int8: flash, Cortex-M0, RV32I"]
 
 
@@ -36,8 +38,8 @@ def figures(program: Any, folder: Path, macs: int, extra_libs: tuple[str, ...] =
             "weights": runs[0].weights_bytes}
 
 
-def measure(bits: str, work: Path) -> list[list[str]]:
-    """The rows of one bit width: each ``--optimize`` goal, then the int8 yardstick."""
+def measure(model: str, bits: str, work: Path) -> list[list[str]]:
+    """The rows of one model at one bit width: each ``--optimize`` goal, then the int8 yardstick."""
     from pqc.backends.yardstick import emit_yardstick
     from pqc.driver import compile_model
     from pqc.passes.quantize import QuantizeOptions
@@ -46,32 +48,33 @@ def measure(bits: str, work: Path) -> list[list[str]]:
     wbits, abits = BITS[bits]
     rows = []
     for goal in GOALS:
-        out = work / f"resnet8-{bits}-{goal}"
-        build = compile_model(ROOT / "examples/models/resnet8.onnx", out, quant=QuantizeOptions(wbits=wbits, abits=abits),
+        out = work / f"{model}-{bits}-{goal}"
+        build = compile_model(ROOT / f"examples/models/{model}.onnx", out, quant=QuantizeOptions(wbits=wbits, abits=abits),
                               optimize=goal, verify=False, force=True)
         totals = summarize(build.float_graph)["totals"]
         fig = figures(build.program, out, totals["macs"])
         kernels = sorted({l["kernel"] for l in build.report["layers"] if l["op"] in ("QConv", "QGemm")})
         rows.append((goal, ", ".join(kernels), build.report["totals"]["weight_bytes"], fig))
     # --optimize picks kernels only: every goal's program is the same, so one yardstick serves all
-    yard = figures(build.program, emit_yardstick(build.program, work / f"resnet8-{bits}-int8"), totals["macs"],
+    yard = figures(build.program, emit_yardstick(build.program, work / f"{model}-{bits}-int8"), totals["macs"],
                    extra_libs=("-lgcc",))  # RV32I has no multiplier: the MAC's `*` is libgcc's __mulsi3
     rows.append(("-", "int8 MAC yardstick", yard["weights"], yard))
 
     def cells(goal: str, kernels: str, table: int, fig: dict[str, Any]) -> list[str]:
         ratios = [fig["flash"] / yard["flash"], *(p / y for p, y in zip(fig["per_mac"], yard["per_mac"]))]
-        return [bits, goal, kernels, f"{table:,}", f"{table / totals['params']:.2f}", f"{fig['flash']:,}",
+        return [model, bits, goal, kernels, f"{table:,}", f"{table / totals['params']:.2f}", f"{fig['flash']:,}",
                 *(f"{v:.1f}" for v in fig["per_mac"]), ", ".join(f"{r:.2f}" for r in ratios)]
     return [cells(*row) for row in rows]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="reference models")
     parser.add_argument("--work", default="build/kernel-benchmark", help="folder of the builds")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    rows = [row for bits in BITS for row in measure(bits, work)]
+    rows = [row for model in args.models for bits in BITS for row in measure(model, bits, work)]
     print("| " + " | ".join(HEADER) + " |")
     print("|" + "---|" * len(HEADER))
     for row in rows:
