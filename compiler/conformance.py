@@ -195,7 +195,7 @@ def markdown(results: Sequence[Result]) -> str:
         "symbolic batch (axis 0 of the inputs, imported as 1), and then no op may act on axis 0; 1-D Conv and",
         "pools run as 2-D on a unit-height view; hard-swish in its exported forms (`x * HardSigmoid(x)`,",
         "`x * Clip(x + 3, 0, 6) / 6`, ...) imports as HardSwish; Sum as a chain of Adds; Mul may multiply",
-        "two activations (lowering refuses that); MatMul needs one constant operand, Div a constant divisor.",
+        "two activations (lowered when one is a per-channel gate of at most 8 bits); MatMul needs one constant operand, Div a constant divisor.",
         "",
         "| ONNX op | cases | pass | refused | fail | refusal reasons (count) |",
         "|---|---:|---:|---:|---:|---|",

@@ -7,7 +7,7 @@ Activation values keep their float names, so per-layer dumps of both programs li
 
 Decisions (DESIGN.md "Integer semantics" leaves them open):
 
-* Formats. Ops that compute (Conv, Gemm, Add, Concat, pools, affine, LUT) requantize to their
+* Formats. Ops that compute (Conv, Gemm, Add, Mul, Concat, pools, affine, LUT) requantize to their
   output's `ActQuant`; data-movement ops (MaxPool, reshapes) keep their input's format and
   ignore their output's annotation, since they cannot rescale. Consumers always read the format
   of the integer value they get.
@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from pqc.intmath import INT32_MAX, INT32_MIN, format_range, reciprocal, round_half_away, round_half_up
+from pqc.intops.qmul import MAX_GATE_BITS, gate_broadcasts
 from pqc.intops.window import avg_divisors, output_hw
 from pqc.errors import InternalError, ModelError
 from pqc.ir import Graph, Node, Value, fresh_name
@@ -281,10 +282,36 @@ def _qadd(ctx: _Lowering, node: Node, negate: bool) -> None:
 def _mul(ctx: _Lowering, node: Node) -> None:
     c = ctx.src.const(node.inputs[1])
     if c is None:
-        raise ModelError(f"node {node.name!r} ({node.op}): a product of two activations cannot be lowered "
-                         "to a multiplier-free program")
+        if node.op == "Div":
+            raise ModelError(f"node {node.name!r} (Div): a quotient of two activations cannot be lowered "
+                             "to a multiplier-free program")
+        return _qmul(ctx, node)
     c = np.asarray(c, dtype=np.float64)
     _affine(ctx, node, 0, 1.0 / c if node.op == "Div" else c, np.zeros(()))
+
+
+def _qmul(ctx: _Lowering, node: Node) -> None:
+    """Emit QMul for the product of a feature map and a gate (either operand order): the gate is
+    the operand broadcast per channel, else (equal shapes) the narrower one; ``shift = e_y - e_x -
+    e_g``."""
+    a, b = ctx.activation_input(node, 0), ctx.activation_input(node, 1)
+    shape_a, shape_b = ctx.src.values[a].shape, ctx.src.values[b].shape
+    if gate_broadcasts(shape_a, shape_b) and (shape_a != shape_b or ctx.fmt(b).bits <= ctx.fmt(a).bits):
+        x, g = a, b
+    elif gate_broadcasts(shape_b, shape_a):
+        x, g = b, a
+    else:
+        raise ModelError(f"node {node.name!r} (Mul): a product of activations of shapes {shape_a} and {shape_b} "
+                         "cannot be lowered: one operand must have the other's shape, or be one gate per channel "
+                         "of the same rank ([N, C, 1, 1])")
+    q_g = ctx.fmt(g)
+    if q_g.bits > MAX_GATE_BITS:
+        raise ModelError(f"node {node.name!r} (Mul): the gate {g!r} has {q_g.bits} bits; a product of two "
+                         f"activations needs a gate of at most {MAX_GATE_BITS} bits (one shift-add per bit)")
+    q_y = ctx.act_quant(node.outputs[0])
+    lo, hi = _clamp_bounds(node, q_y)
+    ctx.add_activation(node.outputs[0], q_y)
+    ctx.emit(node, "QMul", [x, g], {"shift": q_y.exp - ctx.fmt(x).exp - q_g.exp, "lo": lo, "hi": hi})
 
 
 @lowers("BatchNormalization")

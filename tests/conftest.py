@@ -49,6 +49,29 @@ def export_legacy(model: torch.nn.Module, path: Path, shape=(1, 1, 16, 16)) -> P
     return path
 
 
+class SqueezeExcite(torch.nn.Module):
+    """Conv-ReLU scaled per channel by a gate computed from itself (pool, two 1x1 convs,
+    hard-sigmoid): the product of two activations of squeeze-excite blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc1, self.fc2 = torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Conv2d(4, 2, 1), torch.nn.Conv2d(2, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.conv(x))
+        gate = torch.nn.functional.hardsigmoid(self.fc2(torch.relu(self.fc1(y.mean((2, 3), keepdim=True)))))
+        return (y * gate).mean((2, 3))
+
+
+@pytest.fixture
+def se_model(tmp_path: Path) -> Path:
+    """The squeeze-excite model as ONNX (opset 13, input [1, 1, 8, 8], fixed seed)."""
+    torch.manual_seed(0)
+    path = tmp_path / "se.onnx"
+    torch.onnx.export(SqueezeExcite().eval(), (torch.randn(1, 1, 8, 8),), str(path), dynamo=False, opset_version=13)
+    return path
+
+
 @pytest.fixture(scope="session")
 def small_cnn_onnx(tmp_path_factory) -> Path:
     torch.manual_seed(0)

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from ir_builder import GraphBuilder, conv_attrs
 from pqc.backends.harness import build, run_c
-from pqc.backends.simulator import quantize_input, simulate
+from pqc.backends.simulator import dequantize, quantize_input, simulate
 from pqc.driver import compile_model
+from pqc.executor import FloatExecutor
 from pqc.passes.quantize import QuantizeOptions
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed (make sysdeps)")
@@ -83,3 +84,22 @@ def test_random_network_c_matches_simulator(tmp_path_factory, net, bits) -> None
     expected = simulate(b.program, x)[b.program.outputs[0]]
     got = run_c(build(out, "gcc"), x).outputs
     np.testing.assert_array_equal(got.reshape(expected.shape), expected)
+
+
+def test_squeeze_excite_compiles_at_w8a8_close_to_the_float_model(se_model, tmp_path) -> None:
+    """The product of a feature map and its gate (QMul) through the whole compiler, verified.
+
+    Tolerance: 4 units of the output's last place. Each rounding before the output (conv, pool,
+    two 1x1 convs, the gate's table, the product, the final pool) costs at most half a unit of
+    its own format; measured the worst error is about one unit. A wrong product shift scales the
+    output by 2 (an error near half the output range, 50 units and more), far beyond it."""
+    calib = np.random.RandomState(0).rand(16, 1, 8, 8).astype(np.float32)
+    b = compile_model(se_model, tmp_path / "build", calib=calib, verify=True)
+    assert "QMul" in [n.op for n in b.program.nodes]
+    x = np.random.RandomState(1).rand(64, 1, 8, 8).astype(np.float32)
+    want = FloatExecutor(b.float_graph).run(x)[b.float_graph.outputs[0]]
+    out = b.program.outputs[0]
+    got = dequantize(b.program, out, simulate(b.program, quantize_input(b.program, x))[out])
+    lsb = 2.0 ** b.program.values[out].meta["exp"]
+    assert np.abs(got - want).max() <= 4 * lsb
+    assert np.abs(want).max() > 50 * lsb

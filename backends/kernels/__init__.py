@@ -76,5 +76,6 @@ from . import (  # noqa: E402,F401
     qglobalavgpool_generic,
     qlut_generic,
     qmaxpool_generic,
+    qmul_generic,
     qreshape_generic,
 )

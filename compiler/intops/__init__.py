@@ -144,5 +144,6 @@ from . import (  # noqa: E402,F401
     qglobalavgpool,
     qlut,
     qmaxpool,
+    qmul,
     qreshape,
 )

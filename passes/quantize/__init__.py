@@ -30,7 +30,7 @@ Bits and signs:
 * Every other activation uses ``abits``. It is unsigned when it cannot be negative by
   construction: the output of a Conv/Gemm/Add whose ``act`` is relu or a clip with lower bound
   >= 0, of Relu, of a Clip with min >= 0, of Sigmoid/HardSigmoid/Softmax, a pool, reduce-mean
-  or reshape of an unsigned tensor, a Concat of unsigned tensors. Otherwise signed.
+  or reshape of an unsigned tensor, a Concat or a product (Mul) of unsigned activations. Otherwise signed.
 * Weights use ``layer_bits[name]`` where given, else ``wbits`` (``first_last_bits`` for the first
   and last layer), in ``weight_format``
   ``int`` (symmetric integers ``|q| <= 2^(b-1)-1``) or ``pot`` (0 or ``+-2^k``, `pot_grid`).
@@ -201,7 +201,7 @@ def _unsigned_values(g: Graph) -> dict[str, bool]:
             flag = node.attrs.get("min") is not None and node.attrs["min"] >= 0
         elif node.op in _SIGN_PRESERVING:
             flag = unsigned.get(node.inputs[0], False)
-        elif node.op == "Concat":
+        elif node.op == "Concat" or (node.op == "Mul" and not any(g.values[i].is_const for i in node.inputs)):
             flag = all(unsigned.get(i, False) for i in node.inputs)
         else:
             flag = node.op in _NONNEGATIVE

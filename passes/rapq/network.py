@@ -8,7 +8,8 @@ integers: `FixedWeight`) and each activation group's format with an `ActQuantize
 With activations quantized, the forward pass computes what the integer program computes
 (`pqc.passes.lower`): the input is rounded half away from zero, biases are rounded half away at
 the accumulator's scale, every requantization rounds half up, a global average pool sums and
-multiplies by the same reciprocal ``m / 2^k`` lowering picks. In float64 every such value is
+multiplies by the same reciprocal ``m / 2^k`` lowering picks, a product of two activations
+(QMul) is the exact float product rounded once. In float64 every such value is
 exact, so the fake-quant logits equal the simulator's (tested). Ops lowered to constant
 multipliers or lookup tables (Add/Mul of a constant, standalone BN, Sigmoid, AveragePool) run as
 float ops followed by the output rounding: there the two may differ by one unit at ties.

@@ -91,24 +91,6 @@ def test_near_misses_stay_products_and_compute_the_same(fn):
 
 
 # --------------------------------------------------------------------------- squeeze-excite
-class SqueezeExcite(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv, self.fc1, self.fc2 = torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Conv2d(4, 2, 1), torch.nn.Conv2d(2, 4, 1)
-
-    def forward(self, x):
-        y = torch.relu(self.conv(x))
-        gate = F.hardsigmoid(self.fc2(torch.relu(self.fc1(y.mean((2, 3), keepdim=True)))))
-        return (y * gate).mean((2, 3))
-
-
-@pytest.fixture
-def se_model(tmp_path):
-    path = tmp_path / "se.onnx"
-    path.write_bytes(torch_export(SqueezeExcite(), (1, 1, 8, 8), 13))
-    return path
-
-
 def test_squeeze_excite_imports_and_runs_as_a_product_of_two_activations(se_model, tmp_path, capsys):
     graph = load_onnx(se_model)
     mul = next(n for n in graph.nodes if n.op == "Mul")
@@ -117,14 +99,6 @@ def test_squeeze_excite_imports_and_runs_as_a_product_of_two_activations(se_mode
     np.savez(tmp_path / "x.npz", x=np.random.rand(1, 1, 8, 8).astype(np.float32))
     assert main(["inspect", str(se_model)]) == 0
     assert main(["run", str(se_model), "--inputs", str(tmp_path / "x.npz"), "-o", str(tmp_path / "y.npz")]) == 0
-
-
-def test_lowering_refuses_the_product_naming_the_node(se_model, tmp_path, capsys):
-    from pqc.driver import compile_model
-
-    calib = np.random.RandomState(0).rand(4, 1, 8, 8).astype(np.float32)
-    with pytest.raises(ModelError, match=r"node '/Mul' \(Mul\): a product of two activations"):
-        compile_model(se_model, tmp_path / "build", calib=calib, verify=False)
 
 
 # --------------------------------------------------------------------------- --input-shape

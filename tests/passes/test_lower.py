@@ -380,14 +380,39 @@ def test_reshape_keeps_format_and_softmax_output_dropped():
     assert g.outputs == [s] and g.nodes[-1].op == "Softmax"  # input untouched
 
 
-def test_mul_of_two_activations_is_refused_naming_the_node():
+def squeeze_excite(gate_bits: int = 8, gate_shape: tuple[int, ...] = (1, 3, 1, 1), op: str = "Mul"):
+    """x [1, 3, 4, 4] times a hard-sigmoid gate of a pooled (or, for another ``gate_shape``,
+    reshaped) x, the gate first: lowering must find which operand is the gate."""
     gb = GraphBuilder(dynamic_batch=True)
-    x = gb.input("x", (1, 4))
-    r = gb.op("Relu", [x])
-    y = gb.op("Mul", [x, r])
-    g = annotate(gb.build(y), {x: (8, True, -3), r: (8, False, -3), y: (8, True, -3)})
-    with pytest.raises(ModelError, match="mul_node.*multiplier-free"):
-        lower(g)
+    x = gb.input("x", (1, 3, 4, 4))
+    pooled = gb.op("GlobalAveragePool", [x])
+    shaped = pooled if gate_shape == (1, 3, 1, 1) else gb.op("Reshape", [pooled], shape=gate_shape, keep_batch=False)
+    gate = gb.op("HardSigmoid", [shaped], alpha=0.2, beta=0.5)
+    y = gb.op(op, [gate, x])
+    acts = {x: (8, True, -4), pooled: (8, True, -4), shaped: (8, True, -4), gate: (gate_bits, False, -gate_bits),
+            y: (8, True, -6)}
+    return annotate(gb.build(y), acts), x, gate, y
+
+
+def test_mul_of_two_activations_is_a_qmul_exact_to_the_rounding():
+    g, x, gate, y = squeeze_excite(gate_bits=4)
+    ig = lower(g)
+    node = ig.nodes[-1]
+    assert node.op == "QMul" and node.inputs == [x, gate] and node.attrs["shift"] == -6 - (-4) - (-4)
+    cap = simulate(ig, np.random.default_rng(0).integers(-128, 128, size=(5, 3, 4, 4)), capture=True)
+    want = np.vectorize(lambda p: min(max(rhu(Fraction(int(p), 4)), -128), 127))(cap[x].astype(np.int64) * cap[gate])
+    assert np.array_equal(cap[y], want)
+
+
+@pytest.mark.parametrize("case, match", [
+    (dict(gate_bits=9), "mul_node' \\(Mul\\): the gate 'hardsigmoid_out' has 9 bits; .* at most 8 bits"),
+    (dict(gate_shape=(3, 1, 1)), "mul_node' \\(Mul\\): a product of activations of shapes \\(3, 1, 1\\) "
+                                 "and \\(1, 3, 4, 4\\) cannot be lowered"),
+    (dict(op="Div"), "div_node' \\(Div\\): a quotient of two activations"),
+])
+def test_unsupported_products_of_two_activations_are_refused_naming_the_node(case, match):
+    with pytest.raises(ModelError, match=match):
+        lower(squeeze_excite(**case)[0])
 
 
 def test_unlowerable_op_is_refused_naming_the_node():
