@@ -160,6 +160,17 @@ def case_reshape_aliases(rng):
     return b.build(b.op("QReshape", [y], shape=(1, 6, 1, 1), keep_batch=True))
 
 
+def case_mul_per_channel_gate(rng):
+    """x times a per-channel unsigned 4-bit gate computed from it (squeeze-excite's product)."""
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 3, 5, 5))
+    m, k = reciprocal(25, 255)
+    pooled = b.op("QGlobalAvgPool", [x], m=m, k=k, shift_base=0, lo=-128, hi=127)
+    g = b.op("QLut", [pooled, b.const("t", rng.integers(0, 16, 256).astype(np.uint8))], dtype="uint8", in_min=-128)
+    b.graph.values[g].meta["bits"] = 4
+    return b.build(b.op("QMul", [x, g], shift=2, lo=-128, hi=127))
+
+
 CASES: dict[str, Callable[[np.random.Generator], Graph]] = {
     name[len("case_"):]: fn for name, fn in globals().items() if name.startswith("case_")
 }
