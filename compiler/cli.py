@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, NoReturn, Sequence
 
 from . import __version__, arg_types, console
 from .build_folder import check_file_target, staged_file
+from .driver import RANDOM_VERIFY_SAMPLES
 from .errors import PqcError
 from .quant import BitWidths
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .ir import Graph
 
 EXIT_OK, EXIT_VERIFY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
-RANDOM_DEFAULT = 8
 #: `pqc compile` flags only RAPQ takes (as `RapqOptions` fields)
 RAPQ_FLAGS = ("mode", "iters", "calib_size")
 #: modules defining further subcommands (``add_parser(subparsers, add_common)``)
@@ -309,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(naming the first differing layer); checks whose tool is missing are reported as skipped.")
     p.add_argument("build", help="build folder written by pqc compile")
     p.add_argument("--inputs", help="float inputs (.npz with 'x', or a data set such as fashion-mnist:test:32)")
-    p.add_argument("--random", type=arg_types.non_negative, default=RANDOM_DEFAULT, help=f"random integer inputs added (default {RANDOM_DEFAULT})")
+    p.add_argument("--random", type=arg_types.non_negative, default=RANDOM_VERIFY_SAMPLES,
+                   help=f"random integer inputs added (default {RANDOM_VERIFY_SAMPLES})")
     p.add_argument("--seed", type=arg_types.seed, default=0, help="seed of the random inputs (default 0)")
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS", dest="verify_timeout",
                    help="stop (exit 2) when the verification takes longer than this")
