@@ -17,6 +17,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from pqc.summary import markdown_table
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("resnet8", "mobilenetv2", "vgg")  # examples/models/<name>.onnx
 BITS = {"W4A4": (4, 4), "W8A8": (8, 8)}
@@ -75,10 +77,7 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     rows = [row for model in args.models for bits in BITS for row in measure(model, bits, work)]
-    print("| " + " | ".join(HEADER) + " |")
-    print("|" + "---|" * len(HEADER))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print(markdown_table(rows, HEADER))
 
 
 if __name__ == "__main__":

@@ -61,6 +61,12 @@ def summarize(graph: Graph) -> dict[str, Any]:
     }
 
 
+def markdown_table(rows: list[list[str]], header: list[str]) -> str:
+    """A GitHub markdown table (what the benchmark scripts print for README)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+
+
 def format_table(rows: list[list[str]], header: list[str]) -> str:
     """A plain aligned text table (numbers right-aligned)."""
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pqc.backends.firmware import BOARDS, Figures, get_board, ram_fit, random_inputs, run_firmware
 from pqc.driver import compile_model, load_build
+from pqc.summary import markdown_table
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 REFERENCE = ("resnet8", "mobilenetv2", "vgg")
@@ -41,10 +42,7 @@ def main() -> None:
         if not (out / "program.json").exists():
             compile_model(MODELS / f"{model}.onnx", out, verify=False, force=True)
         rows += [_row(model, board, out) for board in BOARDS]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print(markdown_table(rows, header))
 
 
 if __name__ == "__main__":
