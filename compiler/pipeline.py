@@ -4,8 +4,8 @@ A pass is a function (or a small class, instantiated once without arguments and 
 ``(graph, ctx, **options) -> Graph`` that returns a new graph and leaves its input untouched.
 It registers under the name used in pipeline specs::
 
-    @register_pass("quantize")
-    def quantize_pass(graph: Graph, ctx: PassContext, *, method: str = "lp", wbits: int = 4) -> Graph: ...
+    @register_pass("adaprune")
+    def adaprune_pass(graph: Graph, ctx: PassContext, *, flops: float = 0.5, epochs: int = 1) -> Graph: ...
 
 Its keyword parameters with defaults are its options; the defaults give their types, which
 spec strings are checked and converted against. A pass with many options declares them once as
@@ -16,9 +16,9 @@ values) and receives one instance::
     def quantize_pass(graph: Graph, ctx: PassContext, options: QuantizeOptions) -> Graph: ...
 
 so that the CLI, the driver and a target build the same typed object (`PassStep.of`), and each
-default lives in one place. `Graph.verify` checks float and integer IR
-alike (it dispatches on both op registries), so every pass, ``lower`` included, is verified the
-same way.
+default lives in one place. `Graph.verify` checks float and integer IR alike (it dispatches on
+both op registries), so every pass, ``lower`` included, is verified the same way; a pass that
+leaves invalid IR raises `InternalError` naming it.
 
 `PassContext` carries what passes share: the calibration data, a seed, the torch device,
 free-form ``state`` (e.g. results one pass leaves for a later one) and the per-stage timings
