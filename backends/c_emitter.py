@@ -48,7 +48,7 @@ from .memory_plan import (
     storage_roots,
     value_bytes,
 )
-from .c_tables import CTYPES, CArray, c_int
+from .c_tables import CTYPES, CArray, c_int, table_bytes
 
 #: the kernel templates, shipped as package data of ``pqc.codegen_templates``
 TEMPLATES = Path(str(importlib.resources.files("pqc.codegen_templates")))
@@ -198,6 +198,8 @@ class _Emitter:
     def __init__(self, graph: Graph, prefix: str) -> None:
         self.graph, self.prefix, self.env = graph, prefix, _environment()
         self.contexts: dict[str, dict[str, Any]] = {}
+        #: each node's op cost, computed once (the kernel comments and the memory report read it)
+        self.costs = {node.name: get_int_op(node.op).cost(node, graph) for node in graph.nodes}
         self.tables: list[CArray] = []
         for i, node in enumerate(graph.nodes):
             fn = f"{prefix}_l{i}_{node.op.lower()}"
@@ -236,7 +238,7 @@ class _Emitter:
     def kernel(self, node: Node) -> str:
         view = {
             "node": node.name,
-            "digits": get_int_op(node.op).cost(node, self.graph)["digits"],
+            "digits": self.costs[node.name]["digits"],
             "x": [_io_value(self.graph, i) for i in self.activations(node)],
             "y": _io_value(self.graph, node.outputs[0]),
             **self.contexts[node.name],
@@ -263,8 +265,7 @@ class _Emitter:
     def layer_reports(self) -> tuple[LayerReport, ...]:
         rows = []
         for node in self.graph.nodes:
-            cost = get_int_op(node.op).cost(node, self.graph)
-            ctx = self.contexts[node.name]
+            cost = self.costs[node.name]
             rows.append(LayerReport(
                 node=node.name,
                 op=node.op,
@@ -273,7 +274,7 @@ class _Emitter:
                 adds=int(cost["adds"]),
                 shifts=int(cost["shifts"]),
                 digits=int(cost["digits"]),
-                weight_bytes=sum(v.nbytes for v in ctx.values() if isinstance(v, CArray)),
+                weight_bytes=table_bytes(self.contexts[node.name]),
                 output_bytes=value_bytes(self.graph, node.outputs[0]),
             ))
         return tuple(rows)

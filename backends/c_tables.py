@@ -20,7 +20,7 @@ the weight section.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -57,6 +57,12 @@ class CArray:
         vals = [str(v) if v > -(1 << 31) else c_int(v) for v in self.values] or ["0"]
         rows = ["    " + ", ".join(vals[i:i + 16]) for i in range(0, len(vals), 16)]
         return f"static const {self.ctype} {self.name}[{len(vals)}] {section} = {{\n" + ",\n".join(rows) + "\n};"
+
+
+def table_bytes(context: Mapping[str, Any]) -> int:
+    """The bytes of the constant tables in a kernel's ``c_context`` (its `CArray` values): what
+    the emitter declares in the weight section, and what kernel selection compares."""
+    return sum(v.nbytes for v in context.values() if isinstance(v, CArray))
 
 
 def c_int(v: int) -> str:

@@ -16,15 +16,15 @@ from __future__ import annotations
 from pqc.errors import PqcError
 from pqc.ir import Graph, Node
 
-from .c_tables import CArray
+from .c_tables import table_bytes
 from .kernels import KERNELS, KernelDef
 
 OPTIMIZE = ("size", "balanced", "speed")
 
 
-def table_bytes(kernel: KernelDef, node: Node, graph: Graph) -> int:
+def kernel_table_bytes(kernel: KernelDef, node: Node, graph: Graph) -> int:
     """The bytes of the constant tables ``kernel`` emits for ``node``."""
-    return sum(v.nbytes for v in kernel.c_context(node, graph).values() if isinstance(v, CArray))
+    return table_bytes(kernel.c_context(node, graph))
 
 
 def int8_bytes(node: Node, graph: Graph) -> int:
@@ -38,17 +38,22 @@ def choose_kernel(node: Node, graph: Graph, optimize: str) -> KernelDef:
     default = kernels[0]
     if optimize == "speed" or len(kernels) == 1:
         return default
-    sizes = {k.name: table_bytes(k, node, graph) for k in kernels}
+    sizes = {k.name: kernel_table_bytes(k, node, graph) for k in kernels}
     smallest = min(kernels, key=lambda k: sizes[k.name])  # stable: the default wins ties
     if optimize == "size" or sizes[default.name] > int8_bytes(node, graph):
         return smallest
     return default
 
 
-def select_kernels(program: Graph, optimize: str = "balanced") -> Graph:
-    """A copy of ``program`` whose nodes with a choice of kernel record the one ``optimize`` picks."""
+def check_optimize(optimize: str) -> None:
+    """Refuse an unknown goal (the driver calls this before any pass runs)."""
     if optimize not in OPTIMIZE:
         raise PqcError(f"--optimize {optimize!r}: choose one of {', '.join(OPTIMIZE)}")
+
+
+def select_kernels(program: Graph, optimize: str = "balanced") -> Graph:
+    """A copy of ``program`` whose nodes with a choice of kernel record the one ``optimize`` picks."""
+    check_optimize(optimize)
     out = program.copy()
     for node in out.nodes:
         if sum(k.op == node.op for k in KERNELS.values()) > 1:

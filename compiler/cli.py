@@ -23,6 +23,9 @@ from .errors import PqcError
 from .quant import BitWidths
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pqc.passes.quantize import QuantizeOptions
+    from pqc.passes.rapq import RapqOptions
+
     from .ir import Graph
 
 EXIT_OK, EXIT_VERIFY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -144,7 +147,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _quant_options(args: argparse.Namespace):
+def _quant_options(args: argparse.Namespace) -> "QuantizeOptions | RapqOptions":
     """The quantizer's options object from the flags the user gave (the class supplies the rest)."""
     from pqc.passes.quantize import QuantizeOptions
     from pqc.passes.rapq import RapqOptions

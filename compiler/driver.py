@@ -127,12 +127,11 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
     own (``adaprune``, ``rapq``) add it under their name.
     """
     from .frontend import load_onnx
-    from pqc.backends.kernel_select import OPTIMIZE, select_kernels
+    from pqc.backends.kernel_select import check_optimize, select_kernels
 
     opts = replace(options or CompileOptions(), **overrides)
     target = get_target(opts.target)
-    if opts.optimize not in OPTIMIZE:
-        raise PqcError(f"optimize {opts.optimize!r}: choose one of {', '.join(OPTIMIZE)}")
+    check_optimize(opts.optimize)
     pipe = plan_pipeline(opts, target)  # checked before any (possibly long) work
     # The build (and the IR dump) is staged beside its target and appears only once complete.
     dump = staged_folder(opts.dump_ir, opts.force, "--dump-ir folder") if opts.dump_ir is not None else contextlib.nullcontext()

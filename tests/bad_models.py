@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
+
+from onnx_builder import make_model
 
 
 def _save(path: Path, nodes, inits, in_shape, out_shape, **save_kw) -> Path:
-    graph = helper.make_graph(nodes, path.stem, [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = make_model(nodes, [("x", in_shape)], [("y", out_shape)], inits)
     model.ir_version = 8
     onnx.save(model, str(path), **save_kw)
     return path
@@ -20,21 +20,21 @@ def _save(path: Path, nodes, inits, in_shape, out_shape, **save_kw) -> Path:
 
 def bad_group(folder: Path) -> Path:
     """Conv with group=3 over 4 channels."""
-    w = numpy_helper.from_array(np.ones((6, 1, 3, 3), np.float32), "w")
-    return _save(folder / "group.onnx", [helper.make_node("Conv", ["x", "w"], ["y"], group=3)], [w],
+    w = {"w": np.ones((6, 1, 3, 3), np.float32)}
+    return _save(folder / "group.onnx", [helper.make_node("Conv", ["x", "w"], ["y"], group=3)], w,
                  [1, 4, 8, 8], [1, 6, 6, 6])
 
 
 def bad_ceil_pool(folder: Path) -> Path:
     """ceil_mode MaxPool whose last window starts in the padding: ONNX says 4 outputs, torch 3."""
     node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)
-    return _save(folder / "ceil.onnx", [node], [], [1, 1, 5, 5], [1, 1, 4, 4])
+    return _save(folder / "ceil.onnx", [node], {}, [1, 1, 5, 5], [1, 1, 4, 4])
 
 
 def missing_external_data(folder: Path) -> Path:
     """A Conv whose weights live in an external file that is gone."""
-    w = numpy_helper.from_array(np.ones((4, 1, 3, 3), np.float32), "w")
-    path = _save(folder / "ext.onnx", [helper.make_node("Conv", ["x", "w"], ["y"])], [w], [1, 1, 8, 8], [1, 4, 6, 6],
+    w = {"w": np.ones((4, 1, 3, 3), np.float32)}
+    path = _save(folder / "ext.onnx", [helper.make_node("Conv", ["x", "w"], ["y"])], w, [1, 1, 8, 8], [1, 4, 6, 6],
                  save_as_external_data=True, all_tensors_to_one_file=True, location="ext.bin", size_threshold=0)
     os.remove(folder / "ext.bin")
     return path
@@ -42,7 +42,6 @@ def missing_external_data(folder: Path) -> Path:
 
 def huge_bias(folder: Path) -> Path:
     """A Conv with a bias of 1e30 (dynamic batch, 16x16 input like SmallCNN)."""
-    w = numpy_helper.from_array(np.ones((4, 1, 3, 3), np.float32), "w")
-    b = numpy_helper.from_array(np.array([1e30, 0, 0, 0], np.float32), "b")
-    return _save(folder / "huge.onnx", [helper.make_node("Conv", ["x", "w", "b"], ["y"])], [w, b],
+    wb = {"w": np.ones((4, 1, 3, 3), np.float32), "b": np.array([1e30, 0, 0, 0], np.float32)}
+    return _save(folder / "huge.onnx", [helper.make_node("Conv", ["x", "w", "b"], ["y"])], wb,
                  ["N", 1, 16, 16], ["N", 4, 14, 14])

@@ -10,6 +10,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from onnx_builder import make_model
+
 from pqc.errors import ModelError
 from pqc.executor import FloatExecutor
 from pqc.frontend import MAX_OPSET, SUPPORTED_ONNX_OPS, load_onnx
@@ -18,20 +20,6 @@ torch.set_num_threads(1)
 
 
 # --------------------------------------------------------------------------- model builders
-def make_model(nodes, inputs, outputs, initializers=(), opset: int = 13) -> onnx.ModelProto:
-    """A model from (name, shape[, elem_type]) inputs/outputs and numpy initializers by name."""
-
-    def info(spec):
-        name, shape, *elem = spec
-        return helper.make_tensor_value_info(name, elem[0] if elem else TensorProto.FLOAT, shape)
-
-    graph = helper.make_graph(
-        nodes, "g", [info(i) for i in inputs], [info(o) for o in outputs],
-        [numpy_helper.from_array(np.asarray(v), k) for k, v in dict(initializers).items()],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-
-
 def conv_model(weight: np.ndarray | None = None, x_shape=(1, 2, 5, 5)) -> onnx.ModelProto:
     weight = np.ones((3, 2, 3, 3), np.float32) if weight is None else weight
     return make_model(

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from int_graph_builder import IntGraphBuilder
 from pqc.backends.c_emitter import emit_c
 from pqc.backends.harness import verify
-from pqc.backends.kernel_select import choose_kernel, select_kernels, table_bytes
+from pqc.backends.kernel_select import choose_kernel, kernel_table_bytes, select_kernels
 from pqc.backends.kernels import KERNELS, kernel_for
 from pqc.driver import compile_model, load_build
 from pqc.errors import PqcError
@@ -110,7 +110,7 @@ def test_compact_tables_hold_bits_over_8_bytes_per_weight():
             ctx = kernel_for(node).c_context(node, graph)
             cout = w.shape[0]
             assert ctx["weights"].nbytes <= w.size * bits / 8 + cout  # under a byte of row alignment each
-            assert table_bytes(kernel_for(node), node, graph) <= w.size * bits / 8 + 6 * cout  # + bias, shift
+            assert kernel_table_bytes(kernel_for(node), node, graph) <= w.size * bits / 8 + 6 * cout  # + bias, shift
 
 
 def test_choice_follows_the_goal_and_keeps_the_program():
@@ -119,7 +119,7 @@ def test_choice_follows_the_goal_and_keeps_the_program():
     for node in graph.nodes:
         node.meta.pop("kernel", None)
     conv = graph.nodes[0]
-    sizes = {k: table_bytes(KERNELS[k], conv, graph) for k in ("qconv_tables", "qconv_compact")}
+    sizes = {k: kernel_table_bytes(KERNELS[k], conv, graph) for k in ("qconv_tables", "qconv_compact")}
     assert sizes["qconv_compact"] < sizes["qconv_tables"]
     assert choose_kernel(conv, graph, "size").name == "qconv_compact"
     assert choose_kernel(conv, graph, "speed").name == "qconv_tables"

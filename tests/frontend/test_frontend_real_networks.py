@@ -19,7 +19,7 @@ from pqc.cli import main
 from pqc.errors import ModelError, PqcError
 from pqc.executor import FloatExecutor
 from pqc.frontend import load_onnx
-from test_frontend import make_model
+from onnx_builder import make_model
 
 LIGHT_DIR = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 LIGHT_MODELS = sorted(f for f in os.listdir(LIGHT_DIR) if f.endswith(".onnx")) if os.path.isdir(LIGHT_DIR) else []
