@@ -43,7 +43,7 @@ demo: install
 
 firmware-demo: install
 	$(PY) examples/firmware/figures.py
-	$(VENV)/bin/pytest -q tests/test_firmware.py
+	$(VENV)/bin/pytest -q tests/backends/test_firmware.py
 
 test: install
 	$(VENV)/bin/pytest -q
