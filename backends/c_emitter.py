@@ -44,11 +44,13 @@ from .memory_plan import (
     MemoryPlan,
     check_plan,
     plan_memory,
+    poison_ranges,
     scratch_name,
     storage_roots,
     value_bytes,
 )
 from .c_tables import CTYPES, CArray, c_int, table_bytes
+from .memory_report import StepMemory, step_memory
 
 #: the kernel templates, shipped as package data of ``pqc.codegen_templates``
 TEMPLATES = Path(str(importlib.resources.files("pqc.codegen_templates")))
@@ -89,6 +91,8 @@ class MemoryReport:
     shifts: int
     digits: int
     layers: tuple[LayerReport, ...]
+    #: the live set of every schedule step (`pqc.backends.memory_report.step_memory`)
+    steps: tuple[StepMemory, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +141,7 @@ class EmitResult:
     makefile: Path
     manifest: Path
     memory: MemoryReport
+    plan: MemoryPlan | None = None
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -292,6 +297,7 @@ class _Emitter:
             shifts=sum(r.shifts for r in layers),
             digits=sum(r.digits for r in layers),
             layers=layers,
+            steps=step_memory(g, self.plan),
         )
 
     def common(self, memory: MemoryReport) -> dict[str, Any]:
@@ -322,12 +328,23 @@ class _Emitter:
                 tables=self.tables,
                 kernels=kernels,
                 calls=self.calls(),
+                poison=self.poison(common),
             ),
             "main.c": self.env.get_template("main.c.j2").render(common),
             "Makefile": self.env.get_template("Makefile.j2").render(common),
             MANIFEST: self.manifest(common) + "\n",
         }
         return files, memory
+
+    def poison(self, common: dict[str, Any]) -> str:
+        """The ``<PREFIX>_POISON_ARENA`` debug block: per layer, the arena ranges that hold nothing it
+        or a later layer reads (`pqc.backends.memory_plan.poison_ranges`)."""
+        ranges: list[int] = []
+        first = [0]
+        for step in range(len(self.graph.nodes)):
+            ranges += [b for r in poison_ranges(self.plan, step) for b in r]
+            first.append(len(ranges))
+        return self.env.get_template("poison_arena.c.j2").render(common, ranges=ranges, first=first)
 
     def runtime(self, code: str) -> str:
         """The runtime helpers ``code`` calls, with the helpers they call in turn (an unused
@@ -414,6 +431,12 @@ def _arena_buffers(graph: Graph, plan: MemoryPlan) -> dict[str, ArenaBuffer]:
     return out
 
 
+def planned_memory(int_graph: Graph, prefix: str = "model") -> MemoryPlan:
+    """The arena plan `emit_c` makes for ``int_graph`` (its kernels' scratch included); nothing is written."""
+    _check_graph(int_graph, prefix)
+    return _Emitter(int_graph, prefix).plan
+
+
 def emitted_constants(int_graph: Graph, prefix: str = "model") -> Constants:
     """The tables and header defines `emit_c` writes for ``int_graph``: what the harness checks
     the compiled C against (a table or define edited after emission is then caught by name)."""
@@ -429,7 +452,8 @@ def emit_c(int_graph: Graph, out_dir: str | Path, prefix: str = "model") -> Emit
     Same graph, same bytes: nothing in the output depends on time, paths or hash order.
     """
     _check_graph(int_graph, prefix)
-    files, memory = _Emitter(int_graph, prefix).render()
+    emitter = _Emitter(int_graph, prefix)
+    files, memory = emitter.render()
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -445,6 +469,7 @@ def emit_c(int_graph: Graph, out_dir: str | Path, prefix: str = "model") -> Emit
         makefile=out / "Makefile",
         manifest=out / MANIFEST,
         memory=memory,
+        plan=emitter.plan,
     )
 
 

@@ -20,7 +20,7 @@ import importlib.resources
 import re
 import subprocess
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from ..ir import Graph
 from .c_emitter import read_manifest
 from ..intmath import value_range
 from .harness import FREESTANDING, PACKAGES, BuildError, as_samples, dump_dtype, missing_tools, run_tool, tool_path
+from .memory_report import STACK_ALLOWANCE, RamFit, ram_needed
 from .simulator import simulate
 
 #: the firmware sources; they ship with the source tree, not with the Python package
@@ -39,8 +40,6 @@ CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-Os", *FREES
           "-ffunction-sections", "-fdata-sections")
 #: the weight tables' section; common/sections.ld collects it into the output section .weights
 WEIGHT_SECTION = ".pqc_weights"
-#: RAM the up-front budget check reserves for the stack; the firmware measures the real use
-STACK_ALLOWANCE = 1024
 DEFAULT_TIMEOUT_S = 120
 PACKAGES.update({  # the tools this module adds to the harness's "not installed" messages
     "qemu-system-arm": "qemu-system-arm", "qemu-system-riscv32": "qemu-system-misc",
@@ -100,29 +99,6 @@ QEMU_COMMON = ("-display", "none", "-monitor", "none", "-serial", "none", "-icou
 
 
 @dataclass(frozen=True)
-class RamFit:
-    """Whether a model's RAM (arena, one input and one output buffer, a stack allowance) fits."""
-
-    arena_bytes: int
-    io_bytes: int
-    stack_bytes: int
-    budget_bytes: int
-
-    @property
-    def needed_bytes(self) -> int:
-        return self.arena_bytes + self.io_bytes + self.stack_bytes
-
-    @property
-    def fits(self) -> bool:
-        return self.needed_bytes <= self.budget_bytes
-
-    def __str__(self) -> str:
-        verdict = "fits" if self.fits else "does NOT fit"
-        return (f"RAM: arena {self.arena_bytes:,} B + input/output {self.io_bytes:,} B + stack allowance "
-                f"{self.stack_bytes:,} B = {self.needed_bytes:,} B; {verdict} in {self.budget_bytes:,} B")
-
-
-@dataclass(frozen=True)
 class Figures:
     """What one firmware run measured. Flash is text + rodata + weights + the .data image (the
     test input table excluded, given as ``inputs_bytes``); RAM is data + bss + stack high-water."""
@@ -163,11 +139,17 @@ def get_board(name: str) -> Board:
         raise PqcError(f"unknown board {name!r}; choose one of {', '.join(BOARDS)}") from None
 
 
-def ram_fit(out_dir: str | Path, budget_bytes: int, stack_bytes: int = STACK_ALLOWANCE) -> RamFit:
-    """Whether the model emitted into ``out_dir`` fits ``budget_bytes`` of RAM (before any build)."""
+def ram_fit(out_dir: str | Path, budget_bytes: int, stack_bytes: int = STACK_ALLOWANCE,
+            program: Graph | None = None) -> RamFit:
+    """Whether the model emitted into ``out_dir`` fits ``budget_bytes`` of RAM (before any build),
+    by its manifest; with the ``program`` it was emitted from, a misfit names the peak step
+    (`pqc.backends.memory_report.ram_needed`)."""
     manifest = read_manifest(out_dir)
     io = sum(int(manifest[k]["size"]) * dump_dtype(manifest[k]["dtype"]).itemsize for k in ("input", "output"))
-    return RamFit(int(manifest["arena_bytes"]), io, stack_bytes, budget_bytes)
+    fit = RamFit(int(manifest["arena_bytes"]), io, stack_bytes, budget_bytes)
+    if fit.fits or program is None:
+        return fit
+    return replace(fit, peak=ram_needed(program, budget_bytes, stack_bytes).peak)
 
 
 def random_inputs(program: Graph, samples: int, seed: int = 0) -> np.ndarray:
@@ -297,7 +279,7 @@ def run_firmware(program: Graph, out_dir: str | Path, board: str | Board, x_int:
     """
     board = board if isinstance(board, Board) else get_board(board)
     manifest = read_manifest(out_dir)
-    fit = ram_fit(out_dir, board.ram_bytes)
+    fit = ram_fit(out_dir, board.ram_bytes, program=program)
     if not fit.fits:
         raise PqcError(f"{board.name} has {board.ram_bytes:,} B of RAM; {fit}. Use a board with more RAM "
                        f"(mps2-an385 runs the same ARMv6-M image with 4 MiB)")

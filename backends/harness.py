@@ -2,8 +2,9 @@
 
 `verify` is the whole proof for one emitted folder: the test harness built with gcc and clang
 (``-std=c99 -Wall -Wextra -Wpedantic -Werror -O2``) must reproduce the simulator bit for bit on
-the given inputs; a sanitizer build (``-fsanitize=undefined,address``) must run clean; the model
-source must compile for RV32I (no multiply/divide instruction) without calling a libgcc
+the given inputs; a sanitizer build (``-fsanitize=undefined,address``, with the arena poisoned
+before every layer by `pqc.backends.memory_plan.poison_ranges`) must run clean and bit-exact; the
+model source must compile for RV32I (no multiply/divide instruction) without calling a libgcc
 multiply or divide routine; it must build for Cortex-M0 with no external symbol, and its sizes
 are reported; and every constant table and header define the binary holds must equal the
 program's (so a table edited after emission fails by name even where no input shows it). The
@@ -170,14 +171,16 @@ def run_tool(cmd: list[str], what: str, **kw: Any) -> subprocess.CompletedProces
     return proc
 
 
-def build(out_dir: str | Path, cc: str = "gcc", sanitize: bool = False) -> Path:
-    """Build the test harness in ``out_dir`` with its Makefile; returns the binary's path."""
+def build(out_dir: str | Path, cc: str = "gcc", sanitize: bool = False, poison: bool = False) -> Path:
+    """Build the test harness in ``out_dir`` with its Makefile; returns the binary's path.
+    ``poison``: with the arena poisoned before every layer (``<PREFIX>_POISON_ARENA``)."""
     out = Path(out_dir)
     manifest = read_manifest(out)
     compiler = tool_path(cc)
-    name = f"{manifest['binary']}_{Path(cc).name}{'_san' if sanitize else ''}"
+    name = f"{manifest['binary']}_{Path(cc).name}{'_san' if sanitize else ''}{'_poison' if poison else ''}"
     cmd = [tool_path("make"), "-s", "-B", "-C", str(out), f"CC={compiler}", f"BIN={name}"]
-    run_tool(cmd + (["SANITIZE=1"] if sanitize else []), f"building {out / name} with {cc}")
+    run_tool(cmd + (["SANITIZE=1"] if sanitize else []) + (["POISON=1"] if poison else []),
+             f"building {out / name} with {cc}")
     return out / name
 
 
@@ -409,13 +412,15 @@ def _run_checks(graph: Graph, out: Path, x: np.ndarray) -> VerifyReport:
 
 
 def _sanitized(graph: Graph, out: Path, x: np.ndarray, expected: np.ndarray) -> Check:
+    """The sanitizer build, with the arena poisoned before every layer: one run checks UB, memory
+    errors, and that no kernel or plan depends on arena bytes the plan says hold nothing."""
     name = "sanitizers (undefined,address)"
     cc = next((c for c in ("gcc", "clang") if shutil.which(c)), None)
     if cc is None or missing_tools(("make",)):
         return Check(name, SKIPPED, missing_tools(("make", "gcc") if cc is None else ("make",)))
     try:
-        binary = build(out, cc, sanitize=True)
+        binary = build(out, cc, sanitize=True, poison=True)
         check = _compare(graph, binary, x, expected, name, env={"ASAN_OPTIONS": "detect_leaks=0"})
     except BuildError as exc:
         return Check(name, FAILED, str(exc))
-    return Check(name, check.status, f"{cc}: {check.details}", check.data)
+    return Check(name, check.status, f"{cc}, arena poisoned between layers: {check.details}", check.data)

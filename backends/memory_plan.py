@@ -231,3 +231,26 @@ def _check_sharing(graph: Graph, root: dict[str, str], producer: dict[str, int],
     for v, vr in root.items():
         if vr == r and producer[v] < step and last.get(v, -1) > step:
             raise ValueError(f"node {node!r} overwrites {v!r} in place, but step {last[v]} still reads it")
+
+
+def live_buffers(plan: MemoryPlan, step: int) -> tuple[str, ...]:
+    """The arena buffers (storage roots and scratch) live at ``step`` by ``plan.lifetimes``: those
+    whose bytes count towards `live_lower_bound` there."""
+    return tuple(sorted(n for n, (first, last) in plan.lifetimes.items() if first <= step <= last))
+
+
+def poison_ranges(plan: MemoryPlan, step: int) -> list[tuple[int, int]]:
+    """The ``[lo, hi)`` byte ranges of the arena that no read at or after ``step`` may depend on
+    by ``plan``: everything but the buffers of values produced before ``step`` and read at or
+    after it. The step's own output and scratch are included: a kernel writes them before it
+    reads them (an in-place output shares an input's buffer, so it is kept)."""
+    kept = sorted((plan.buffers[n][0], plan.buffers[n][0] + plan.buffers[n][1])
+                  for n, (first, last) in plan.lifetimes.items() if first < step <= last)
+    ranges, cursor = [], 0
+    for lo, hi in kept:
+        if lo > cursor:
+            ranges.append((cursor, lo))
+        cursor = max(cursor, hi)
+    if cursor < plan.arena_bytes:
+        ranges.append((cursor, plan.arena_bytes))
+    return ranges

@@ -52,6 +52,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _byte_size(text: str) -> int:
+    """A RAM size such as ``16K``, ``16KiB`` or ``16384`` (`pqc.backends.firmware.parse_bytes`)."""
+    from pqc.backends.firmware import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except PqcError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _verify_time_limit(args: argparse.Namespace) -> contextlib.AbstractContextManager:
     """`verify --timeout` and `compile --verify-timeout` (both ``args.verify_timeout``) bound the
     verification the command runs."""
@@ -141,6 +151,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         prune_flops=args.prune_flops, train=args.train, prune_epochs=args.prune_epochs, prefix=args.prefix,
         seed=args.seed, device=args.device, dump_ir=args.dump_ir, verify=not args.no_verify,
         verify_inputs=args.verify_inputs, eval_data=args.eval, force=args.force, optimize=args.optimize or CompileOptions.optimize,
+        ram_budget=args.ram_budget,
     )
     build = compile_model(model, args.output, options)
     _print_build_summary(build.report, build.out_dir)
@@ -221,6 +232,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from pqc.backends.memory_report import STACK_ALLOWANCE
+
     parser = _Parser(
         prog="pqc",
         description="pqc compiles trained CNNs (ONNX) into pruned, power-of-two quantized, multiplier-free C, verified bit-exact.",
@@ -286,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimize", choices=["size", "balanced", "speed"],
                    help="per-layer C kernels: size (fewest table bytes: packed weights), speed (digit tables, "
                         "the default), balanced (digit tables unless larger than int8 weights)")
+    p.add_argument("--ram-budget", type=_byte_size, metavar="SIZE",
+                   help=f"RAM the build may need, e.g. 16K: arena + input/output buffers + a {STACK_ALLOWANCE}-byte stack "
+                        "allowance; "
+                        "a model that needs more is refused (exit 2) naming the layer where the most bytes are live")
     p.add_argument("--prefix", type=arg_types.c_prefix, default="model", help="C identifier prefix: <prefix>_run, <prefix>.h (default model)")
     p.add_argument("--seed", type=arg_types.seed, default=0, help="seed for every randomized step (default 0)")
     p.add_argument("--device", type=arg_types.torch_device, default="cpu", help="torch device for calibration and reconstruction (default cpu)")

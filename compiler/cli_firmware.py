@@ -63,7 +63,7 @@ def cmd_firmware(args: argparse.Namespace) -> int:
         raise PqcError("pqc firmware: --timeout must be positive")
     build = load_build(args.build)
     if args.ram_budget is not None:
-        fit = ram_fit(build.out_dir, parse_bytes(args.ram_budget), parse_bytes(args.stack))
+        fit = ram_fit(build.out_dir, parse_bytes(args.ram_budget), parse_bytes(args.stack), program=build.program)
         print(fit)
         if not fit.fits:
             return EXIT_VERIFY

@@ -8,6 +8,7 @@ report. The build folder then holds everything later commands need:
     program.json, program.npz                   the integer program (the simulator's input)
     float.onnx                                  the float model the program was quantized from
     report.json, report.md                      what was built and measured
+    memory.svg                                  the arena's buffer lifetimes (linked from report.md)
     timings.json                                seconds per stage (the only file that differs
                                                 between two identical compiles)
 
@@ -78,7 +79,9 @@ class CompileOptions:
     folder for a snapshot after every pass; ``verify``: build the C and compare it bit-exactly
     with the simulator on ``verify_inputs`` (default: calibration samples) plus random inputs;
     ``eval_data``: labelled data for float and integer top-1 in the report; ``force``: replace an
-    existing build (only once the new one is complete); ``optimize``: the per-layer kernel
+    existing build (only once the new one is complete); ``ram_budget``: bytes of RAM the build
+    may need (arena + input/output buffers + stack allowance, `pqc.backends.memory_report.RamFit`):
+    a program that needs more is refused before anything is written; ``optimize``: the per-layer kernel
     choice, ``size``, ``balanced`` or ``speed`` (`pqc.backends.kernel_select`; ``speed``, today's
     digit tables, stays the default until the measured cost model and the fast variants land).
     """
@@ -99,6 +102,7 @@ class CompileOptions:
     eval_data: str | None = None
     force: bool = False
     optimize: str = "speed"
+    ram_budget: int | None = None
 
 
 class StageClock:
@@ -128,6 +132,7 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
     """
     from .frontend import load_onnx
     from pqc.backends.kernel_select import check_optimize, select_kernels
+    from pqc.backends.memory_report import check_ram_budget
 
     opts = replace(options or CompileOptions(), **overrides)
     target = get_target(opts.target)
@@ -150,6 +155,8 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
         console.info(f"compiling {graph.name} for {target.name}: {pipe}")
         annotated, program = run_pipeline(pipe, graph, ctx)
         program = clock.time("select kernels", lambda: select_kernels(program, opts.optimize))
+        ram = (clock.time("check RAM", lambda: check_ram_budget(program, opts.ram_budget))
+               if opts.ram_budget is not None else None)
         for t in ctx.timings:
             clock.add(t.name, t.seconds)
         memory = clock.time("emit C", lambda: write_program(out, program, annotated, opts.prefix))
@@ -161,6 +168,9 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
         report = base_report(build, target.name, str(pipe), opts.seed, memory, errors,
                              0 if sample is None else len(sample))
         report.update({stage: ctx.state[stage] for stage in ("adaprune", "rapq") if stage in ctx.state})
+        if ram is not None:
+            report["ram_budget"] = {"budget_bytes": ram.budget_bytes, "needed_bytes": ram.needed_bytes,
+                                    "stack_bytes": ram.stack_bytes, "peak": ram.peak}
         if opts.verify:
             vrep = clock.time("verify", lambda: verify_build(build, verify_x if verify_x is not None else sample,
                                                              seed=opts.seed))
@@ -206,11 +216,14 @@ def run_pipeline(pipe: Pipeline, graph: Graph, ctx: PassContext) -> tuple[Graph,
 
 
 def write_program(out: Path, program: Graph, annotated: Graph, prefix: str):
-    """Emit the C and save the integer program and its float reference; return the memory report."""
+    """Emit the C and its lifetime picture, save the integer program and its float reference;
+    return the memory report."""
     from .exporter import save_onnx
     from pqc.backends.c_emitter import emit_c
+    from pqc.backends.memory_report import MEMORY_SVG, memory_svg
 
     emitted = emit_c(program, out, prefix=prefix)
+    (out / MEMORY_SVG).write_text(memory_svg(program, emitted.plan), encoding="utf-8")
     save_graph(program, out / PROGRAM)
     save_onnx(annotated, out / FLOAT_MODEL)
     return emitted.memory
@@ -232,6 +245,7 @@ def base_report(build: Build, target: str, pipeline: str, seed: int, memory: Any
     """The report before verification: every layer's cost (asked of its integer op), its
     tables as emitted (from the emitter's memory report), its number formats (from the program)
     and measured error, and the totals."""
+    from pqc.backends.memory_report import peak_step
     from pqc.intops import get_int_op
 
     program = build.program
@@ -258,6 +272,8 @@ def base_report(build: Build, target: str, pipeline: str, seed: int, memory: Any
             totals[k] += layer[k]
     totals.update(weight_bytes=int(memory.weight_bytes), arena_bytes=int(memory.arena_bytes),
                   arena_lower_bound_bytes=int(memory.arena_lower_bound_bytes), flash_bytes=None)
+    peak = peak_step(memory.steps)
+    totals.update(ram_peak_step=None if peak is None else peak.step, ram_peak_layer=None if peak is None else peak.node)
     first_input = program.values[program.inputs[0]]
     return {
         "model": program.name, "target": target, "pipeline": pipeline, "seed": seed,

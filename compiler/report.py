@@ -73,6 +73,21 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(type(obj).__name__)
 
 
+def _ram_steps(report: dict[str, Any]) -> list[str]:
+    """The per-step RAM table: the arena bytes live at each schedule step, the peak marked."""
+    steps = report.get("memory", {}).get("steps")
+    if not steps:
+        return []
+    peak = report["totals"].get("ram_peak_step")
+    rows = [[str(s["step"]), s["node"], s["op"], f"{s['live_bytes']:,}", str(len(s["buffers"])),
+             "yes" if s["step"] == peak else ""] for s in steps]
+    return ["", "## RAM per step", "",
+            "Arena bytes live at each schedule step (each buffer rounded up to the arena alignment; the "
+            "caller's input and output arrays are outside the arena). Buffer lifetimes over the schedule: "
+            "[memory.svg](memory.svg).", "",
+            "```", format_table(rows, ["step", "layer", "op", "live bytes", "buffers", "peak"]), "```"]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     t = report["totals"]
     lines = [
@@ -86,7 +101,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"({t['dense_weight_bytes']:,} stored densely: weights packed at their bit width, 32-bit biases); "
         "flash of the model on Cortex-M0 (code + weights): "
         + (f"{t['flash_bytes']:,} bytes" if t.get("flash_bytes") is not None else "not measured (arm-none-eabi-gcc missing or verification off)"),
-        f"- activation arena (RAM): {t['arena_bytes']:,} bytes (most bytes live at once: {t['arena_lower_bound_bytes']:,})",
+        f"- activation arena (RAM): {t['arena_bytes']:,} bytes (most bytes live at once: {t['arena_lower_bound_bytes']:,}"
+        + (f", at step {t['ram_peak_step']}, layer `{t['ram_peak_layer']}`" if t.get("ram_peak_layer") is not None else "")
+        + "; per step below, lifetimes in [memory.svg](memory.svg))",
         f"- per inference: {t['adds']:,} adds and {t['shifts']:,} shifts in the emitted kernels; ideal add count "
         f"(nonzero weight digits x output positions) {t.get('ideal_adds', 0):,}",
         f"- nonzero digits of the constant multipliers (weights, scales, reciprocals): {t['digits']:,}",
@@ -97,6 +114,11 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"integer program {acc['int_top1']:.4f}")
     if report.get("dropped_softmax"):
         lines.append(f"- dropped output Softmax ({', '.join(report['dropped_softmax'])}): the program outputs logits; argmax is unchanged")
+    budget = report.get("ram_budget")
+    if budget:
+        lines.append(f"- RAM budget {budget['budget_bytes']:,} bytes: the build needs {budget['needed_bytes']:,} "
+                     f"(arena + input/output + {budget['stack_bytes']:,} bytes stack allowance)")
+    lines += _ram_steps(report)
     lines += ["", "## Layers", "",
               f"SQNR and clip ratio measured on {report['error_samples']} calibration samples against the float model.", ""]
     rows = []
