@@ -177,7 +177,7 @@ def build(out_dir: str | Path, cc: str = "gcc", sanitize: bool = False, poison: 
     out = Path(out_dir)
     manifest = read_manifest(out)
     compiler = tool_path(cc)
-    name = f"{manifest['binary']}_{Path(cc).name}{'_san' if sanitize else ''}{'_poison' if poison else ''}"
+    name = f"{manifest['binary']}_{Path(cc).name}{'_san' if sanitize else '_poison' if poison else ''}"
     cmd = [tool_path("make"), "-s", "-B", "-C", str(out), f"CC={compiler}", f"BIN={name}"]
     run_tool(cmd + (["SANITIZE=1"] if sanitize else []) + (["POISON=1"] if poison else []),
              f"building {out / name} with {cc}")
