@@ -33,13 +33,18 @@ MEMORY_SVG = "memory.svg"
 
 @dataclass(frozen=True)
 class StepMemory:
-    """One schedule step: its node, the arena buffers live there and their aligned bytes."""
+    """One schedule step: its node, the arena buffers live there as ``(name, bytes)`` and their
+    bytes in total, each rounded up to the arena alignment."""
 
     step: int
     node: str
     op: str
     live_bytes: int
-    buffers: tuple[str, ...]
+    buffers: tuple[tuple[str, int], ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.buffers)
 
 
 def step_memory(graph: Graph, plan: MemoryPlan) -> tuple[StepMemory, ...]:
@@ -48,7 +53,7 @@ def step_memory(graph: Graph, plan: MemoryPlan) -> tuple[StepMemory, ...]:
     for step, node in enumerate(graph.nodes):
         live = live_buffers(plan, step)
         rows.append(StepMemory(step, node.name, node.op, sum(_aligned(plan.buffers[b][1], plan.align) for b in live),
-                               live))
+                               tuple((b, plan.buffers[b][1]) for b in live)))
     return tuple(rows)
 
 
@@ -61,22 +66,22 @@ def _aligned(n: int, align: int) -> int:
     return -(-n // align) * align
 
 
-def describe_step(step: StepMemory, plan: MemoryPlan | None = None) -> str:
-    """``step 3, layer 'conv2' (QConv), 2,048 B live: a 1,024 B, b 1,024 B`` (sizes with ``plan``)."""
-    held = ", ".join(f"{b} {plan.buffers[b][1]:,} B" if plan else b for b in step.buffers) or "nothing in the arena"
+def describe_step(step: StepMemory) -> str:
+    """``step 3, layer 'conv2' (QConv), 2,048 B live: a 1,024 B, b 1,024 B``."""
+    held = ", ".join(f"{b} {size:,} B" for b, size in step.buffers) or "nothing in the arena"
     return f"step {step.step}, layer {step.node!r} ({step.op}), {step.live_bytes:,} B live: {held}"
 
 
 @dataclass(frozen=True)
 class RamFit:
     """Whether a model's RAM (arena, its input and output buffers, a stack allowance) fits a
-    budget; ``peak`` (when known) is the description of the step with the most live bytes."""
+    budget; ``peak`` (when known) is the step with the most live bytes."""
 
     arena_bytes: int
     io_bytes: int
     stack_bytes: int
     budget_bytes: int
-    peak: str | None = None
+    peak: StepMemory | None = None
 
     @property
     def needed_bytes(self) -> int:
@@ -90,7 +95,7 @@ class RamFit:
         verdict = "fits" if self.fits else "does NOT fit"
         text = (f"RAM: arena {self.arena_bytes:,} B + input/output {self.io_bytes:,} B + stack allowance "
                 f"{self.stack_bytes:,} B = {self.needed_bytes:,} B; {verdict} in {self.budget_bytes:,} B")
-        return text + (f"; the peak is at {self.peak}" if self.peak else "")
+        return text + (f"; the peak is at {describe_step(self.peak)}" if self.peak else "")
 
 
 def io_bytes(graph: Graph) -> int:
@@ -104,9 +109,7 @@ def ram_needed(program: Graph, budget_bytes: int, stack_bytes: int = STACK_ALLOW
     from .c_emitter import planned_memory
 
     plan = planned_memory(program)
-    peak = peak_step(step_memory(program, plan))
-    return RamFit(plan.arena_bytes, io_bytes(program), stack_bytes, budget_bytes,
-                  describe_step(peak, plan) if peak else None)
+    return RamFit(plan.arena_bytes, io_bytes(program), stack_bytes, budget_bytes, peak_step(step_memory(program, plan)))
 
 
 def check_ram_budget(program: Graph, budget_bytes: int, stack_bytes: int = STACK_ALLOWANCE) -> RamFit:

@@ -48,8 +48,8 @@ def measure(model: str, bits: str) -> dict:
     return {
         "model": model, "bits": bits, "arena_bytes": plan.arena_bytes, "lower_bound_bytes": plan.arena_lower_bound_bytes,
         "no_in_place_arena_bytes": plan_memory(program, scratch, in_place=False).arena_bytes,
-        "scratch_at_peak_bytes": sum(plan.buffers[n][1] for n in peak.buffers if n.endswith(":scratch")),
-        "peak_step": peak.step, "peak_layer": peak.node, "peak_op": peak.op, "peak_buffers": list(peak.buffers),
+        "scratch_at_peak_bytes": sum(size for n, size in peak.buffers if n.endswith(":scratch")),
+        "peak_step": peak.step, "peak_layer": peak.node, "peak_op": peak.op, "peak_buffers": dict(peak.buffers),
         "ram_needed_bytes": fit.needed_bytes, "fits_microbit": fit.fits,
         "report_arena_bytes": b.report["totals"]["arena_bytes"],
     }

@@ -170,7 +170,7 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
         report.update({stage: ctx.state[stage] for stage in ("adaprune", "rapq") if stage in ctx.state})
         if ram is not None:
             report["ram_budget"] = {"budget_bytes": ram.budget_bytes, "needed_bytes": ram.needed_bytes,
-                                    "stack_bytes": ram.stack_bytes, "peak": ram.peak}
+                                    "stack_bytes": ram.stack_bytes}
         if opts.verify:
             vrep = clock.time("verify", lambda: verify_build(build, verify_x if verify_x is not None else sample,
                                                              seed=opts.seed))

@@ -90,11 +90,12 @@ def test_per_step_live_bytes_are_the_live_set_and_peak_at_the_lower_bound(graph:
     steps = step_memory(graph, plan)
     assert [s.step for s in steps] == list(range(len(graph.nodes)))
     for s in steps:
-        assert set(s.buffers) == live_by_reads(graph, plan, s.step), s.node
-        assert s.live_bytes == sum(-(-plan.buffers[b][1] // 4) * 4 for b in s.buffers) <= plan.arena_bytes
+        assert set(s.names) == live_by_reads(graph, plan, s.step), s.node
+        assert all(size == plan.buffers[b][1] for b, size in s.buffers)
+        assert s.live_bytes == sum(-(-size // 4) * 4 for _, size in s.buffers) <= plan.arena_bytes
     assert peak_step(steps).live_bytes == max(s.live_bytes for s in steps) == plan.arena_lower_bound_bytes
     for s in steps:  # the poisoned bytes never touch a value still to be read
-        kept = [plan.buffers[b] for b in s.buffers if plan.lifetimes[b][0] < s.step]
+        kept = [plan.buffers[b] for b in s.names if plan.lifetimes[b][0] < s.step]
         for lo, hi in poison_ranges(plan, s.step):
             assert 0 <= lo < hi <= plan.arena_bytes
             assert all(hi <= off or off + size <= lo for off, size in kept)
