@@ -4,7 +4,8 @@ the peak, and what running elementwise ops in place saves.
 For each model and bit width the model is compiled (no verification: the arena does not depend
 on it) and its plan read back from the build: arena bytes, the lower bound (the most aligned bytes
 live at one step, `pqc.backends.memory_plan.live_lower_bound`), the arena without in-place
-elementwise ops, the peak step's layer and what is live there, and the RAM the build needs
+elementwise ops, the peak step's layer and its scratch bytes, the lower bound if no kernel needed
+scratch (what border handling inside the kernels can reach at best), and the RAM the build needs
 (arena + input/output buffers + stack allowance, `pqc.backends.memory_report.RamFit`) against the
 micro:bit's 16 KiB.
 
@@ -48,6 +49,7 @@ def measure(model: str, bits: str) -> dict:
     return {
         "model": model, "bits": bits, "arena_bytes": plan.arena_bytes, "lower_bound_bytes": plan.arena_lower_bound_bytes,
         "no_in_place_arena_bytes": plan_memory(program, scratch, in_place=False).arena_bytes,
+        "no_scratch_lower_bound_bytes": plan_memory(program, {}).arena_lower_bound_bytes,
         "scratch_at_peak_bytes": sum(size for n, size in peak.buffers if n.endswith(":scratch")),
         "peak_step": peak.step, "peak_layer": peak.node, "peak_op": peak.op, "peak_buffers": dict(peak.buffers),
         "ram_needed_bytes": fit.needed_bytes, "fits_microbit": fit.fits,
@@ -61,10 +63,10 @@ def markdown(rows: list[dict]) -> str:
     return markdown_table(
         [[r["model"], r["bits"], f"{r['arena_bytes']:,}", f"{r['lower_bound_bytes']:,}",
           f"{r['no_in_place_arena_bytes']:,}", f"{r['peak_step']} `{r['peak_layer']}` ({r['peak_op']})",
-          f"{r['scratch_at_peak_bytes']:,}", f"{r['ram_needed_bytes']:,}", "yes" if r["fits_microbit"] else "no"]
+          f"{r['scratch_at_peak_bytes']:,}", f"{r['no_scratch_lower_bound_bytes']:,}", f"{r['ram_needed_bytes']:,}", "yes" if r["fits_microbit"] else "no"]
          for r in rows],
         ["model", "bits", "arena B", "lower bound B", "arena without in place B", "peak step (layer)",
-         "scratch at peak B", "RAM needed B", "fits 16 KiB"])
+         "scratch at peak B", "lower bound without scratch B", "RAM needed B", "fits 16 KiB"])
 
 
 def main(argv: list[str] | None = None) -> int:
