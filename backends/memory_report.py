@@ -192,7 +192,7 @@ def memory_svg(graph: Graph, plan: MemoryPlan) -> str:
     out.append(f'<line x1="{x(0)}" y1="{y(0)}" x2="{x(n)}" y2="{y(0)}" stroke="black"/>')
     for s in steps:
         cx, cy = _LEFT + (s.step + 0.5) * _COL, _TOP + _PLOT_H + 8
-        label = f"{s.step} {_short(s.node, _LABEL_CHARS)}" + (" (peak)" if peak is not None and s.step == peak.step else "")
+        label = f"{s.step} {_short(s.node, _LABEL_CHARS)}" + (" (peak)" if s == peak else "")
         out.append(f'<text x="{cx:.1f}" y="{cy}" text-anchor="end" transform="rotate(-45 {cx:.1f} {cy})">'
                    f'<title>{_text(f"{s.node} ({s.op}): {s.live_bytes:,} B live")}</title>{_text(label)}</text>')
     out.append("</svg>")

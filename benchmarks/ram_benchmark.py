@@ -32,7 +32,7 @@ def measure(model: str, bits: str) -> dict:
     from pqc import console
     from pqc.backends.c_emitter import planned_memory
     from pqc.backends.memory_plan import plan_memory, scratch_name
-    from pqc.backends.memory_report import peak_step, ram_needed, step_memory
+    from pqc.backends.memory_report import ram_needed
     from pqc.driver import compile_model
     from pqc.passes.quantize import QuantizeOptions
 
@@ -40,17 +40,20 @@ def measure(model: str, bits: str) -> dict:
     console.set_verbosity(console.QUIET)
     with tempfile.TemporaryDirectory(prefix=f"pqc_ram_{model}_") as tmp:
         b = compile_model(ROOT / "examples" / "models" / f"{model}.onnx", Path(tmp) / "b",
-                          quant=QuantizeOptions(wbits=wbits, abits=abits), calib="fashion-mnist:train:256", verify=False)
+                          quant=QuantizeOptions(wbits=wbits, abits=abits), calib="fashion-mnist:train:256",
+                          verify=False)
     program = b.program
     plan = planned_memory(program)
-    scratch = {n.name: plan.buffers[scratch_name(n.name)][1] for n in program.nodes if scratch_name(n.name) in plan.buffers}
-    peak = peak_step(step_memory(program, plan))
+    scratch = {n.name: plan.buffers[scratch_name(n.name)][1] for n in program.nodes
+               if scratch_name(n.name) in plan.buffers}
     fit = ram_needed(program, MICROBIT_RAM)
+    peak = fit.peak
     return {
-        "model": model, "bits": bits, "arena_bytes": plan.arena_bytes, "lower_bound_bytes": plan.arena_lower_bound_bytes,
+        "model": model, "bits": bits, "arena_bytes": plan.arena_bytes,
+        "lower_bound_bytes": plan.arena_lower_bound_bytes,
         "no_in_place_arena_bytes": plan_memory(program, scratch, in_place=False).arena_bytes,
         "no_scratch_lower_bound_bytes": plan_memory(program, {}).arena_lower_bound_bytes,
-        "scratch_at_peak_bytes": sum(size for n, size in peak.buffers if n.endswith(":scratch")),
+        "scratch_at_peak_bytes": sum(size for n, size in peak.buffers if n == scratch_name(peak.node)),
         "peak_step": peak.step, "peak_layer": peak.node, "peak_op": peak.op, "peak_buffers": dict(peak.buffers),
         "ram_needed_bytes": fit.needed_bytes, "fits_microbit": fit.fits,
         "report_arena_bytes": b.report["totals"]["arena_bytes"],
@@ -63,7 +66,8 @@ def markdown(rows: list[dict]) -> str:
     return markdown_table(
         [[r["model"], r["bits"], f"{r['arena_bytes']:,}", f"{r['lower_bound_bytes']:,}",
           f"{r['no_in_place_arena_bytes']:,}", f"{r['peak_step']} `{r['peak_layer']}` ({r['peak_op']})",
-          f"{r['scratch_at_peak_bytes']:,}", f"{r['no_scratch_lower_bound_bytes']:,}", f"{r['ram_needed_bytes']:,}", "yes" if r["fits_microbit"] else "no"]
+          f"{r['scratch_at_peak_bytes']:,}", f"{r['no_scratch_lower_bound_bytes']:,}", f"{r['ram_needed_bytes']:,}",
+          "yes" if r["fits_microbit"] else "no"]
          for r in rows],
         ["model", "bits", "arena B", "lower bound B", "arena without in place B", "peak step (layer)",
          "scratch at peak B", "lower bound without scratch B", "RAM needed B", "fits 16 KiB"])

@@ -101,8 +101,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"({t['dense_weight_bytes']:,} stored densely: weights packed at their bit width, 32-bit biases); "
         "flash of the model on Cortex-M0 (code + weights): "
         + (f"{t['flash_bytes']:,} bytes" if t.get("flash_bytes") is not None else "not measured (arm-none-eabi-gcc missing or verification off)"),
-        f"- activation arena (RAM): {t['arena_bytes']:,} bytes (most bytes live at once: {t['arena_lower_bound_bytes']:,}"
-        + (f", at step {t['ram_peak_step']}, layer `{t['ram_peak_layer']}`" if t.get("ram_peak_layer") is not None else "")
+        f"- activation arena (RAM): {t['arena_bytes']:,} bytes "
+        f"(most bytes live at once: {t['arena_lower_bound_bytes']:,}"
+        + (f", at step {t['ram_peak_step']}, layer `{t['ram_peak_layer']}`" if t.get("ram_peak_layer") is not None
+           else "")
         + "; per step below, lifetimes in [memory.svg](memory.svg))",
         f"- per inference: {t['adds']:,} adds and {t['shifts']:,} shifts in the emitted kernels; ideal add count "
         f"(nonzero weight digits x output positions) {t.get('ideal_adds', 0):,}",

@@ -117,7 +117,8 @@ def test_memory_svg_is_well_formed_deterministic_and_escaped() -> None:
     svg = memory_svg(graph, plan)
     assert svg == memory_svg(again, planned_memory(again))
     root = ET.fromstring(svg)
-    boxes = [r for r in root.iter("{http://www.w3.org/2000/svg}rect") if r.find("{http://www.w3.org/2000/svg}title") is not None]
+    ns = "{http://www.w3.org/2000/svg}"
+    boxes = [r for r in root.iter(f"{ns}rect") if r.find(f"{ns}title") is not None]
     assert len(boxes) == len(plan.lifetimes)  # one box per arena buffer
     assert 'zoo <&> "quoted"' in "".join(root.itertext())
     assert f"lower bound {plan.arena_lower_bound_bytes:,} B" in svg and "(peak)" in svg
@@ -186,6 +187,16 @@ def test_random_cnns_run_bit_exact_on_a_poisoned_arena(graph: Graph) -> None:
 
 
 # ----------------------------------------------------------------------------- the CLI
+@pytest.fixture(autouse=True)
+def _keep_verbosity():
+    """`main` sets the console's verbosity for the process; later tests expect it unchanged."""
+    from pqc import console
+
+    before = console.verbosity()
+    yield
+    console.set_verbosity(before)
+
+
 @pytest.fixture(scope="module")
 def calib(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("calib") / "calib.npz"
