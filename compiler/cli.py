@@ -300,9 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-layer C kernels: size (fewest table bytes: packed weights), speed (digit tables, "
                         "the default), balanced (digit tables unless larger than int8 weights)")
     p.add_argument("--ram-budget", type=_byte_size, metavar="SIZE",
-                   help=f"RAM the build may need, e.g. 16K: arena + input/output buffers + a {STACK_ALLOWANCE}-byte stack "
-                        "allowance; "
-                        "a model that needs more is refused (exit 2) naming the layer where the most bytes are live")
+                   help=f"RAM the build may need, e.g. 16K: arena + input/output buffers + a {STACK_ALLOWANCE}-byte "
+                        "stack allowance; a model that needs more is refused (exit 2) naming the layer where the most "
+                        "bytes are live")
     p.add_argument("--prefix", type=arg_types.c_prefix, default="model", help="C identifier prefix: <prefix>_run, <prefix>.h (default model)")
     p.add_argument("--seed", type=arg_types.seed, default=0, help="seed for every randomized step (default 0)")
     p.add_argument("--device", type=arg_types.torch_device, default="cpu", help="torch device for calibration and reconstruction (default cpu)")
