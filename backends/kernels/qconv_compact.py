@@ -8,7 +8,7 @@ grows with the weights' bit lengths instead of their NAF digits.
 """
 from __future__ import annotations
 
-from pqc.backends.c_tables import packed_weights, requant_context, window_geometry
+from pqc.backends.c_tables import band_geometry, packed_weights, requant_context
 from pqc.backends.kernels import KernelDef, register
 from pqc.intops.linear import signed_width
 
@@ -21,13 +21,13 @@ class QConvCompact(KernelDef):
     default = False
 
     def c_context(self, node, graph):
-        """The padded-input geometry of the tables kernel, the packed weights and the steps
+        """The band geometry of the tables kernel, the packed weights and the steps
         between a window's taps (channel planes, dilated rows, dilated columns)."""
         a = node.attrs
         w = graph.values[node.inputs[1]]
         cout, cin_g = w.shape[:2]
         t, l, b, r = a["pads"]
-        geo = window_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0)
+        geo = band_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0)
         del geo["offsets"]
         dh, dw = a.get("dilations", (1, 1))
         return {

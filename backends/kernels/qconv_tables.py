@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pqc.backends.c_tables import linear_tables, window_geometry
+from pqc.backends.c_tables import band_geometry, linear_tables
 from pqc.backends.kernels import KernelDef, register
 
 
@@ -14,12 +14,13 @@ class QConvTables(KernelDef):
     variant = "tables"
 
     def c_context(self, node, graph):
-        """Zero-padded input planes (when padded) and digit tables whose offsets cover the
-        channel group's ``Cin/group`` planes; the kernel steps windows by the strides."""
+        """A zero-padded band of input rows per output row (when padded; `band_geometry`) and
+        digit tables whose offsets cover the channel group's ``Cin/group`` planes; the kernel
+        steps windows by the strides."""
         a = node.attrs
         cout, cin_g = graph.values[node.inputs[1]].shape[:2]
         t, l, b, r = a["pads"]
-        geo = window_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0)
+        geo = band_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0)
         taps = geo.pop("offsets")
         offsets = (np.arange(cin_g)[:, None] * geo["plane"] + taps[None, :]).ravel()
         return {
