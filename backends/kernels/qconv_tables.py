@@ -12,6 +12,8 @@ class QConvTables(KernelDef):
     name = "qconv_tables"
     op = "QConv"
     variant = "tables"
+    #: read an unpadded input through the band too (the fast variant's choice)
+    always_band = False
 
     def c_context(self, node, graph):
         """A zero-padded band of input rows per output row (when padded; `band_geometry`) and
@@ -20,7 +22,8 @@ class QConvTables(KernelDef):
         a = node.attrs
         cout, cin_g = graph.values[node.inputs[1]].shape[:2]
         t, l, b, r = a["pads"]
-        geo = band_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0)
+        geo = band_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0,
+                            always=self.always_band)
         taps = geo.pop("offsets")
         offsets = (np.arange(cin_g)[:, None] * geo["plane"] + taps[None, :]).ravel()
         return {
