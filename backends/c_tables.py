@@ -290,3 +290,16 @@ def band_geometry(x: Any, y: Any, attrs: dict[str, Any], pads: Sequence[int], fi
         "offsets": _window_offsets(kh, kw, dh, dw, wp),
         "scratch_bytes": c * rows * wp * ITEMSIZE[CTYPES[x.dtype]] if band else 0,
     }
+
+
+def band_features(geo: Mapping[str, Any], cout: int) -> dict[str, float]:
+    """The counts of a conv kernel's loops over `band_geometry` ``geo`` with ``cout`` output
+    channels that its cost is about linear in, whatever its inner walk: output rows, channel
+    rows, outputs (each requantized once) and the elements the band gathers."""
+    oh, ow = geo["oh"], geo["ow"]
+    return {
+        "rows": float(oh),
+        "channel_rows": float(cout * oh),
+        "outputs": float(cout * oh * ow),
+        "band_elements": float(oh * geo["c"] * geo["band_rows"] * geo["w"] if geo["band"] else 0),
+    }
