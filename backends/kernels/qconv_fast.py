@@ -4,7 +4,7 @@ columns at once.
 Each delta loaded moves one pointer; the taps of ``columns`` adjacent outputs lie at fixed
 distances from it (``+stride`` each, an ``ldrb`` immediate on Thumb-1), so one table walk feeds
 ``columns`` partial sums and the delta load, pointer add and loop counter are paid once per
-``columns`` taps. Output columns past the last whole block take the one-column walk. The input
+``columns`` taps. The last ``ow mod columns`` output columns take one narrower walk. The input
 always comes through the band of `pqc.backends.c_tables.band_geometry` (padded or not), so the
 tables are those of `qconv_tables` over the band.
 """
