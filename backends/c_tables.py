@@ -6,13 +6,16 @@ A kernel template reads its weights from compact tables rather than from multipl
   grouped by digit position ``k``: per channel ``ngroups[c]`` groups, each ``(k, npos, nneg)``,
   followed in ``deltas`` by the input offsets of its +1 digits then of its -1 digits, each list
   ascending and delta-coded from the window origin (so the kernel walks a pointer with adds
-  only, and most layers fit the deltas in 8 or 16 bits). Zero digits are simply absent.
+  only, and most layers fit the deltas in 8 or 16 bits). Zero digits are simply absent. A step
+  over 255 may instead be bridged by taps added to both lists (they cancel), to keep 8 bits.
 * `multiplier_codes`: constants ``m`` (reciprocals, per-channel scales) as ``[npos, nneg,
   shifts of +1 digits..., shifts of -1 digits...]`` records read by the C helper ``pqc_mulc``.
 * `packed_weights`: weights as dense ``bits``-bit two's complement fields (the compact kernels
   decode each and add the shifted input per set bit of its magnitude).
 * `window_geometry`: sliding windows over a zero- (or minimum-) padded copy of a conv/pool
   input, so window offsets never leave the buffer and the inner loops need no bounds checks.
+* `band_geometry`: the same for convs over a band of the input rows one output row reads
+  (every channel), gathered with their padding per output row into a small scratch buffer.
 
 Every table is a `CArray`; the C emitter names it ``<layer function>_<key>`` and places it in
 the weight section.
@@ -101,32 +104,60 @@ def typed_table(values: np.ndarray, dtype: str) -> CArray:
 def digit_tables(weights: np.ndarray, offsets: np.ndarray) -> dict[str, Any]:
     """Tables of ``sum_i weights[c, i] * x[offsets[i]]`` for each row ``c`` (see module doc).
 
-    Returns ``ngroups``, ``groups`` (flat ``(k, npos, nneg)`` triples), ``deltas`` and the count
-    of nonzero ``digits``.
+    Returns ``ngroups``, ``groups`` (flat ``(k, npos, nneg)`` triples) and ``deltas``. When a
+    delta would pass 255, the table with `_bridged` groups is taken if it is smaller: uint8
+    deltas plus a few bridging taps instead of every delta in 16 bits.
     """
     w = np.asarray(weights, dtype=np.int64).reshape(len(weights), -1)
     offsets = np.asarray(offsets, dtype=np.int64).ravel()
     d = naf(w)  # [rows, K, width]
     ngroups: list[int] = []
-    groups: list[int] = []
-    deltas: list[int] = []
+    lists: list[tuple[int, list[int], list[int]]] = []  # (k, +1 offsets, -1 offsets), ascending
     for row in d:
         count = 0
         for k in range(row.shape[1]):
-            pos = np.sort(offsets[row[:, k] == 1])
-            neg = np.sort(offsets[row[:, k] == -1])
-            if len(pos) + len(neg) == 0:
-                continue
-            count += 1
-            groups += [k, len(pos), len(neg)]
-            for sel in (pos, neg):
-                deltas += np.diff(sel, prepend=0).tolist()
+            pos = np.sort(offsets[row[:, k] == 1]).tolist()
+            neg = np.sort(offsets[row[:, k] == -1]).tolist()
+            if pos or neg:
+                count += 1
+                lists.append((k, pos, neg))
         ngroups.append(count)
-    return {
-        "ngroups": uint_table(ngroups),
-        "groups": uint_table(groups),
-        "deltas": uint_table(deltas),
-    }
+    groups, deltas = _delta_code(lists)
+    if deltas.ctype != "uint8_t":
+        bridged = _delta_code([(k, *_bridged(pos, neg, 0xFF)) for k, pos, neg in lists])
+        if sum(t.nbytes for t in bridged) < groups.nbytes + deltas.nbytes:
+            groups, deltas = bridged
+    return {"ngroups": uint_table(ngroups), "groups": groups, "deltas": deltas}
+
+
+def _delta_code(lists: Sequence[tuple[int, list[int], list[int]]]) -> tuple[CArray, CArray]:
+    """The ``groups`` and ``deltas`` tables of (k, +1 offsets, -1 offsets) groups."""
+    groups: list[int] = []
+    deltas: list[int] = []
+    for k, pos, neg in lists:
+        groups += [k, len(pos), len(neg)]
+        for sel in (pos, neg):
+            deltas += np.diff(np.asarray(sel, dtype=np.int64), prepend=0).tolist()
+    return uint_table(groups), uint_table(deltas)
+
+
+def _bridged(pos: list[int], neg: list[int], limit: int) -> tuple[list[int], list[int]]:
+    """Ascending offset lists with the same ``sum x[pos] - sum x[neg]`` and no step over
+    ``limit`` (from 0): every bridging offset goes into both lists, so its tap cancels."""
+    def bridges(sel: list[int]) -> list[int]:
+        out, prev = [], 0
+        for v in sel:
+            while v - prev > limit:
+                prev += limit
+                out.append(prev)
+            prev = v
+        return out
+
+    while True:  # a bridge can open a new step in the other list, past its last offset
+        hops = bridges(pos) + bridges(neg)
+        if not hops:
+            return pos, neg
+        pos, neg = sorted(pos + hops), sorted(neg + hops)
 
 
 def multiplier_codes(ms: Sequence[int]) -> dict[str, CArray]:
@@ -227,4 +258,48 @@ def window_geometry(x: Any, y: Any, attrs: dict[str, Any], pads: Sequence[int], 
         "c": x.shape[1], "kh": kh, "kw": kw, "oh": y.shape[2], "ow": y.shape[3],
         "row_step": attrs["strides"][0] * plane["wp"], "col_step": attrs["strides"][1],
         "offsets": _window_offsets(kh, kw, dh, dw, plane["wp"]),
+    }
+
+
+def band_geometry(x: Any, y: Any, attrs: dict[str, Any], pads: Sequence[int], fill: int,
+                  always: bool = False) -> dict[str, Any]:
+    """Sliding-window geometry of conv kernels over a band: per output row, the
+    ``dh*(kh-1)+1`` input rows its windows read, of every channel, gathered with their padding
+    (``fill``) into a scratch buffer of ``c`` planes of ``band_rows x wp``.
+
+    Against a padded copy of the whole input (`window_geometry`) the scratch shrinks from
+    ``c*hp*wp`` to ``c*band_rows*wp`` elements and the channel planes move closer, so a tap
+    table's deltas stay small (mostly 8-bit). ``pads`` is ``(left, right, top, bottom)``; an
+    unpadded input is read in place (``band`` False, planes of ``h x w``) unless ``always``.
+    ``row_step`` is the window origin's step between output rows (0 in the band, which is
+    refilled for every row), ``in_row_step`` the input's (``sh*w``); ``offsets`` are a window's
+    tap offsets within one plane.
+    """
+    kh, kw = attrs["kernel_shape"]
+    dh, dw = attrs.get("dilations", (1, 1))
+    sh, sw = attrs["strides"]
+    _, c, h, w = x.shape
+    l, r, t, b = pads
+    band = bool(any(pads) or always)
+    rows, wp = (dh * (kh - 1) + 1, w + l + r) if band else (h, w)
+    return {
+        "band": band, "c": c, "h": h, "w": w, "pad_t": t, "pad_l": l, "pad_r": r, "wp": wp,
+        "band_rows": rows, "plane": rows * wp, "fill": fill,
+        "kh": kh, "kw": kw, "oh": y.shape[2], "ow": y.shape[3],
+        "row_step": 0 if band else sh * w, "in_row_step": sh * w, "col_step": sw,
+        "offsets": _window_offsets(kh, kw, dh, dw, wp),
+        "scratch_bytes": c * rows * wp * ITEMSIZE[CTYPES[x.dtype]] if band else 0,
+    }
+
+
+def band_features(geo: Mapping[str, Any], cout: int) -> dict[str, float]:
+    """The counts of a conv kernel's loops over `band_geometry` ``geo`` with ``cout`` output
+    channels that its cost is about linear in, whatever its inner walk: output rows, channel
+    rows, outputs (each requantized once) and the elements the band gathers."""
+    oh, ow = geo["oh"], geo["ow"]
+    return {
+        "rows": float(oh),
+        "channel_rows": float(cout * oh),
+        "outputs": float(cout * oh * ow),
+        "band_elements": float(oh * geo["c"] * geo["band_rows"] * geo["w"] if geo["band"] else 0),
     }

@@ -70,6 +70,7 @@ from . import (  # noqa: E402,F401
     qavgpool_generic,
     qconcat_generic,
     qconv_compact,
+    qconv_fast,
     qconv_tables,
     qgemm_compact,
     qgemm_tables,

@@ -8,7 +8,9 @@ grows with the weights' bit lengths instead of their NAF digits.
 """
 from __future__ import annotations
 
-from pqc.backends.c_tables import packed_weights, requant_context, window_geometry
+import numpy as np
+
+from pqc.backends.c_tables import band_features, band_geometry, packed_weights, requant_context
 from pqc.backends.kernels import KernelDef, register
 from pqc.intops.linear import signed_width
 
@@ -21,13 +23,13 @@ class QConvCompact(KernelDef):
     default = False
 
     def c_context(self, node, graph):
-        """The padded-input geometry of the tables kernel, the packed weights and the steps
+        """The band geometry of the tables kernel, the packed weights and the steps
         between a window's taps (channel planes, dilated rows, dilated columns)."""
         a = node.attrs
         w = graph.values[node.inputs[1]]
         cout, cin_g = w.shape[:2]
         t, l, b, r = a["pads"]
-        geo = window_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0)
+        geo = band_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0)
         del geo["offsets"]
         dh, dw = a.get("dilations", (1, 1))
         return {
@@ -36,4 +38,19 @@ class QConvCompact(KernelDef):
             **requant_context(node, graph),
             "cin_g": cin_g, "cout": cout, "cout_g": cout // a["group"], "group": a["group"],
             "group_stride": cin_g * geo["plane"], "tap_row_step": dh * geo["wp"], "tap_col_step": dw,
+        }
+
+    def cost_features(self, node, graph) -> dict[str, float]:
+        """The counts this kernel's instructions are about linear in, for a cost model that fits
+        one coefficient per count and kernel: ``weight_visits`` (one decode per weight and
+        output) and ``magnitude_bits`` (one shift-add step per bit of a weight's magnitude and
+        output), besides `pqc.backends.c_tables.band_features`."""
+        ctx = self.c_context(node, graph)
+        w = np.abs(graph.values[node.inputs[1]].data.astype(np.int64))
+        bits = int(sum(int(v).bit_length() for v in w.ravel()))
+        outputs_per_channel = ctx["oh"] * ctx["ow"]
+        return {
+            **band_features(ctx, ctx["cout"]),
+            "weight_visits": float(outputs_per_channel * w.size),
+            "magnitude_bits": float(outputs_per_channel * bits),
         }
