@@ -255,7 +255,7 @@ class _Emitter:
         for node in self.graph.nodes:
             y = node.outputs[0]
             args = [self.pointer(i) for i in [*self.activations(node), y]]
-            if self.scratch[node.name] > 0:  # a padded copy of the node's first input
+            if self.scratch[node.name] > 0:  # a band or padded copy of the node's first input
                 args.append(self.pointer(scratch_name(node.name), CTYPES[self.graph.values[node.inputs[0]].dtype]))
             out.append({
                 "node": node.name,
@@ -422,7 +422,7 @@ def _arena_buffers(graph: Graph, plan: MemoryPlan) -> dict[str, ArenaBuffer]:
         if name in scratch_of:
             node = scratch_of[name]
             ctype = CTYPES[graph.values[node.inputs[0]].dtype]
-            what = f"padded copy of the input of {node.name}"
+            what = f"scratch (input band or padded copy) of {node.name}"
         else:
             v = graph.values[name]
             ctype, root = CTYPES[v.dtype], plan.roots.get(name, name)
