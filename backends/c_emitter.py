@@ -12,8 +12,8 @@ The contract between a kernel and this module (what adding a kernel needs):
 
 * ``c_context(node, graph)`` returns the template's variables. Every `CArray` value is a
   constant table: it is named ``<fn>_<key>``, declared in the weight section and counted in
-  the weight bytes. ``scratch_bytes`` > 0 reserves a buffer live only during the node (a padded
-  copy of its first input), passed as the kernel's last argument.
+  the weight bytes. ``scratch_bytes`` > 0 reserves a buffer live only during the node (its
+  kernel's copy of input rows: a row band or a padded plane), passed as the kernel's last argument.
 * The template defines ``static void <fn>(const T *x0, ..., T *y[, T *scratch])``: one pointer
   per non-constant input in ``node.inputs`` order, then the output. It also sees ``node``,
   ``x`` and ``y`` (dtype, C type, shape, size, exponent of each) and ``digits`` (the op's
