@@ -126,7 +126,7 @@ def export_onnx(model: nn.Module, path: Path, sample: np.ndarray, opset: int = O
     model = model.cpu().eval()
     x = torch.from_numpy(sample)
     with warnings.catch_warnings():
-        # The legacy exporter is chosen on purpose (one file, opset 13, BN kept): silence its notice.
+        # The legacy exporter is chosen on purpose (one file, a fixed opset, BN kept): silence its notice.
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             model, (x[:1],), str(path), dynamo=False, opset_version=opset, do_constant_folding=False,
