@@ -1,4 +1,4 @@
-"""The three reference CNNs pqc is measured on (1x28x28 grey input, 10 classes).
+"""The reference CNNs pqc is measured on (1x28x28 grey input, 10 classes).
 
 Each exercises a different channel-dependency case for pruning and quantization:
 
@@ -6,6 +6,8 @@ Each exercises a different channel-dependency case for pruning and quantization:
 * `TinyMobileNetV2`: depthwise convs, ReLU6 (exported as Clip), linear bottlenecks with adds.
 * `VGGSmall`: a plain conv stack with max pooling whose feature map is flattened into a Linear
   (the flatten-into-Gemm case).
+* `TinyMobileNetV3`: MobileNetV3-small-style blocks: squeeze-excite (a product of two
+  activations), depthwise 3x3 and 5x5, ReLU and hard-swish in three exported forms.
 
 Convs carry no bias because a BatchNormalization follows each one; `train_reference.py` exports
 them with the BN nodes kept, since pruning ranks channels by BN scales before BN is folded.
@@ -13,6 +15,7 @@ them with the BN nodes kept, since pruning ranks channels by BN scales before BN
 from __future__ import annotations
 
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 NUM_CLASSES = 10
 IN_CHANNELS = 1
@@ -123,11 +126,104 @@ class VGGSmall(nn.Module):
         return self.head(self.features(x))
 
 
-MODELS: dict[str, type[nn.Module]] = {"resnet8": ResNet8, "mobilenetv2": TinyMobileNetV2, "vgg": VGGSmall}
+# ---------------------------------------------------------------- MobileNetV3-small style
+# Hard-swish reaches ONNX in several forms and pqc must recognise each: nn.Hardswish exports as
+# the HardSwish op (opset >= 14); the two modules below write the decompositions out so that the
+# export carries them node by node.
+
+class HardSwishClip(nn.Module):
+    """hswish written as ``x * clip(x + 3, 0, 6) / 6``: exports as Add, Clip, Mul, Div."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * (x + 3).clamp(0, 6) / 6
+
+
+class HardSwishGate(nn.Module):
+    """hswish written as ``x * hardsigmoid(x)``: exports as HardSigmoid, Mul."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * F.hardsigmoid(x)
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "hswish": nn.Hardswish, "hswish-clip": HardSwishClip, "hswish-gate": HardSwishGate,
+}
+
+
+class SqueezeExcite(nn.Module):
+    """Scale each channel by a gate computed from the whole map: GAP, 1x1, ReLU, 1x1, HardSigmoid, Mul."""
+
+    def __init__(self, channels: int, squeezed: int) -> None:
+        super().__init__()
+        self.gate = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, squeezed, 1), nn.ReLU(),
+            nn.Conv2d(squeezed, channels, 1), nn.Hardsigmoid(),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gate(x)
+
+
+class InvertedResidualV3(nn.Module):
+    """MobileNetV3 block: expand 1x1 (skipped when hidden == cin), depthwise k x k, optional
+    squeeze-excite, linear project 1x1; the input is added back when the shape is kept."""
+
+    def __init__(self, cin: int, kernel: int, hidden: int, cout: int, se: bool, act: str, stride: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        if hidden != cin:
+            layers += [conv_bn(cin, hidden, 1), ACTIVATIONS[act]()]
+        layers += [conv_bn(hidden, hidden, kernel, stride, groups=hidden), ACTIVATIONS[act]()]
+        if se:
+            layers.append(SqueezeExcite(hidden, max(8, hidden // 4)))
+        layers.append(conv_bn(hidden, cout, 1))
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+class TinyMobileNetV3(nn.Module):
+    """Stem 3x3 s2 16 + hswish (28 -> 14); six V3 blocks (14 -> 7); 1x1 to 144 + hswish; GAP; FC (~75k params).
+
+    Blocks use ReLU early and hard-swish late as MobileNetV3-small does; the hard-swish blocks
+    alternate between the three forms of `ACTIVATIONS`, so one export holds all of them.
+    """
+
+    # (kernel, hidden, output channels, squeeze-excite, activation, stride)
+    BLOCKS = (
+        (3, 16, 16, True, "relu", 1),
+        (3, 64, 24, False, "relu", 2),
+        (3, 72, 24, False, "relu", 1),
+        (5, 96, 40, True, "hswish-clip", 1),
+        (5, 120, 40, True, "hswish-gate", 1),
+        (5, 120, 48, True, "hswish", 1),
+    )
+
+    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [conv_bn(IN_CHANNELS, 16, 3, 2), nn.Hardswish()]
+        cin = 16
+        for kernel, hidden, cout, se, act, stride in self.BLOCKS:
+            layers.append(InvertedResidualV3(cin, kernel, hidden, cout, se, act, stride))
+            cin = cout
+        layers += [conv_bn(cin, 144, 1), HardSwishClip()]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(144, num_classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+MODELS: dict[str, type[nn.Module]] = {
+    "resnet8": ResNet8, "mobilenetv2": TinyMobileNetV2, "vgg": VGGSmall, "mobilenetv3": TinyMobileNetV3,
+}
 
 
 def build(name: str) -> nn.Module:
-    """A freshly initialized reference model by name: one of `MODELS` (resnet8, mobilenetv2, vgg)."""
+    """A freshly initialized reference model by name: one of `MODELS` (resnet8, mobilenetv2, vgg, mobilenetv3)."""
     try:
         return MODELS[name]()
     except KeyError:
