@@ -97,6 +97,13 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"integer program {acc['int_top1']:.4f}")
     if report.get("dropped_softmax"):
         lines.append(f"- dropped output Softmax ({', '.join(report['dropped_softmax'])}): the program outputs logits; argmax is unchanged")
+    lines += ["", "## Outputs", "",
+              f"Each output's SQNR and clip ratio on the {report['error_samples']} samples the layers are measured on.",
+              "", "```",
+              format_table([[o["name"], "x".join(map(str, o["shape"])), o["dtype"], str(o["exp"]),
+                             "" if o.get("clip_ratio") is None else f"{o['clip_ratio']:.4f}",
+                             "" if o.get("sqnr_db") is None else str(o["sqnr_db"])] for o in report["outputs"]],
+                           ["output", "shape", "dtype", "exp", "clip", "SQNR dB"]), "```"]
     lines += ["", "## Layers", "",
               f"SQNR and clip ratio measured on {report['error_samples']} calibration samples against the float model.", ""]
     rows = []
