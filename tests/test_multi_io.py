@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,14 @@ def test_inputs_of_different_dtypes_run_bit_exact(tmp_path: Path) -> None:
     want = simulate(graph, feeds)
     for name in graph.outputs:
         np.testing.assert_array_equal(run.named[name], want[name])
+
+
+def test_readme_example_compiles_against_the_header(build_dir: Path, tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("**Several inputs or outputs**")[1]
+    example = section.split("```c\n")[1].split("```")[0]
+    declarations, calls = example.split("\n\n", 1)
+    (tmp_path / "use.c").write_text(f'#include "model.h"\n{declarations}\n\nint use(void);\n\nint use(void)\n{{\n'
+                                    f"{calls}    return 0;\n}}\n")
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wno-empty-body", f"-I{build_dir}", "-c",
+                    str(tmp_path / "use.c"), "-o", str(tmp_path / "use.o")], check=True)
