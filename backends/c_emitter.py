@@ -22,6 +22,14 @@ The contract between a kernel and this module (what adding a kernel needs):
 
 Besides the C, the folder gets ``manifest.json``: the input/output/layer layout the harness
 (`pqc.backends.harness`) needs to read the test binary's raw outputs and per-layer dumps.
+
+The entry point (`io_tensors`): a graph with one input and one output keeps the API
+``<prefix>_run(const <prefix>_input_t *input, <prefix>_output_t *output)`` with the
+``<PREFIX>_INPUT_*``/``<PREFIX>_OUTPUT_*`` defines. A graph with several takes one pointer per
+graph input, then one per graph output, in graph order, each named after its ONNX name made a C
+identifier (``box.out`` -> ``box_out``), of type ``<prefix>_<name>_t`` and described by
+``<PREFIX>_<NAME>_*`` defines (the single-I/O names are not emitted then: no single-I/O caller
+compiles against that signature anyway).
 """
 from __future__ import annotations
 
@@ -60,6 +68,17 @@ _NOT_IDENT = re.compile(r"[^A-Za-z0-9_]")
 #: characters a C string literal of a name may hold as they are (no quote, backslash or ``?``, so
 #: no escape and no trigraph)
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-.,:;/+=<>()[]{}#")
+#: words an entry point parameter may not be: C and C++ keywords (the header is includable from
+#: C++) and the names model.c itself uses inside the entry point
+_RESERVED = frozenset("""
+    auto break case char const continue default do double else enum extern float for goto if inline int
+    long register restrict return short signed sizeof static struct switch typedef union unsigned void
+    volatile while alignas alignof and and_eq asm bitand bitor bool catch class compl concept constexpr
+    consteval constinit co_await co_return co_yield decltype delete dynamic_cast explicit export false
+    friend mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public
+    reinterpret_cast requires static_assert static_cast template this thread_local throw true try typeid
+    typename using virtual xor xor_eq const_cast wchar_t arena workspace
+""".split())
 
 
 @dataclass(frozen=True)
@@ -178,14 +197,46 @@ def _io_value(graph: Graph, name: str) -> dict[str, Any]:
     }
 
 
+def _param_name(name: str, prefix: str) -> str:
+    """An ONNX name as a C parameter name: other characters become ``_``; a name C reserves, that
+    clashes with the generated code's own (``<prefix>_*``, ``pqc_*``, ``BUF_*``, ``*_t``, the
+    <stdint.h> macros) or starts with a digit or ``_`` gets an ``x_`` (or ``y_``) in front."""
+    base = _NOT_IDENT.sub("_", name) or "v"
+
+    def bad(c: str) -> bool:
+        return (c in _RESERVED or not c[0].isalpha() or c.endswith("_t")
+                or c.lower().startswith((prefix.lower() + "_", "pqc_", "buf_"))
+                or c.startswith(("INT", "UINT", "PTRDIFF", "SIZE_", "SIG_ATOMIC", "WCHAR", "WINT")))
+
+    return next(c for c in (base, f"x_{base}", f"y_{base}") if not bad(c))
+
+
+def io_tensors(graph: Graph, prefix: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The entry point's inputs and outputs, in graph order: each value's `_io_value` plus its
+    C parameter name (``id``), element typedef (``type``) and define prefix (``macro``)."""
+    up = prefix.upper()
+    if len(graph.inputs) == 1 and len(graph.outputs) == 1:
+        return ([{**_io_value(graph, graph.inputs[0]), "id": "input", "type": f"{prefix}_input_t", "macro": f"{up}_INPUT"}],
+                [{**_io_value(graph, graph.outputs[0]), "id": "output", "type": f"{prefix}_output_t",
+                  "macro": f"{up}_OUTPUT"}])
+    taken: set[str] = set()
+    sides: list[list[dict[str, Any]]] = [[], []]
+    for side, names in zip(sides, (graph.inputs, graph.outputs)):
+        for name in names:
+            base = _param_name(name, prefix)
+            ident = next(c for c in (base, *(f"{base}_{i}" for i in range(2, len(taken) + 3))) if c.upper() not in taken)
+            taken.add(ident.upper())
+            side.append({**_io_value(graph, name), "id": ident, "type": f"{prefix}_{ident}_t",
+                         "macro": f"{up}_{ident.upper()}"})
+    return sides[0], sides[1]
+
+
 def _check_graph(graph: Graph, prefix: str) -> None:
     if not _IDENT.match(prefix):
         raise PqcError(f"C prefix {prefix!r} is not a C identifier")
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise ModelError(
-            f"the C entry point takes one input and one output; graph {graph.name!r} has "
-            f"{len(graph.inputs)} input(s) and {len(graph.outputs)} output(s)"
-        )
+    if not graph.inputs or not graph.outputs:
+        raise ModelError(f"graph {graph.name!r} has {len(graph.inputs)} input(s) and {len(graph.outputs)} "
+                         f"output(s); the C entry point needs at least one of each")
     # What lowering guarantees: a program breaking it is a pqc bug, not a user's model.
     for name in graph.activations():
         if graph.values[name].dtype not in CTYPES:
@@ -193,8 +244,15 @@ def _check_graph(graph: Graph, prefix: str) -> None:
     for node in graph.nodes:
         if node.op not in INT_OPS or len(node.outputs) != 1:
             raise InternalError(f"node {node.name!r} ({node.op}) is not an integer op with one output")
-    if storage_roots(graph, in_place=False)[graph.outputs[0]] == graph.inputs[0]:
-        raise ModelError(f"graph {graph.name!r} computes nothing: its output is its input")
+    roots = storage_roots(graph, in_place=False)
+    seen: dict[str, str] = {}
+    for out in graph.outputs:
+        if roots[out] in graph.inputs:
+            raise ModelError(f"graph {graph.name!r} computes nothing for output {out!r}: it is its input {roots[out]!r}")
+        if roots[out] in seen:
+            raise ModelError(f"outputs {seen[roots[out]]!r} and {out!r} of graph {graph.name!r} share their storage "
+                             f"(one is the other, or a reshape of it); the C entry point writes each to its own array")
+        seen[roots[out]] = out
 
 
 class _Emitter:
@@ -219,6 +277,8 @@ class _Emitter:
         self.plan: MemoryPlan = plan_memory(graph, self.scratch)
         check_plan(graph, self.plan, self.scratch)
         self.buffers = _arena_buffers(graph, self.plan)
+        self.inputs, self.outputs = io_tensors(graph, prefix)
+        self.io = {t["name"]: t for t in self.inputs + self.outputs}
 
     def pointer(self, name: str, ctype: str | None = None) -> str:
         """The C expression of a value's storage, or of a scratch buffer of element type ``ctype``.
@@ -230,11 +290,11 @@ class _Emitter:
         where = self.plan.external.get(name)
         if where is None:
             return self.buffers[name].macro
-        io = self.graph.inputs[0] if where == INPUT else self.graph.outputs[0]
-        if ctype == CTYPES[self.graph.values[io].dtype]:
-            return where
+        io = self.io[self.plan.io[name]]
+        if ctype == io["ctype"]:
+            return io["id"]
         qual = "const " if where == INPUT else ""
-        return f"(({qual}{ctype} *)({qual}void *){where})"
+        return f"(({qual}{ctype} *)({qual}void *){io['id']})"
 
     def activations(self, node: Node) -> list[str]:
         """The node's non-constant inputs: the kernel's pointer parameters, in order."""
@@ -291,8 +351,8 @@ class _Emitter:
             weight_bytes=sum(t.nbytes for t in self.tables),
             arena_bytes=self.plan.arena_bytes,
             arena_lower_bound_bytes=self.plan.arena_lower_bound_bytes,
-            input_bytes=value_bytes(g, g.inputs[0]),
-            output_bytes=value_bytes(g, g.outputs[0]),
+            input_bytes=sum(value_bytes(g, i) for i in g.inputs),
+            output_bytes=sum(value_bytes(g, o) for o in g.outputs),
             adds=sum(r.adds for r in layers),
             shifts=sum(r.shifts for r in layers),
             digits=sum(r.digits for r in layers),
@@ -307,8 +367,13 @@ class _Emitter:
             "prefix": self.prefix,
             "PREFIX": self.prefix.upper(),
             "graph": g.name,
-            "input": _io_value(g, g.inputs[0]),
-            "output": _io_value(g, g.outputs[0]),
+            "input": self.inputs[0],
+            "output": self.outputs[0],
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "params": ", ".join([f"const {t['type']} *{t['id']}" for t in self.inputs]
+                                + [f"{t['type']} *{t['id']}" for t in self.outputs]),
+            "args": ", ".join(t["id"] for t in self.inputs + self.outputs),
             "memory": memory,
         }
         common["defines"] = header_defines(common)
@@ -370,6 +435,8 @@ class _Emitter:
             "binary": f"{self.prefix}_test",
             "input": common["input"],
             "output": common["output"],
+            "inputs": common["inputs"],
+            "outputs": common["outputs"],
             "arena_bytes": self.plan.arena_bytes,
             "layers": layers,
         }
@@ -381,8 +448,8 @@ def header_defines(common: dict[str, Any]) -> list[CDefine]:
     prints them and the check that compares them with the program cannot drift apart."""
     up = common["PREFIX"]
     rows = []
-    for side in ("input", "output"):
-        io, name = common[side], f"{up}_{side.upper()}"
+    for io in common["inputs"] + common["outputs"]:
+        name = io["macro"]
         rows += [
             CDefine(f"{name}_RANK", (len(io["shape"]),)),
             CDefine(f"{name}_SHAPE", tuple(io["shape"]), is_list=True),
@@ -474,9 +541,16 @@ def emit_c(int_graph: Graph, out_dir: str | Path, prefix: str = "model") -> Emit
 
 
 def read_manifest(out_dir: str | Path) -> dict[str, Any]:
-    """The layout `emit_c` recorded in ``out_dir`` (PqcError when there is none)."""
+    """The layout `emit_c` recorded in ``out_dir`` (PqcError when there is none); a manifest
+    with only ``input``/``output`` (the int8 yardstick's) gets the single-I/O ``inputs``/``outputs``."""
     path = Path(out_dir) / MANIFEST
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise PqcError(f"{str(Path(out_dir))!r} holds no generated C ({MANIFEST} missing); run emit_c first") from exc
+    prefix = manifest["prefix"]
+    for side in ("input", "output"):
+        if f"{side}s" not in manifest:
+            manifest[f"{side}s"] = [{**manifest[side], "id": side, "type": f"{prefix}_{side}_t",
+                                     "macro": f"{prefix.upper()}_{side.upper()}"}]
+    return manifest

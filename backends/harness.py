@@ -8,7 +8,9 @@ model source must compile for RV32I (no multiply/divide instruction) without cal
 multiply or divide routine; it must build for Cortex-M0 with no external symbol, and its sizes
 are reported; and every constant table and header define the binary holds must equal the
 program's (so a table edited after emission fails by name even where no input shows it). The
-given inputs are completed by `probe_inputs` (extreme and structured samples). A check whose tool
+given inputs are completed by `probe_inputs` (extreme and structured samples). A program with
+several inputs takes them as a dict by input name (the test binary reads each sample's inputs
+back to back, in graph order, and writes its outputs likewise); every output is compared. A check whose tool
 is missing is ``skipped`` with the reason, never ``passed``. Any failure raises
 `VerificationError` after every check ran (a bit mismatch names the first differing layer),
 with the report attached as ``error.report``. Inside `time_limit` a run that takes too long
@@ -25,7 +27,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
@@ -33,7 +35,7 @@ from .. import console
 from ..errors import DataError, PqcError, VerificationError
 from ..ir import Graph
 from .c_emitter import emitted_constants, read_manifest
-from .simulator import first_mismatch, simulate
+from .simulator import Inputs, first_mismatch, simulate
 
 CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-O2")
 #: what a firmware build of the model needs: without them gcc and clang turn the copy and fill
@@ -126,11 +128,13 @@ class VerifyReport:
 
 
 class CRun(NamedTuple):
-    """Outputs of the test binary, ``[samples, *output shape[1:]]``, and with ``dump_layers``
-    every activation (the input included) as ``{value name: [samples, *shape[1:]]}``."""
+    """Outputs of the test binary, ``[samples, *output shape[1:]]`` (``outputs``: the first
+    output; ``named``: every output by name), and with ``dump_layers`` every activation (the
+    inputs included) as ``{value name: [samples, *shape[1:]]}``."""
 
     outputs: np.ndarray
     layers: dict[str, np.ndarray]
+    named: dict[str, np.ndarray]
 
 
 def dump_dtype(dtype: str) -> np.dtype:
@@ -197,31 +201,61 @@ def as_samples(x: np.ndarray, info: dict[str, Any]) -> np.ndarray:
     return x.astype(info_dtype).reshape((-1, *info["shape"][1:]))
 
 
-def run_c(binary: str | Path, x_int8: np.ndarray, dump_layers: bool = False, env: dict[str, str] | None = None) -> CRun:
-    """Run the test binary on the samples of ``x_int8``; see `CRun`."""
+def input_samples(x: Inputs, infos: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The samples of every input (manifest ``inputs``) by name, each `as_samples`; one array
+    stands for a single input's; all must hold the same number of samples."""
+    names = [info["name"] for info in infos]
+    if not isinstance(x, Mapping):
+        if len(infos) != 1:
+            raise DataError(f"the model has inputs {names}: give a dict of integer arrays by input name")
+        x = {names[0]: x}
+    if sorted(x) != sorted(names):
+        raise DataError(f"the model takes inputs {names}, got arrays {sorted(x)}")
+    out = {info["name"]: as_samples(x[info["name"]], info) for info in infos}
+    counts = {len(a) for a in out.values()}
+    if len(counts) > 1:
+        raise DataError(f"the inputs hold different sample counts: {dict((k, len(a)) for k, a in out.items())}")
+    return out
+
+
+def sample_bytes(arrays: list[np.ndarray]) -> bytes:
+    """Samples of several arrays (same count) as raw bytes, each sample's arrays back to back:
+    what the test binary and the firmware read."""
+    n = len(arrays[0])
+    return np.concatenate([np.ascontiguousarray(a).reshape(n, -1).view(np.uint8) for a in arrays], axis=1).tobytes()
+
+
+def split_samples(raw: bytes, n: int, infos: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The inverse of `sample_bytes`: ``n`` samples of every tensor of ``infos``, by name."""
+    rows = np.frombuffer(raw, np.uint8).reshape(n, -1)
+    out, at = {}, 0
+    for info in infos:
+        dt = dump_dtype(info["dtype"])
+        nbytes = int(np.prod(info["shape"])) * dt.itemsize
+        out[info["name"]] = rows[:, at:at + nbytes].copy().view(dt).reshape((n, *info["shape"][1:]))
+        at += nbytes
+    return out
+
+
+def run_c(binary: str | Path, x_int8: Inputs, dump_layers: bool = False, env: dict[str, str] | None = None) -> CRun:
+    """Run the test binary on the samples of ``x_int8`` (a dict by input name for several
+    inputs); see `CRun`."""
     binary = Path(binary)
     manifest = read_manifest(binary.parent)
-    x = as_samples(x_int8, manifest["input"])
-    n = len(x)
+    xs = input_samples(x_int8, manifest["inputs"])
+    n = len(next(iter(xs.values())))
     with tempfile.TemporaryDirectory(prefix="pqc_run_") as tmp:
         paths = [Path(tmp) / f for f in ("input.bin", "output.bin", "layers.bin")]
-        paths[0].write_bytes(x.tobytes())
+        paths[0].write_bytes(sample_bytes(list(xs.values())))
         cmd = [str(binary), *map(str, paths[: 3 if dump_layers else 2])]
         run_tool(cmd, f"running {binary.name}", env={**os.environ, **(env or {})})
-        out_info = manifest["output"]
-        outputs = np.frombuffer(paths[1].read_bytes(), dump_dtype(out_info["dtype"]))
-        outputs = outputs.reshape((n, *out_info["shape"][1:]))
+        named = split_samples(paths[1].read_bytes(), n, manifest["outputs"])
         layers: dict[str, np.ndarray] = {}
         if dump_layers:
-            layers[manifest["input"]["name"]] = x
-            raw = np.frombuffer(paths[2].read_bytes(), np.uint8).reshape(n, -1)
-            at = 0
-            for layer in manifest["layers"]:
-                dt = dump_dtype(layer["dtype"])
-                nbytes = int(np.prod(layer["shape"])) * dt.itemsize
-                layers[layer["value"]] = raw[:, at:at + nbytes].copy().view(dt).reshape((n, *layer["shape"][1:]))
-                at += nbytes
-    return CRun(outputs, layers)
+            layers.update(xs)
+            layers.update(split_samples(paths[2].read_bytes(), n,
+                                        [{**layer, "name": layer["value"]} for layer in manifest["layers"]]))
+    return CRun(named[manifest["outputs"][0]["name"]], layers, named)
 
 
 def _object(out_dir: Path, cc: str, flags: list[str], tmp: str) -> Path:
@@ -277,12 +311,16 @@ def check_cortex_m0(out_dir: str | Path) -> Check:
     return Check(name, PASSED, f"text {text} B, data {data} B, bss {bss} B, no external symbol", sizes)
 
 
-def _compare(graph: Graph, binary: Path, x: np.ndarray, expected: np.ndarray, label: str,
+def _compare(graph: Graph, binary: Path, x: dict[str, np.ndarray], expected: dict[str, np.ndarray], label: str,
              env: dict[str, str] | None = None) -> Check:
-    """Run ``binary`` on ``x``; on a mismatch the layer dumps name the first differing layer."""
-    got = run_c(binary, x, env=env).outputs
-    if np.array_equal(got.astype(np.int64), expected.reshape(got.shape).astype(np.int64)):
-        return Check(label, PASSED, f"{len(x)} samples bit-exact with the simulator")
+    """Run ``binary`` on ``x``; every output must equal the simulator's; on a mismatch the
+    layer dumps name the first differing layer."""
+    got = run_c(binary, x, env=env).named
+    n = len(next(iter(x.values())))
+    if all(np.array_equal(got[o].astype(np.int64), expected[o].reshape(got[o].shape).astype(np.int64))
+           for o in graph.outputs):
+        outputs = f" ({len(graph.outputs)} outputs)" if len(graph.outputs) > 1 else ""
+        return Check(label, PASSED, f"{n} samples bit-exact with the simulator{outputs}")
     dumps = run_c(binary, x, dump_layers=True, env=env).layers
     where = first_mismatch(graph, dumps, simulate(graph, x, capture=True))
     if where is None:  # pragma: no cover - outputs differ, so some layer does
@@ -353,12 +391,13 @@ def _table_difference(name: str, want: np.ndarray, raw: bytes) -> str:
     return f"table {name} differs at element {i}: C {int(got[i])}, program {int(want[i])}"
 
 
-def verify(int_graph: Graph, out_dir: str | Path, inputs_int8: np.ndarray) -> VerifyReport:
+def verify(int_graph: Graph, out_dir: str | Path, inputs_int8: Inputs) -> VerifyReport:
     """Run every check on the C that `emit_c` wrote for ``int_graph`` into ``out_dir``, on
-    ``inputs_int8`` plus `probe_inputs`."""
+    ``inputs_int8`` (a dict by input name for several inputs) plus `probe_inputs` of each input."""
     out = Path(out_dir)
     manifest = read_manifest(out)
-    x = np.concatenate([as_samples(inputs_int8, manifest["input"]), probe_inputs(manifest["input"])])
+    given = input_samples(inputs_int8, manifest["inputs"])
+    x = {info["name"]: np.concatenate([given[info["name"]], probe_inputs(info)]) for info in manifest["inputs"]}
     _Clock.deadline = None if _Clock.limit_s is None else time.monotonic() + _Clock.limit_s
     try:
         report = _run_checks(int_graph, out, x)
@@ -372,9 +411,9 @@ def verify(int_graph: Graph, out_dir: str | Path, inputs_int8: np.ndarray) -> Ve
     return report
 
 
-def _run_checks(graph: Graph, out: Path, x: np.ndarray) -> VerifyReport:
+def _run_checks(graph: Graph, out: Path, x: dict[str, np.ndarray]) -> VerifyReport:
     """Every check in order, with a progress line (the harness binaries feed the constants check)."""
-    expected = simulate(graph, x)[graph.outputs[0]]
+    expected = simulate(graph, x)
     binaries: list[Path] = []
 
     def compared(cc: str) -> Check:
@@ -411,7 +450,7 @@ def _run_checks(graph: Graph, out: Path, x: np.ndarray) -> VerifyReport:
     return report
 
 
-def _sanitized(graph: Graph, out: Path, x: np.ndarray, expected: np.ndarray) -> Check:
+def _sanitized(graph: Graph, out: Path, x: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> Check:
     """The sanitizer build, with the arena poisoned before every layer: one run checks UB, memory
     errors, and that no kernel or plan depends on arena bytes the plan says hold nothing."""
     name = "sanitizers (undefined,address)"

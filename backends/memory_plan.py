@@ -12,9 +12,9 @@ size" planner of TFLite Micro). The C emitter turns the plan into pointer consta
 * In place: an elementwise op (``QAdd``, ``QAffine``, ``QLut``: output element i depends only on
   input element i, and the kernels read it before writing it) writes over an input of the same
   byte size whose buffer dies at that op (TinyEngine's in-place reuse).
-* With ``io_external`` (what the generated entry point does), the graph input lives in the
-  caller's input array and the buffer behind the graph output in the caller's output array, so
-  neither takes arena space.
+* With ``io_external`` (what the generated entry point does), every graph input lives in the
+  caller's array for it and the buffer behind each graph output in the caller's array for that
+  output, so none takes arena space (``MemoryPlan.io`` says which array holds which value).
 * A node may ask for scratch: a buffer live only at that node's step, named
   ``"<node name>:scratch"``.
 * ``arena_lower_bound_bytes`` is the most bytes (each buffer rounded up to ``align``) live at
@@ -84,7 +84,8 @@ class MemoryPlan:
     ``buffers`` maps every activation and scratch buffer placed in the arena to ``(offset,
     bytes)`` (an alias maps to its root's slot); ``external`` maps values that live in the
     caller's arrays to ``"input"`` or ``"output"``; ``roots`` maps every activation to the value
-    whose storage it uses (`storage_roots`); ``lifetimes`` holds the ``(first, last)`` live step
+    whose storage it uses (`storage_roots`); ``io`` maps each of those values to the graph input
+    or output whose caller array holds it; ``lifetimes`` holds the ``(first, last)`` live step
     of every arena buffer root; ``arena_lower_bound_bytes`` the most aligned bytes live at once
     (`live_lower_bound`).
     """
@@ -96,6 +97,7 @@ class MemoryPlan:
     lifetimes: dict[str, tuple[int, int]] = field(default_factory=dict)
     align: int = 4
     arena_lower_bound_bytes: int = 0
+    io: dict[str, str] = field(default_factory=dict)
 
 
 def _lifetimes(graph: Graph, root: dict[str, str], scratch: Mapping[str, int]) -> dict[str, tuple[int, int]]:
@@ -158,10 +160,12 @@ def plan_memory(
     scratch = dict(scratch or {})
     root = storage_roots(graph, in_place)
     external: dict[str, str] = {}
+    io: dict[str, str] = {}
     if io_external:
-        out_roots = {root[o] for o in graph.outputs}
-        external = {v: INPUT for v, r in root.items() if r in graph.inputs}
-        external.update({v: OUTPUT for v, r in root.items() if r in out_roots and r not in graph.inputs})
+        holder = {root[o]: o for o in reversed(graph.outputs)}  # two outputs on one root: the first's
+        holder.update({i: i for i in graph.inputs})
+        io = {v: holder[r] for v, r in root.items() if r in holder}
+        external = {v: INPUT if r in graph.inputs else OUTPUT for v, r in root.items() if r in holder}
     life = _lifetimes(graph, root, scratch)
     sizes = {r: value_bytes(graph, r) for r in set(root.values()) if r not in external}
     sizes.update({scratch_name(n): b for n, b in scratch.items() if b > 0})
@@ -170,7 +174,7 @@ def plan_memory(
     buffers = {v: (offsets[r], sizes[r]) for v, r in root.items() if r in sizes}
     buffers.update({n: (offsets[n], sizes[n]) for n in sizes if n not in root})
     return MemoryPlan(arena, buffers, root, external, {n: life[n] for n in sizes}, align,
-                      live_lower_bound(sizes, {n: life[n] for n in sizes}, align))
+                      live_lower_bound(sizes, {n: life[n] for n in sizes}, align), io)
 
 
 def check_plan(graph: Graph, plan: MemoryPlan, scratch: Mapping[str, int] | None = None) -> None:

@@ -74,7 +74,7 @@ def describe_step(step: StepMemory) -> str:
 
 @dataclass(frozen=True)
 class RamFit:
-    """Whether a model's RAM (arena, its input and output buffers, a stack allowance) fits a
+    """Whether a model's RAM (arena, a buffer per graph input and output, a stack allowance) fits a
     budget; ``peak`` (when known) is the step with the most live bytes."""
 
     arena_bytes: int

@@ -10,11 +10,11 @@ layer-by-layer debugger (`first_mismatch`) that finds the first layer where two 
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Mapping, NamedTuple, Union
 
 import numpy as np
 
-from pqc.errors import DataError, ModelError
+from pqc.errors import DataError
 from pqc.ir import Graph
 
 from ..intmath import round_half_away, value_range
@@ -22,42 +22,58 @@ from ..intops import get_int_op
 
 #: samples per simulated chunk: bounds the memory of float64 intermediates
 CHUNK = 1024
+#: a program's inputs: one array for a single-input program, or a dict by input name
+Inputs = Union[np.ndarray, Mapping[str, np.ndarray]]
 
 
-def simulate(graph: Graph, x: np.ndarray, capture: bool = False) -> dict[str, np.ndarray]:
-    """Run ``graph`` on the quantized input batch ``x`` (integers, shape [N, ...]).
+def by_input(graph: Graph, x: Inputs) -> dict[str, np.ndarray]:
+    """``x`` as a dict by input name: one array is a single-input program's input; a dict must
+    name every input and no other (else a DataError naming the culprit)."""
+    if not isinstance(x, Mapping):
+        if len(graph.inputs) != 1:
+            raise DataError(f"program {graph.name!r} has inputs {graph.inputs}: give a dict of arrays by input name")
+        return {graph.inputs[0]: np.asarray(x)}
+    missing = [n for n in graph.inputs if n not in x]
+    extra = sorted(set(x) - set(graph.inputs))
+    if missing or extra:
+        raise DataError(f"program {graph.name!r} takes inputs {graph.inputs}; "
+                        + (f"missing {missing}" if missing else f"unexpected {extra}"))
+    return {n: np.asarray(x[n]) for n in graph.inputs}
 
-    Returns ``{output name: array}``, or with ``capture`` every activation (input and each
+
+def simulate(graph: Graph, x: Inputs, capture: bool = False) -> dict[str, np.ndarray]:
+    """Run ``graph`` on the quantized input batch ``x`` (integers, shape [N, ...]; a dict by
+    input name for several inputs, all with the same N).
+
+    Returns ``{output name: array}``, or with ``capture`` every activation (inputs and each
     node output), which is what `first_mismatch` compares against the C harness's dumps.
     Large batches run in chunks of `CHUNK` samples.
     """
-    name = _single_input(graph)
-    x = np.asarray(x)
-    expected = tuple(graph.values[name].shape[1:])
-    if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected:
-        raise DataError(f"input {name!r}: expected shape [N, {', '.join(map(str, expected))}], got {x.shape}")
-    if not np.issubdtype(x.dtype, np.integer):
-        raise DataError(f"input {name!r}: expected integers (see quantize_input), got {x.dtype}")
-    meta = graph.values[name].meta
-    lo, hi = value_range(graph.values[name])
-    if x.size and (x.min() < lo or x.max() > hi):
-        raise DataError(f"input {name!r}: values outside the {meta['bits']}-bit input range [{lo}, {hi}]")
-    chunks = [_run(graph, x[i:i + CHUNK], capture) for i in range(0, max(len(x), 1), CHUNK)]
+    feeds = by_input(graph, x)
+    for name, a in feeds.items():
+        expected = tuple(graph.values[name].shape[1:])
+        if a.ndim != len(expected) + 1 or tuple(a.shape[1:]) != expected:
+            raise DataError(f"input {name!r}: expected shape [N, {', '.join(map(str, expected))}], got {a.shape}")
+        if not np.issubdtype(a.dtype, np.integer):
+            raise DataError(f"input {name!r}: expected integers (see quantize_input), got {a.dtype}")
+        meta = graph.values[name].meta
+        lo, hi = value_range(graph.values[name])
+        if a.size and (a.min() < lo or a.max() > hi):
+            raise DataError(f"input {name!r}: values outside the {meta['bits']}-bit input range [{lo}, {hi}]")
+    counts = {len(a) for a in feeds.values()}
+    if len(counts) > 1:
+        raise DataError(f"inputs of program {graph.name!r} hold different sample counts {sorted(counts)}")
+    n = counts.pop()
+    chunks = [_run(graph, {k: a[i:i + CHUNK] for k, a in feeds.items()}, capture) for i in range(0, max(n, 1), CHUNK)]
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
-def _single_input(graph: Graph) -> str:
-    if len(graph.inputs) != 1:
-        raise ModelError(f"integer program {graph.name!r} has {len(graph.inputs)} inputs; it must have exactly one")
-    return graph.inputs[0]
-
-
-def _run(graph: Graph, x: np.ndarray, capture: bool) -> dict[str, np.ndarray]:
-    env: dict[str, np.ndarray] = {graph.inputs[0]: x.astype(graph.values[graph.inputs[0]].dtype)}
+def _run(graph: Graph, feeds: dict[str, np.ndarray], capture: bool) -> dict[str, np.ndarray]:
+    env: dict[str, np.ndarray] = {k: a.astype(graph.values[k].dtype) for k, a in feeds.items()}
     consts = {k: v.data for k, v in graph.values.items() if v.is_const}
     remaining = _uses(graph)
     keep = set(graph.outputs)
-    captured: dict[str, np.ndarray] = {graph.inputs[0]: env[graph.inputs[0]]} if capture else {}
+    captured: dict[str, np.ndarray] = dict(env) if capture else {}
     for node in graph.nodes:
         ins = [env[i] if i in env else consts[i] for i in node.inputs]
         outs = get_int_op(node.op).simulate(node, ins)
@@ -80,16 +96,21 @@ def _uses(graph: Graph) -> dict[str, int]:
     return counts
 
 
-def quantize_input(graph: Graph, x: np.ndarray) -> np.ndarray:
+def quantize_input(graph: Graph, x: Inputs) -> np.ndarray | dict[str, np.ndarray]:
     """Float input -> the integers the program reads: ``clamp(round_half_away(x / 2^e), qmin, qmax)``.
 
     Round half away from zero is what firmware gets from ``lround``-style code and is symmetric
     in sign; the exponent and range are the input value's (``meta["exp"]``, ``meta["bits"]``).
+    One array in, one array out; a dict by input name (several inputs) gives a dict, each input
+    quantized with its own exponent and range.
     """
-    name = _single_input(graph)
-    v = graph.values[name]
-    q = round_half_away(np.asarray(x, dtype=np.float64) * 2.0 ** -v.meta["exp"])
-    return np.clip(q, *value_range(v)).astype(v.dtype)
+    feeds = by_input(graph, x)
+    out = {}
+    for name, a in feeds.items():
+        v = graph.values[name]
+        q = round_half_away(np.asarray(a, dtype=np.float64) * 2.0 ** -v.meta["exp"])
+        out[name] = np.clip(q, *value_range(v)).astype(v.dtype)
+    return out if isinstance(x, Mapping) else out[graph.inputs[0]]
 
 
 def dequantize(graph: Graph, name: str, q: np.ndarray) -> np.ndarray:
@@ -112,7 +133,7 @@ def first_mismatch(graph: Graph, dumps_a: dict[str, np.ndarray], dumps_b: dict[s
     Dumps map activation names to arrays (a simulator ``capture`` or the C harness's files);
     values missing from either side are skipped; arrays are compared as flat sequences of the
     same length (the C writes flat buffers) and the index is given in ``dumps_a``'s shape.
-    The input is reported as node ``"<input>"``.
+    An input is reported as node ``"<input>"``.
     """
     producers = {o: n.name for n in graph.nodes for o in n.outputs}
     for name in graph.activations():

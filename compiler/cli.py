@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .data import load_inputs
 
-    from .data_checks import check_samples
+    from .data_checks import check_feeds
 
     out = check_file_target(args.output, args.force)  # before any work; the exact name is written
     if Path(args.model).is_dir():  # a build folder: the integer program
@@ -121,16 +121,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         build = load_build(args.model)
         graph = build.program
-        feeds = load_inputs(args.inputs, graph.inputs)
-        check_samples(graph, feeds[graph.inputs[0]], f"--inputs {args.inputs}")
-        results = run_program(build, feeds[graph.inputs[0]])
+        results = run_program(build, load_inputs(args.inputs, graph.inputs), f"--inputs {args.inputs}")
     else:
         from .executor import FloatExecutor
 
         graph = _load_onnx(args)
         feeds = load_inputs(args.inputs, graph.inputs)
-        if len(graph.inputs) == 1:
-            check_samples(graph, feeds[graph.inputs[0]], f"--inputs {args.inputs}")
+        check_feeds(graph, feeds, f"--inputs {args.inputs}")
         results = FloatExecutor(graph).run(feeds, batch_size=args.batch_size)
         results = {name: results[name] for name in graph.outputs}
     with staged_file(out, args.force) as stage, open(stage, "wb") as f:
@@ -221,11 +218,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .driver import evaluate_build, load_build
 
-    result = evaluate_build(load_build(args.build), args.data)
+    result = evaluate_build(load_build(args.build), args.data, args.output)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"top-1 on {result['n']} samples of {result['data']}: float {result['float_top1']:.4f}, "
+        of = f" (output {result['output']})" if "output" in result else ""
+        print(f"top-1 on {result['n']} samples of {result['data']}{of}: float {result['float_top1']:.4f}, "
               f"integer program {result['int_top1']:.4f}")
     return EXIT_OK
 
@@ -257,8 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a float ONNX model, or a build's integer program, on arrays from an .npz",
                        description="Run the float executor (for an ONNX file) or the integer program (for a build "
                                    "folder) on the arrays in an .npz file (the array 'x', or arrays named after the "
-                                   "model's inputs) and write the outputs under the model's output names; a build's "
-                                   "outputs are dequantized, with the raw integers as '<name>_int'.")
+                                   "model's inputs, which a model with several needs) and write every output under "
+                                   "its name; a build's outputs are dequantized, with the raw integers as '<name>_int'.")
     p.add_argument("model", help="ONNX model file, or a build folder written by pqc compile")
     _add_input_shape(p)
     p.add_argument("--inputs", required=True, help=".npz file with the input arrays")
@@ -277,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="build folder (created; must be empty unless --force)")
     p.add_argument("--target", default="shift-accel", help="code generation target (default shift-accel: add/shift only)")
     p.add_argument("--calib", default="fashion-mnist:train:256",
-                   help="calibration inputs: an .npz with array 'x', or a bundled data set such as "
-                        "fashion-mnist:train:256 (default)")
+                   help="calibration inputs: an .npz with array 'x' (several inputs: an array per input "
+                        "name), or a bundled data set such as fashion-mnist:train:256 (default)")
     p.add_argument("--method", choices=["lp", "naive", "rapq", "uniform"],
                    help="quantizer: lp (Lp(2.4) clipping search, default), naive (min/max range), rapq (block "
                         "reconstruction with learned PoT exponents) or uniform (float-scale reconstruction: an "
@@ -328,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "prove it multiplier-free (RV32I) and buildable for Cortex-M0. Exit 1 on a mismatch "
                                    "(naming the first differing layer); checks whose tool is missing are reported as skipped.")
     p.add_argument("build", help="build folder written by pqc compile")
-    p.add_argument("--inputs", help="float inputs (.npz with 'x', or a data set such as fashion-mnist:test:32)")
+    p.add_argument("--inputs", help="float inputs (.npz with 'x' or, for several inputs, an array per input name; "
+                                    "or a data set such as fashion-mnist:test:32)")
     p.add_argument("--random", type=arg_types.non_negative, default=RANDOM_VERIFY_SAMPLES,
                    help=f"random integer inputs added (default {RANDOM_VERIFY_SAMPLES})")
     p.add_argument("--seed", type=arg_types.seed, default=0, help="seed of the random inputs (default 0)")
@@ -341,8 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the integer program (simulator) and the float model on labelled data and "
                                    "report both top-1 accuracies.")
     p.add_argument("build", help="build folder written by pqc compile")
-    p.add_argument("--data", required=True, help="labelled data: .npz with 'x' and 'y', or e.g. fashion-mnist:test")
-    p.add_argument("--json", action="store_true", help="print JSON with float_top1, int_top1, n")
+    p.add_argument("--data", required=True, help="labelled data: .npz with 'x' (or, for several inputs, an array "
+                                                 "per input name) and 'y', or e.g. fashion-mnist:test")
+    p.add_argument("--output", metavar="NAME", help="the model output holding the class scores (default: the first)")
+    p.add_argument("--json", action="store_true", help="print JSON with float_top1, int_top1, n (and output, "
+                                                       "for a model with several)")
     _add_common(p)
     p.set_defaults(func=cmd_evaluate)
 

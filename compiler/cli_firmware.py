@@ -27,17 +27,17 @@ if TYPE_CHECKING:
 DEFAULT_SAMPLES = 3
 
 
-def _inputs(build: Build, data: str | None, samples: int, seed: int) -> np.ndarray:
+def _inputs(build: Build, data: str | None, samples: int, seed: int) -> "np.ndarray | dict[str, np.ndarray]":
     """The integer samples the firmware embeds: ``data`` quantized as firmware would quantize a
     sensor reading, else random integers over the whole input format."""
     from pqc.backends.firmware import random_inputs
     from pqc.backends.simulator import quantize_input
 
-    from .data_checks import checked_inputs
+    from .data_checks import checked_inputs, take_samples
 
     if data is None:
         return random_inputs(build.program, samples, seed)
-    return quantize_input(build.program, checked_inputs(build.program, data, "--inputs")[:samples])
+    return quantize_input(build.program, take_samples(checked_inputs(build.program, data, "--inputs"), samples))
 
 
 def _record(out_dir: Path, figures: Figures) -> None:

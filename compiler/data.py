@@ -7,7 +7,8 @@ Two jobs, both offline (nothing downloads at run time):
   ``.npz`` file. Fashion-MNIST images come back *normalized* with `FASHION_MNIST_MEAN` and
   `FASHION_MNIST_STD`, because the reference models were trained on normalized inputs; the integer
   program later quantizes these normalized values, not raw pixels.
-* `load_inputs(path, input_names)` reads the arrays fed to a model by `pqc run` / `pqc verify`.
+* `load_inputs(path, input_names)` reads the arrays fed to a model by `pqc run` / `pqc verify`
+  (and every data argument of a model with several inputs: one array per input name).
 
 Every malformed or missing input raises `DataError` naming what was expected.
 """
@@ -184,8 +185,22 @@ def load_inputs(path: str | os.PathLike, input_names: Sequence[str]) -> dict[str
     elif len(names) == 1 and "x" in arrays:
         chosen = {names[0]: arrays["x"]}
     else:
-        raise DataError(f"{path} holds arrays {sorted(arrays)}; expected {expected}")
+        missing = next(name for name in names if name not in arrays)
+        raise DataError(f"{path}: no array {missing!r} for the model's input {missing!r}; it holds arrays "
+                        f"{sorted(arrays)}; expected {expected}")
     return {name: _as_float32(a, f"{path}: input {name!r}") for name, a in chosen.items()}
+
+
+def load_labels(path: str | os.PathLike, samples: int) -> np.ndarray:
+    """The integer labels ``y`` of an .npz of model inputs (`load_inputs`), one per sample."""
+    path = Path(path)
+    arrays = _open_npz(path, "labelled model inputs (.npz with the input arrays and labels 'y')")
+    y = arrays.get("y")
+    if y is None:
+        raise DataError(f"{path}: needs labels (an array 'y')")
+    if y.dtype.kind not in "iu" or y.shape != (samples,):
+        raise DataError(f"{path}: labels 'y' must be integers of shape ({samples},), got {y.dtype} of shape {y.shape}")
+    return y.astype(np.int64)
 
 
 def _open_npz(path: Path, what: str) -> dict[str, np.ndarray]:

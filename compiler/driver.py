@@ -31,7 +31,10 @@ import numpy as np
 
 from . import console
 from .build_folder import require_files, staged_folder
-from .data_checks import check_samples, checked_inputs, checked_labelled
+from .data_checks import (
+    Feeds, Labelled, check_feeds, checked_inputs, checked_labelled, checked_labelled_feeds, classifier_output,
+    sample_count, take_samples,
+)
 from .errors import PqcError, VerificationError
 from .ir import Graph
 from .pipeline import PassContext, Pipeline
@@ -70,7 +73,9 @@ class CompileOptions:
     """Everything `compile_model` does besides the model and the folder; each default is here once.
 
     ``target``: the code generator and its default pipeline; ``calib``: calibration inputs (an
-    array, a bundled data set spec or an .npz path); ``quant``: the quantizer's options
+    array, a bundled data set spec or an .npz path; for a model with several inputs a dict by
+    input name or an .npz holding an array per input name, and so for ``verify_inputs`` and
+    ``eval_data``, whose .npz then also holds labels ``y``); ``quant``: the quantizer's options
     (`QuantizeOptions` for ``lp``/``naive``, `RapqOptions` for ``rapq``; None: `QuantizeOptions()`);
     ``pipeline``: a spec replacing the target's (e.g. ``"canonicalize,quantize(wbits=4),lower"``);
     ``prune_flops``: prepend AdaPruner keeping at most that share of the MACs, fine-tuned
@@ -87,7 +92,7 @@ class CompileOptions:
     """
 
     target: str = "shift-accel"
-    calib: str | np.ndarray | None = "fashion-mnist:train:256"
+    calib: str | Feeds | None = "fashion-mnist:train:256"
     quant: Any = None
     pipeline: str | None = None
     prune_flops: float | None = None
@@ -98,7 +103,7 @@ class CompileOptions:
     device: str = "cpu"
     dump_ir: str | Path | None = None
     verify: bool = True
-    verify_inputs: str | np.ndarray | None = None
+    verify_inputs: str | Feeds | None = None
     eval_data: str | None = None
     force: bool = False
     optimize: str = "speed"
@@ -147,7 +152,8 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
         calib_x = checked_inputs(graph, opts.calib, "calibration data") if opts.calib is not None else None
         verify_x = (checked_inputs(graph, opts.verify_inputs, "verification inputs")
                     if opts.verify_inputs is not None else None)
-        eval_set = checked_labelled(graph, opts.eval_data, "evaluation data") if opts.eval_data is not None else None
+        eval_set = (checked_labelled_feeds(graph, opts.eval_data, "evaluation data")
+                    if opts.eval_data is not None else None)
         if opts.prune_flops is not None and opts.pipeline is None:
             checked_labelled(graph, opts.train, "training data", training=True)
         pipe.dump_dir = Path(dump_dir) if dump_dir is not None else None
@@ -160,13 +166,13 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
         for t in ctx.timings:
             clock.add(t.name, t.seconds)
         memory = clock.time("emit C", lambda: write_program(out, program, annotated, opts.prefix))
-        sample = calib_x[:ERROR_SAMPLES] if calib_x is not None else None
+        sample = take_samples(calib_x, ERROR_SAMPLES) if calib_x is not None else None
         errors = clock.time("measure errors",
                             lambda: measure_errors(annotated, program, sample) if sample is not None else {})
 
         build = Build(out, program, annotated)
         report = base_report(build, target.name, str(pipe), opts.seed, memory, errors,
-                             0 if sample is None else len(sample))
+                             0 if sample is None else sample_count(sample))
         report.update({stage: ctx.state[stage] for stage in ("adaprune", "rapq") if stage in ctx.state})
         if ram is not None:
             report["ram_budget"] = {"budget_bytes": ram.budget_bytes, "needed_bytes": ram.needed_bytes,
@@ -229,8 +235,9 @@ def write_program(out: Path, program: Graph, annotated: Graph, prefix: str):
     return emitted.memory
 
 
-def measure_errors(float_graph: Graph, program: Graph, x: np.ndarray) -> dict[str, dict[str, float]]:
-    """Per-activation SQNR and clip ratio of the program against the float graph on ``x``."""
+def measure_errors(float_graph: Graph, program: Graph, x: Feeds) -> dict[str, dict[str, float]]:
+    """Per-activation SQNR and clip ratio (every output's included) of the program against the
+    float graph on ``x`` (a dict by input name for several inputs)."""
     from .executor import FloatExecutor
     from pqc.backends.simulator import quantize_input, simulate
 
@@ -274,12 +281,13 @@ def base_report(build: Build, target: str, pipeline: str, seed: int, memory: Any
                   arena_lower_bound_bytes=int(memory.arena_lower_bound_bytes), flash_bytes=None)
     peak = peak_step(memory.steps)
     totals.update(ram_peak_step=None if peak is None else peak.step, ram_peak_layer=None if peak is None else peak.node)
-    first_input = program.values[program.inputs[0]]
+    inputs = [{"name": i, "shape": list(program.values[i].shape), "dtype": program.values[i].dtype,
+               "exp": program.values[i].meta["exp"]} for i in program.inputs]
     return {
         "model": program.name, "target": target, "pipeline": pipeline, "seed": seed,
-        "input": {"name": first_input.name, "shape": list(first_input.shape), "exp": first_input.meta["exp"]},
+        "input": {k: inputs[0][k] for k in ("name", "shape", "exp")}, "inputs": inputs,
         "outputs": [{"name": o, "shape": list(program.values[o].shape), "dtype": program.values[o].dtype,
-                     "exp": program.values[o].meta["exp"]} for o in program.outputs],
+                     "exp": program.values[o].meta["exp"], **errors.get(o, {})} for o in program.outputs],
         "dropped_softmax": list(program.meta.get("dropped_softmax", ())),
         "memory": memory.to_dict(), "layers": layers, "totals": totals, "error_samples": error_samples,
     }
@@ -305,24 +313,26 @@ def load_build(build_dir: str | Path) -> Build:
     return Build(out, load_graph(out / PROGRAM), load_onnx(out / FLOAT_MODEL))
 
 
-def verify_build(build: Build, x_float: np.ndarray | None, *, seed: int = 0, random_samples: int = RANDOM_VERIFY_SAMPLES):
+def verify_build(build: Build, x_float: Feeds | None, *, seed: int = 0, random_samples: int = RANDOM_VERIFY_SAMPLES):
     """Bit-exact check of the build's C against the simulator on ``x_float`` (quantized like
-    firmware would) plus random integer inputs; returns the harness's report, raises
-    `VerificationError` on any failed check."""
+    firmware would; a dict by input name for several inputs) plus random integer inputs;
+    returns the harness's report, raises `VerificationError` on any failed check."""
     from pqc.backends.harness import verify
-    from pqc.backends.simulator import quantize_input
+    from pqc.backends.simulator import by_input, quantize_input
     from pqc.intmath import value_range
 
     prog = build.program
-    x_in = prog.values[prog.inputs[0]]
-    parts = []
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in prog.inputs}
     if x_float is not None:
-        parts.append(quantize_input(prog, check_samples(prog, x_float, "verification inputs")))
-    lo, hi = value_range(x_in)
+        for name, q in by_input(prog, quantize_input(prog, check_feeds(prog, x_float, "verification inputs"))).items():
+            parts[name].append(q)
     rng = np.random.default_rng(seed)
-    parts.append(rng.integers(lo, hi + 1, size=(random_samples, *x_in.shape[1:])).astype(x_in.dtype))
+    for name in prog.inputs:
+        x_in = prog.values[name]
+        lo, hi = value_range(x_in)
+        parts[name].append(rng.integers(lo, hi + 1, size=(random_samples, *x_in.shape[1:])).astype(x_in.dtype))
     try:
-        return verify(prog, build.out_dir, np.concatenate(parts))
+        return verify(prog, build.out_dir, {name: np.concatenate(p) for name, p in parts.items()})
     except VerificationError as exc:
         if _DISK_FULL in str(exc):  # the C toolchain could not write: not a disagreement of the C
             raise PqcError(f"cannot build the C in {build.out_dir}: {_DISK_FULL.lower()}") from None
@@ -333,13 +343,13 @@ def verify_build(build: Build, x_float: np.ndarray | None, *, seed: int = 0, ran
 _DISK_FULL = os.strerror(errno.ENOSPC)
 
 
-def run_program(build: Build, x_float: np.ndarray) -> dict[str, np.ndarray]:
-    """The integer program on float inputs: returns ``{output: dequantized}`` and
-    ``{output + '_int': integers}``."""
+def run_program(build: Build, x_float: Feeds, what: str = "inputs") -> dict[str, np.ndarray]:
+    """The integer program on float inputs (a dict by input name for several inputs): returns
+    ``{output: dequantized}`` and ``{output + '_int': integers}`` for every output."""
     from pqc.backends.simulator import dequantize, quantize_input, simulate
 
     prog = build.program
-    ints = simulate(prog, quantize_input(prog, check_samples(prog, x_float, "inputs")))
+    ints = simulate(prog, quantize_input(prog, check_feeds(prog, x_float, what)))
     out: dict[str, np.ndarray] = {}
     for name in prog.outputs:
         out[name] = dequantize(prog, name, ints[name]).astype(np.float32)
@@ -347,17 +357,22 @@ def run_program(build: Build, x_float: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def evaluate_build(build: Build, data: "str | Dataset") -> dict[str, Any]:
-    """Top-1 accuracy of the float model and of the integer program on labelled ``data`` (a spec
-    or a `Dataset`; every label must be one of the model's classes)."""
+def evaluate_build(build: Build, data: "str | Dataset | Labelled", output: str | None = None) -> dict[str, Any]:
+    """Top-1 accuracy of the float model and of the integer program on labelled ``data`` (a spec,
+    a `Dataset`, or `Labelled` inputs of a model with several), read off the output ``output``
+    (default: the first; every label must be one of its classes). With several outputs the
+    result names the output (``output``)."""
     from .executor import FloatExecutor
 
-    ds = checked_labelled(build.program, data, "evaluation data")
-    out_float = FloatExecutor(build.float_graph).run(ds.x)[build.float_graph.outputs[0]]
-    out_int = run_program(build, ds.x)[build.program.outputs[0]]
+    name = classifier_output(build.program, output)
+    ds = checked_labelled_feeds(build.program, data, "evaluation data", output=name)
+    float_name = build.float_graph.outputs[build.program.outputs.index(name)]  # a dropped Softmax renames it
+    out_float = FloatExecutor(build.float_graph).run(ds.x)[float_name]
+    out_int = run_program(build, ds.x)[name]
     y = ds.y
-    return {
-        "data": data if isinstance(data, str) else ds.name, "n": int(len(y)),
+    result = {
+        "data": ds.name, "n": int(len(y)),
         "float_top1": float(np.mean(np.argmax(out_float.reshape(len(y), -1), 1) == y)),
         "int_top1": float(np.mean(np.argmax(out_int.reshape(len(y), -1), 1) == y)),
     }
+    return result if len(build.program.outputs) == 1 else {**result, "output": name}

@@ -121,6 +121,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- RAM budget {budget['budget_bytes']:,} bytes: the build needs {budget['needed_bytes']:,} "
                      f"(arena + input/output + {budget['stack_bytes']:,} bytes stack allowance)")
     lines += _ram_steps(report)
+    lines += ["", "## Outputs", "",
+              f"Each output's SQNR and clip ratio on the {report['error_samples']} samples the layers are measured on.",
+              "", "```",
+              format_table([[o["name"], "x".join(map(str, o["shape"])), o["dtype"], str(o["exp"]),
+                             "" if o.get("clip_ratio") is None else f"{o['clip_ratio']:.4f}",
+                             "" if o.get("sqnr_db") is None else str(o["sqnr_db"])] for o in report["outputs"]],
+                           ["output", "shape", "dtype", "exp", "clip", "SQNR dB"]), "```"]
     lines += ["", "## Layers", "",
               f"SQNR and clip ratio measured on {report['error_samples']} calibration samples against the float model.", ""]
     rows = []
