@@ -8,9 +8,25 @@ grows with the weights' bit lengths instead of their NAF digits.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from pqc.backends.c_tables import packed_weights, requant_context, window_geometry
 from pqc.backends.kernels import KernelDef, register
 from pqc.intops.linear import signed_width
+
+
+def packed_walk_features(w: np.ndarray, row_bytes: int, positions: int, pad_elements: int = 0) -> dict[str, float]:
+    """Cost features of a packed-weight walk over ``positions`` outputs per channel: each output
+    decodes its channel's whole row (``row_bytes`` loads, one field per weight) and runs one
+    shift-add step per bit of each weight's magnitude."""
+    w = np.asarray(w, dtype=np.int64).reshape(len(w), -1)
+    bit_lengths = int(np.sum(np.ceil(np.log2(np.abs(w) + 1))))
+    return {
+        "calls": 1.0, "outputs": float(len(w) * positions), "channels": float(len(w)),
+        "weight_visits": float(w.size * positions), "byte_loads": float(len(w) * row_bytes * positions),
+        "bit_visits": float(bit_lengths * positions),
+        "padded": float(pad_elements > 0), "pad_elements": float(pad_elements),
+    }
 
 
 @register
@@ -37,3 +53,8 @@ class QConvCompact(KernelDef):
             "cin_g": cin_g, "cout": cout, "cout_g": cout // a["group"], "group": a["group"],
             "group_stride": cin_g * geo["plane"], "tap_row_step": dh * geo["wp"], "tap_col_step": dw,
         }
+
+    def cost_features(self, node, graph):
+        ctx = self.c_context(node, graph)
+        return packed_walk_features(graph.values[node.inputs[1]].data, ctx["row_bytes"], ctx["oh"] * ctx["ow"],
+                                    ctx["c"] * ctx["plane"] if ctx["padded"] else 0)

@@ -7,6 +7,18 @@ from pqc.backends.c_tables import linear_tables, window_geometry
 from pqc.backends.kernels import KernelDef, register
 
 
+def digit_walk_features(ctx: dict, positions: int, pad_elements: int = 0) -> dict[str, float]:
+    """Cost features of a digit-table walk over ``positions`` outputs per channel: each output
+    visits its channel's digit groups and digits (one delta each); each channel then skips its groups once."""
+    cout = len(ctx["ngroups"].values)
+    groups = sum(ctx["ngroups"].values)
+    return {
+        "calls": 1.0, "outputs": float(cout * positions), "channels": float(cout), "groups": float(groups),
+        "group_visits": float(groups * positions), "digit_visits": float(len(ctx["deltas"].values) * positions),
+        "padded": float(pad_elements > 0), "pad_elements": float(pad_elements),
+    }
+
+
 @register
 class QConvTables(KernelDef):
     name = "qconv_tables"
@@ -28,3 +40,7 @@ class QConvTables(KernelDef):
             "cin_g": cin_g, "cout": cout, "cout_g": cout // a["group"], "group": a["group"],
             "group_stride": cin_g * geo["plane"],
         }
+
+    def cost_features(self, node, graph):
+        ctx = self.c_context(node, graph)
+        return digit_walk_features(ctx, ctx["oh"] * ctx["ow"], ctx["c"] * ctx["plane"] if ctx["padded"] else 0)
