@@ -32,6 +32,7 @@ def test_wheel_contains_every_package_and_templates(wheel: Path) -> None:
     sources = {p.relative_to(ROOT / "codegen_templates").as_posix() for p in (ROOT / "codegen_templates").glob("*.j2")}
     for template in sources:
         assert f"pqc/codegen_templates/{template}" in names, template
+    assert "pqc/backends/kernel_costs.json" in names  # the cost model's calibration table
 
 
 @pytest.mark.slow

@@ -43,6 +43,17 @@ class KernelDef:
     def c_context(self, node: "Node", graph: "Graph") -> dict[str, Any]:
         return dict(node.attrs)
 
+    def cost_features(self, node: "Node", graph: "Graph") -> dict[str, float]:
+        """Counts this kernel's instructions and code bytes are roughly linear in, for the
+        calibrated cost model (`pqc.backends.cost_model`; names are the kernel's own, the
+        coefficients come from ``benchmarks/calibrate_kernels.py``). The default suits an
+        elementwise loop: one call, its output elements and its activation input elements."""
+        return {
+            "calls": 1.0,
+            "outputs": float(sum(graph.values[v].size for v in node.outputs)),
+            "inputs": float(sum(graph.values[v].size for v in node.inputs if not graph.values[v].is_const)),
+        }
+
 
 KERNELS: Registry[KernelDef] = Registry("kernel")
 #: class decorator: instantiate and register a KernelDef under its ``name``

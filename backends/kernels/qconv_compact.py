@@ -15,6 +15,20 @@ from pqc.backends.kernels import KernelDef, register
 from pqc.intops.linear import signed_width
 
 
+def packed_walk_features(w: np.ndarray, row_bytes: int, positions: int, pad_elements: int = 0) -> dict[str, float]:
+    """Cost features of a packed-weight walk over ``positions`` outputs per channel: each output
+    decodes its channel's whole row (``row_bytes`` loads, one field per weight) and runs one
+    shift-add step per bit of each weight's magnitude."""
+    w = np.asarray(w, dtype=np.int64).reshape(len(w), -1)
+    bit_lengths = int(np.sum(np.ceil(np.log2(np.abs(w) + 1))))
+    return {
+        "calls": 1.0, "outputs": float(len(w) * positions), "channels": float(len(w)),
+        "weight_visits": float(w.size * positions), "byte_loads": float(len(w) * row_bytes * positions),
+        "bit_visits": float(bit_lengths * positions),
+        "padded": float(pad_elements > 0), "pad_elements": float(pad_elements),
+    }
+
+
 @register
 class QConvCompact(KernelDef):
     name = "qconv_compact"

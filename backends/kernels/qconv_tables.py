@@ -9,6 +9,18 @@ from pqc.backends.c_tables import band_features, band_geometry, linear_tables
 from pqc.backends.kernels import KernelDef, register
 
 
+def digit_walk_features(ctx: dict, positions: int, pad_elements: int = 0) -> dict[str, float]:
+    """Cost features of a digit-table walk over ``positions`` outputs per channel: each output
+    visits its channel's digit groups and digits (one delta each); each channel then skips its groups once."""
+    cout = len(ctx["ngroups"].values)
+    groups = sum(ctx["ngroups"].values)
+    return {
+        "calls": 1.0, "outputs": float(cout * positions), "channels": float(cout), "groups": float(groups),
+        "group_visits": float(groups * positions), "digit_visits": float(len(ctx["deltas"].values) * positions),
+        "padded": float(pad_elements > 0), "pad_elements": float(pad_elements),
+    }
+
+
 @register
 class QConvTables(KernelDef):
     name = "qconv_tables"

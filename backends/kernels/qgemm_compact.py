@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pqc.backends.c_tables import packed_weights, requant_context
 from pqc.backends.kernels import KernelDef, register
+from pqc.backends.kernels.qconv_compact import packed_walk_features
 from pqc.intops.linear import signed_width
 
 
@@ -19,3 +20,7 @@ class QGemmCompact(KernelDef):
         w = graph.values[node.inputs[1]]
         return {**packed_weights(w.data, signed_width(w.data)), **requant_context(node, graph),
                 "rows": rows, "m": len(node.attrs["shift"]), "k": k}
+
+    def cost_features(self, node, graph):
+        ctx = self.c_context(node, graph)
+        return packed_walk_features(graph.values[node.inputs[1]].data, ctx["row_bytes"], ctx["rows"])

@@ -5,6 +5,7 @@ import numpy as np
 
 from pqc.backends.c_tables import linear_tables
 from pqc.backends.kernels import KernelDef, register
+from pqc.backends.kernels.qconv_tables import digit_walk_features
 
 
 @register
@@ -17,3 +18,7 @@ class QGemmTables(KernelDef):
         """Digit tables over the K inputs of a row; ``rows`` samples of one call (the IR's N)."""
         rows, k = graph.values[node.inputs[0]].shape
         return {**linear_tables(node, graph, np.arange(k)), "rows": rows, "m": len(node.attrs["shift"]), "k": k}
+
+    def cost_features(self, node, graph):
+        ctx = self.c_context(node, graph)
+        return digit_walk_features(ctx, ctx["rows"])

@@ -1,0 +1,248 @@
+"""Calibrate the kernel cost model: measure every registered kernel on a grid of layers, fit
+its cost-feature coefficients, write ``backends/kernel_costs.json``.
+
+Each grid point is a small integer program (one QConv or QGemm layer shaped like the reference
+models' layers: 1x1, 3x3, depthwise 3x3, strides 1 and 2, 3..64 channels, 7..28 pixels, 2-,
+4- and 8-bit weights; or a generic op, alone or behind the ops that feed it). For every
+kernel of the point's op it is emitted, run once on Cortex-M0 (mps2-an385) and RV32I
+(rv32-virt) under QEMU ``-icount`` (`pqc.backends.firmware.run_firmware`: instructions of one
+inference, outputs bit-exact with the simulator) and built for Cortex-M0 (``check_cortex_m0``:
+text+data). A trivial program's figures are the fixed part and are subtracted; the code bytes
+are what remains after the constant tables (counted exactly by `kernel_table_bytes`).
+
+The model: a layer's instructions on a core and its code bytes are each ``sum(coef[f] *
+features[f])`` over the kernel's ``cost_features``; the coefficients are non-negative and
+fitted jointly over all points (programs of several layers share the measurement) by
+non-negative least squares, one fit per core and one for code bytes. The JSON keeps the
+coefficients, the grid, every point's measured and fitted figures and each kernel's largest
+relative error.
+
+    .venv/bin/python benchmarks/calibrate_kernels.py [--quick] [--work DIR] [--out FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the integer graph builder of the tests
+
+from int_graph_builder import IntGraphBuilder, avg_attrs  # noqa: E402
+from pqc.backends.c_emitter import emit_c  # noqa: E402
+from pqc.backends.cost_model import CORES, COSTS_PATH  # noqa: E402
+from pqc.backends.firmware import random_inputs, run_firmware  # noqa: E402
+from pqc.backends.harness import check_cortex_m0  # noqa: E402
+from pqc.backends.kernel_select import kernel_table_bytes  # noqa: E402
+from pqc.backends.kernels import KERNELS, kernel_for  # noqa: E402
+from pqc.intmath import reciprocal  # noqa: E402
+from pqc.ir import Graph  # noqa: E402
+
+#: (input channels, size, output channels, kernel, stride, depthwise)
+CONV_SHAPES = [(16, 14, 32, 1, 1, False), (32, 7, 64, 1, 1, False), (8, 28, 16, 1, 2, False),
+               (8, 14, 16, 3, 1, False), (16, 14, 16, 3, 2, False), (3, 28, 8, 3, 1, False),
+               (32, 7, 32, 3, 1, False), (16, 14, 16, 3, 1, True), (32, 14, 32, 3, 2, True),
+               (64, 7, 64, 3, 1, True)]
+GEMM_SHAPES = [(64, 10), (256, 10), (128, 32), (512, 16)]  # (K inputs, M outputs)
+BITS = (2, 4, 8)
+QUICK = {"conv": CONV_SHAPES[::3], "gemm": GEMM_SHAPES[:2], "bits": (4, 8)}
+
+
+def _weights(rng: np.random.Generator, shape: tuple[int, ...], bits: int) -> np.ndarray:
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    w = rng.integers(lo, hi + 1, size=shape)
+    w[rng.random(shape) < 0.25] = 0
+    return w.astype(np.int8)
+
+
+def _linear(b: IntGraphBuilder, op: str, x: str, w: np.ndarray, bits: int, **attrs: Any) -> str:
+    rng = np.random.default_rng(w.size)
+    name = b.const("w", w)
+    b.graph.values[name].meta["bits"] = bits
+    k = int(np.prod(w.shape[1:]))
+    shift = max(0, bits + int(np.ceil(np.log2(k))) - 1)
+    bias = b.const("b", rng.integers(-500, 500, len(w)).astype(np.int32))
+    return b.op(op, [x, name, bias], shift=(shift,) * len(w), lo=-128, hi=127, **attrs)
+
+
+def conv_program(cin: int, size: int, cout: int, k: int, stride: int, depthwise: bool, bits: int) -> Graph:
+    b = IntGraphBuilder(f"conv{cin}x{size}-{cout}k{k}s{stride}{'dw' if depthwise else ''}w{bits}")
+    x = b.input("x", (1, cin, size, size))
+    group = cin if depthwise else 1
+    w = _weights(np.random.default_rng(cin * size + cout + bits), (cout, cin // group, k, k), bits)
+    p = k // 2
+    return b.build(_linear(b, "QConv", x, w, bits, kernel_shape=(k, k), strides=(stride, stride),
+                           pads=(p, p, p, p), dilations=(1, 1), group=group))
+
+
+def gemm_program(k: int, m: int, bits: int) -> Graph:
+    b = IntGraphBuilder(f"gemm{k}-{m}w{bits}")
+    x = b.input("x", (1, k))
+    return b.build(_linear(b, "QGemm", x, _weights(np.random.default_rng(k + m + bits), (m, k), bits), bits))
+
+
+def _generic(name: str, shape: tuple[int, ...], body: Callable[[IntGraphBuilder, str], str]) -> Graph:
+    b = IntGraphBuilder(f"{name}{'x'.join(map(str, shape))}")
+    return b.build(body(b, b.input("x", shape)))
+
+
+def _gate(b: IntGraphBuilder, x: str) -> str:
+    """Squeeze-excite: x * LUT(global average of x)."""
+    shape = b.graph.values[x].shape
+    m, k = reciprocal(shape[2] * shape[3], 255)
+    g = b.op("QGlobalAvgPool", [x], m=m, k=k, shift_base=0, lo=-128, hi=127)
+    t = b.op("QLut", [g, b.const("t", np.arange(256).astype(np.int64).clip(0, 15).astype(np.int8))], in_min=-128)
+    b.graph.values[t].meta["bits"] = 4
+    return b.op("QMul", [x, t], shift=3, lo=-128, hi=127)
+
+
+def generic_programs() -> list[Graph]:
+    """Each generic op at two sizes (the ops feeding QMul are calibrated by their own points)."""
+    rng = np.random.default_rng(1)
+    progs = []
+    for shape in ((1, 8, 14, 14), (1, 32, 7, 7)):
+        c, hw = shape[1], shape[2] * shape[3]
+        m, k = reciprocal(hw, 255)
+        progs += [
+            _generic("maxpool", shape, lambda b, x: b.op("QMaxPool", [x], kernel_shape=(2, 2), strides=(2, 2),
+                                                          pads=(0, 0, 0, 0), dilations=(1, 1), ceil_mode=0)),
+            _generic("avgpool", shape, lambda b, x: b.op("QAvgPool", [x], **avg_attrs(
+                [4, 6, 9], kernel_shape=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1), ceil_mode=0, count_include_pad=0),
+                shift_base=0, lo=-128, hi=127)),
+            _generic("gap", shape, lambda b, x: b.op("QGlobalAvgPool", [x], m=m, k=k, shift_base=0, lo=-128, hi=127)),
+            _generic("add", shape, lambda b, x: b.op("QAdd", [x, x], shift_a=1, shift_b=0, shift=1, lo=0, hi=127,
+                                                      negate_b=False)),
+            _generic("affine", shape, lambda b, x: b.op("QAffine", [x, b.const("m", rng.integers(-40, 40, c).astype(
+                np.int32)), b.const("mb", rng.integers(-50, 50, c).astype(np.int32))], shift=(3,) * c, lo=-128, hi=127)),
+            _generic("lut", shape, lambda b, x: b.op("QLut", [x, b.const("t", np.clip(
+                np.arange(-128, 128), -20, 100).astype(np.int8))], in_min=-128)),
+            _generic("concat", shape, lambda b, x: b.op("QConcat", [x, x], axis=1, shifts=(0, 1), lo=-128, hi=127)),
+            _generic("reshape", shape, lambda b, x: b.op("QAdd", [r := b.op("QReshape", [x], shape=(1, c * hw),
+                     keep_batch=True), r], shift_a=1, shift_b=0, shift=1, lo=0, hi=127, negate_b=False)),
+            _generic("gate", shape, _gate),
+        ]
+    return progs
+
+
+def grid(quick: bool) -> list[Graph]:
+    conv, gemm, bits = (QUICK["conv"], QUICK["gemm"], QUICK["bits"]) if quick else (CONV_SHAPES, GEMM_SHAPES, BITS)
+    return ([conv_program(*s, wb) for s in conv for wb in bits] + [gemm_program(*s, wb) for s in gemm for wb in bits]
+            + generic_programs())
+
+
+def variants(program: Graph) -> list[Graph]:
+    """``program`` once per kernel of its op with several (the last node's), else as it is."""
+    node = program.nodes[-1]
+    kernels = sorted(k.name for k in KERNELS.values() if k.op == node.op)
+    if len(kernels) == 1:
+        return [program]
+    out = []
+    for name in kernels:
+        copy = program.copy()
+        copy.nodes[-1].meta["kernel"] = name
+        copy.name = f"{program.name}-{name}"
+        out.append(copy)
+    return out
+
+
+def measure(program: Graph, work: Path) -> dict[str, Any]:
+    """Instructions per core and Cortex-M0 text+data minus constant tables of ``program``."""
+    folder = work / program.name
+    emit_c(program, folder)
+    m0 = check_cortex_m0(folder).data
+    tables = sum(kernel_table_bytes(kernel_for(n), n, program) for n in program.nodes)
+    x = random_inputs(program, 1)
+    return {"code_bytes": m0["text"] + m0["data"] - tables,
+            **{core: run_firmware(program, folder, board, x, folder / "fw" / board, timeout_s=600).instructions
+               for core, board in CORES.items()}}
+
+
+def baseline() -> Graph:
+    """The trivial program whose figures are every program's fixed part."""
+    return _generic("baseline", (1, 1, 1, 1), lambda b, x: b.op("QAdd", [x, x], shift_a=1, shift_b=0, shift=1, lo=0,
+                                                                hi=127, negate_b=False))
+
+
+def nnls(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares with non-negative coefficients: solve on the free columns, fix the most
+    negative at zero, repeat (an active-set method; numpy only)."""
+    free = np.ones(a.shape[1], bool)
+    while True:
+        coef = np.zeros(a.shape[1])
+        coef[free] = np.linalg.lstsq(a[:, free], y, rcond=None)[0]
+        if coef.min() >= 0:
+            return coef
+        free[np.argmin(coef)] = False
+
+
+def fit(points: list[dict[str, Any]], target: str) -> dict[str, dict[str, float]]:
+    """Non-negative coefficients per (kernel, feature), fitted jointly on ``target``."""
+    columns = sorted({(k, f) for p in points for k, feats in p["features"] for f in feats})
+    a = np.zeros((len(points), len(columns)))
+    for i, p in enumerate(points):
+        for k, feats in p["features"]:
+            for f, v in feats.items():
+                a[i, columns.index((k, f))] += v
+    y = np.array([p["measured"][target] for p in points], dtype=float)
+    scale = np.maximum(y, 1.0)  # relative errors: every point counts alike, small layers too
+    norms = np.maximum(np.linalg.norm(a / scale[:, None], axis=0), 1e-12)
+    coef = nnls(a / scale[:, None] / norms, y / scale)
+    coef = coef / norms
+    out: dict[str, dict[str, float]] = {}
+    for (k, f), c in zip(columns, coef):
+        out.setdefault(k, {})[f] = float(f"{c:.6g}")
+    return out
+
+
+def predict(coefs: dict[str, dict[str, float]], features: list[tuple[str, dict[str, float]]]) -> float:
+    return sum(coefs[k].get(f, 0.0) * v for k, feats in features for f, v in feats.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a fifth of the grid (a rough table, for a try)")
+    parser.add_argument("--work", default="build/calibrate-kernels", help="folder of the builds")
+    parser.add_argument("--out", default=str(COSTS_PATH), help="the calibration table to write")
+    args = parser.parse_args()
+    work = Path(args.work)
+    start = time.time()
+    fixed = measure(baseline(), work)
+    targets = ["code_bytes", *CORES]
+    points = []
+    for program in (v for p in grid(args.quick) for v in variants(p)):
+        got = measure(program, work)
+        points.append({"program": program.name, "kernel": kernel_for(program.nodes[-1]).name,
+                       "features": [(kernel_for(n).name, kernel_for(n).cost_features(n, program)) for n in program.nodes],
+                       "measured": {t: got[t] - fixed[t] for t in targets}})
+        print(f"{program.name}: {points[-1]['measured']}", flush=True)
+    coefs = {t: fit(points, t) for t in targets}
+    kernels: dict[str, Any] = {}
+    for name in sorted({k for p in points for k, _ in p["features"]}):
+        kernels[name] = {t: coefs[t].get(name, {}) for t in targets}
+        kernels[name]["max_rel_error"] = {}
+    for p in points:
+        p["fitted"] = {t: round(predict(coefs[t], p["features"]), 1) for t in targets}
+        errors = kernels[p["kernel"]]["max_rel_error"]
+        for t in targets:
+            rel = abs(p["fitted"][t] - p["measured"][t]) / max(abs(p["measured"][t]), 1.0)
+            errors[t] = round(max(errors.get(t, 0.0), rel), 4)
+    table = {
+        "command": "benchmarks/calibrate_kernels.py" + (" --quick" if args.quick else ""),
+        "cores": CORES, "fixed": fixed, "seconds": round(time.time() - start),
+        "kernels": kernels,
+        "points": [{"program": p["program"], "kernel": p["kernel"], "measured": p["measured"], "fitted": p["fitted"]}
+                   for p in points],
+    }
+    Path(args.out).write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+    print(f"{len(points)} points in {table['seconds']} s; wrote {args.out}")
+    for name, k in kernels.items():
+        print(f"  {name}: max relative error {k['max_rel_error']}")
+
+
+if __name__ == "__main__":
+    main()
