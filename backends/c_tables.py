@@ -7,6 +7,7 @@ A kernel template reads its weights from compact tables rather than from multipl
   followed in ``deltas`` by the input offsets of its +1 digits then of its -1 digits, each list
   ascending and delta-coded from the window origin (so the kernel walks a pointer with adds
   only, and most layers fit the deltas in 8 or 16 bits). Zero digits are simply absent.
+* `digit_groups`: the same digits as offset lists per row, for kernels that bake them into code.
 * `multiplier_codes`: constants ``m`` (reciprocals, per-channel scales) as ``[npos, nneg,
   shifts of +1 digits..., shifts of -1 digits...]`` records read by the C helper ``pqc_mulc``.
 * `packed_weights`: weights as dense ``bits``-bit two's complement fields (the compact kernels
@@ -127,6 +128,19 @@ def digit_tables(weights: np.ndarray, offsets: np.ndarray) -> dict[str, Any]:
         "groups": uint_table(groups),
         "deltas": uint_table(deltas),
     }
+
+
+def digit_groups(weights: np.ndarray, offsets: np.ndarray) -> list[list[tuple[int, np.ndarray, np.ndarray]]]:
+    """Per row of ``weights`` the ``(k, pos, neg)`` of each NAF digit position ``k`` holding a
+    nonzero digit: the ascending ``offsets`` of the row's +1 and of its -1 digits there (what
+    straight-line kernels write out as constant offsets instead of `digit_tables`)."""
+    w = np.asarray(weights, dtype=np.int64).reshape(len(weights), -1)
+    offsets = np.asarray(offsets, dtype=np.int64).ravel()
+    rows = []
+    for row in naf(w):
+        groups = [(k, np.sort(offsets[row[:, k] == 1]), np.sort(offsets[row[:, k] == -1])) for k in range(row.shape[1])]
+        rows.append([g for g in groups if len(g[1]) + len(g[2])])
+    return rows
 
 
 def multiplier_codes(ms: Sequence[int]) -> dict[str, CArray]:
