@@ -8,6 +8,7 @@ A kernel template reads its weights from compact tables rather than from multipl
   ascending and delta-coded from the window origin (so the kernel walks a pointer with adds
   only, and most layers fit the deltas in 8 or 16 bits). Zero digits are simply absent. A step
   over 255 may instead be bridged by taps added to both lists (they cancel), to keep 8 bits.
+* `digit_groups`: the same digits as offset lists per row, for kernels that bake them into code.
 * `multiplier_codes`: constants ``m`` (reciprocals, per-channel scales) as ``[npos, nneg,
   shifts of +1 digits..., shifts of -1 digits...]`` records read by the C helper ``pqc_mulc``.
 * `packed_weights`: weights as dense ``bits``-bit two's complement fields (the compact kernels
@@ -108,20 +109,10 @@ def digit_tables(weights: np.ndarray, offsets: np.ndarray) -> dict[str, Any]:
     delta would pass 255, the table with `_bridged` groups is taken if it is smaller: uint8
     deltas plus a few bridging taps instead of every delta in 16 bits.
     """
-    w = np.asarray(weights, dtype=np.int64).reshape(len(weights), -1)
-    offsets = np.asarray(offsets, dtype=np.int64).ravel()
-    d = naf(w)  # [rows, K, width]
-    ngroups: list[int] = []
-    lists: list[tuple[int, list[int], list[int]]] = []  # (k, +1 offsets, -1 offsets), ascending
-    for row in d:
-        count = 0
-        for k in range(row.shape[1]):
-            pos = np.sort(offsets[row[:, k] == 1]).tolist()
-            neg = np.sort(offsets[row[:, k] == -1]).tolist()
-            if pos or neg:
-                count += 1
-                lists.append((k, pos, neg))
-        ngroups.append(count)
+    rows = digit_groups(weights, offsets)
+    ngroups = [len(row) for row in rows]
+    # (k, +1 offsets, -1 offsets), ascending, row after row
+    lists = [(k, pos.tolist(), neg.tolist()) for row in rows for k, pos, neg in row]
     groups, deltas = _delta_code(lists)
     if deltas.ctype != "uint8_t":
         bridged = _delta_code([(k, *_bridged(pos, neg, 0xFF)) for k, pos, neg in lists])
@@ -158,6 +149,19 @@ def _bridged(pos: list[int], neg: list[int], limit: int) -> tuple[list[int], lis
         if not hops:
             return pos, neg
         pos, neg = sorted(pos + hops), sorted(neg + hops)
+
+
+def digit_groups(weights: np.ndarray, offsets: np.ndarray) -> list[list[tuple[int, np.ndarray, np.ndarray]]]:
+    """Per row of ``weights`` the ``(k, pos, neg)`` of each NAF digit position ``k`` holding a
+    nonzero digit: the ascending ``offsets`` of the row's +1 and of its -1 digits there (what
+    straight-line kernels write out as constant offsets instead of `digit_tables`)."""
+    w = np.asarray(weights, dtype=np.int64).reshape(len(weights), -1)
+    offsets = np.asarray(offsets, dtype=np.int64).ravel()
+    rows = []
+    for row in naf(w):
+        groups = [(k, np.sort(offsets[row[:, k] == 1]), np.sort(offsets[row[:, k] == -1])) for k in range(row.shape[1])]
+        rows.append([g for g in groups if len(g[1]) + len(g[2])])
+    return rows
 
 
 def multiplier_codes(ms: Sequence[int]) -> dict[str, CArray]:

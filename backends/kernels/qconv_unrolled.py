@@ -1,0 +1,79 @@
+"""`qconv_unrolled`: QConv as straight-line code, each channel's weight digits baked into the C.
+
+Per output channel one loop over the output pixels whose body adds, per NAF digit position
+``k``, the window inputs at constant offsets (``s = w[o1] + w[o2] - w[o3] ...; acc += s << k``):
+one load and one add per digit, no weight table (only the bias and shift tables). The code
+grows by about one load and one add per digit (6-8 bytes on Cortex-M0 and RV32I), so the
+variant suits small layers or a generous flash budget.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from pqc.backends.c_tables import digit_groups, requant_context, window_geometry
+from pqc.backends.kernels import KernelDef, register
+from pqc.intmath import naf_count
+
+
+def digit_code(groups: Sequence[tuple[int, np.ndarray, np.ndarray]], win: str, indent: int) -> str:
+    """C statements adding ``sum_k (sum x[pos] - sum x[neg]) << k`` into ``acc`` (``uint32_t``
+    ``s`` a scratch) for the ``(k, pos, neg)`` offset groups of one row, read at ``win[offset]``.
+
+    Built as text here (not by template loops) so large layers render fast."""
+    pad = " " * indent
+    lines = []
+    for k, pos, neg in groups:
+        first, rest = (pos, neg) if len(pos) else (neg, ())
+        terms = [f"(uint32_t){win}[{first[0]}]"]
+        terms += [f" + {win}[{o}]" for o in first[1:]] + [f" - {win}[{o}]" for o in rest]
+        lines.append(f"{pad}s = {''.join(terms)};")
+        op = "+=" if len(pos) else "-="
+        lines.append(f"{pad}acc {op} s{f' << {k}' if k else ''};")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def unrolled_features(weights: np.ndarray, repeats: int) -> dict[str, float]:
+    """The counts an unrolled kernel's cost is about linear in, for weight rows each run
+    ``repeats`` times (output pixels, samples): ``digit_visits`` (one load and one add each),
+    ``outputs`` (loop step, requantization, store), ``code_digits`` (flash: each digit is one
+    load and one add of code) and ``code_rows`` (per-row loop and requantization code)."""
+    digits = int(naf_count(weights).sum())
+    return {"digit_visits": float(digits * repeats), "outputs": float(len(weights) * repeats),
+            "code_digits": float(digits), "code_rows": float(len(weights))}
+
+
+@register
+class QConvUnrolled(KernelDef):
+    name = "qconv_unrolled"
+    op = "QConv"
+    variant = "unrolled"
+    default = False
+
+    def _geometry(self, node, graph) -> tuple[dict[str, Any], np.ndarray]:
+        """The tables kernel's padded-input geometry and the offsets of one group's
+        ``Cin/group x kh x kw`` taps from a window's origin."""
+        a = node.attrs
+        cin_g = graph.values[node.inputs[1]].shape[1]
+        t, l, b, r = a["pads"]
+        geo = window_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0)
+        taps = geo.pop("offsets")
+        return geo, (np.arange(cin_g)[:, None] * geo["plane"] + taps[None, :]).ravel()
+
+    def c_context(self, node, graph):
+        """The padded geometry, and per channel its group's base offset and its digit code."""
+        a = node.attrs
+        w = graph.values[node.inputs[1]].data
+        cout, cin_g = w.shape[:2]
+        geo, offsets = self._geometry(node, graph)
+        rows = digit_groups(w.reshape(cout, -1), offsets)
+        channels = [{"base": (c // (cout // a["group"])) * cin_g * geo["plane"], "code": digit_code(g, "w", 16)}
+                    for c, g in enumerate(rows)]
+        return {**geo, **requant_context(node, graph), "cin_g": cin_g, "cout": cout, "group": a["group"],
+                "channels": channels}
+
+    def cost_features(self, node, graph) -> dict[str, float]:
+        """`unrolled_features` of the layer (output pixels per channel as the row's outputs)."""
+        y = graph.values[node.outputs[0]].shape
+        return unrolled_features(graph.values[node.inputs[1]].data, y[2] * y[3])

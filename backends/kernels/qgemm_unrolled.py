@@ -1,0 +1,28 @@
+"""`qgemm_unrolled`: QGemm as straight-line code, each output's weight digits baked into the C
+(see `qconv_unrolled`): per output the digit sums over the input vector, no weight table."""
+from __future__ import annotations
+
+import numpy as np
+
+from pqc.backends.c_tables import digit_groups, requant_context
+from pqc.backends.kernels import KernelDef, register
+from pqc.backends.kernels.qconv_unrolled import digit_code, unrolled_features
+
+
+@register
+class QGemmUnrolled(KernelDef):
+    name = "qgemm_unrolled"
+    op = "QGemm"
+    variant = "unrolled"
+    default = False
+
+    def c_context(self, node, graph):
+        """Per output its digit code over the K inputs of a row; ``rows`` samples of one call."""
+        rows, k = graph.values[node.inputs[0]].shape
+        w = graph.values[node.inputs[1]].data
+        return {**requant_context(node, graph), "rows": rows, "m": len(w), "k": k,
+                "outputs": [digit_code(g, "x", 12) for g in digit_groups(w, np.arange(k))]}
+
+    def cost_features(self, node, graph) -> dict[str, float]:
+        """`unrolled_features` with one row's outputs per sample (``rows`` samples)."""
+        return unrolled_features(graph.values[node.inputs[1]].data, graph.values[node.inputs[0]].shape[0])

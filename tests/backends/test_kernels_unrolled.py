@@ -1,0 +1,66 @@
+"""The unrolled kernels (weight digits as straight-line code): same integers, no weight tables.
+
+`qconv_unrolled`/`qgemm_unrolled` must compute the simulator's integers on any shape and bit
+width (proved by the harness: gcc, clang, sanitizers, RV32I multiplier-free, Cortex-M0) and
+store no weight table, only the bias and shift tables.
+"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from test_kernels_compact import _network, layer
+from pqc.backends.c_emitter import emit_c
+from pqc.backends.c_tables import table_bytes
+from pqc.backends.harness import verify
+from pqc.backends.kernels import kernel_for
+from pqc.intmath import naf_count
+
+needs_cc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed (make sysdeps)")
+
+
+def _unrolled(graph):
+    for node in graph.nodes:
+        if node.op in ("QConv", "QGemm"):
+            node.meta["kernel"] = f"{node.op.lower()}_unrolled"
+    return graph
+
+
+@needs_cc
+@settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 2**16), st.integers(1, 4), st.tuples(st.integers(3, 9), st.integers(3, 9)),
+       st.lists(layer, min_size=2, max_size=4), st.integers(2, 8))
+def test_unrolled_kernels_are_bit_exact_with_the_simulator(tmp_path, seed, cin, size, layers, gemm_bits):
+    graph = _network(seed, cin, size, layers, gemm_bits)
+    assume(graph is not None)
+    out = tmp_path / f"u{seed}"
+    emit_c(_unrolled(graph), out)
+    x = np.random.default_rng(seed).integers(-128, 128, (4, *graph.values[graph.inputs[0]].shape[1:])).astype(np.int8)
+    report = verify(graph, out, x)
+    assert report.ok, report
+    assert report.status("rv32i multiplier-free") == "passed"
+
+
+def test_unrolled_kernels_hold_no_weight_table_and_count_their_digits():
+    spec = {"cout_g": 2, "groups": "two", "kh": 3, "kw": 2, "stride": 2, "dilation": 2, "pads": (0, 1, 2, 0),
+            "bits": 5, "relu": True}
+    graph = _unrolled(_network(7, 4, (9, 8), [spec, {**spec, "groups": "depthwise", "kh": 1, "kw": 1}], 3))
+    for node in graph.nodes:
+        if node.op not in ("QConv", "QGemm"):
+            continue
+        kernel = kernel_for(node)
+        ctx = kernel.c_context(node, graph)
+        outputs = len(node.attrs["shift"])
+        assert table_bytes(ctx) == 4 * outputs + outputs  # int32 bias, int8 shift: nothing else
+        f = kernel.cost_features(node, graph)
+        digits = int(naf_count(graph.values[node.inputs[1]].data).sum())
+        y = graph.values[node.outputs[0]].shape
+        repeats = y[2] * y[3] if node.op == "QConv" else y[0]
+        assert f == {"digit_visits": digits * repeats, "outputs": outputs * repeats,
+                     "code_digits": digits, "code_rows": outputs}
+        code = "".join(ctx["channels"][c]["code"] for c in range(outputs)) if node.op == "QConv" else "".join(ctx["outputs"])
+        assert code.count("[") == digits  # one load per digit
