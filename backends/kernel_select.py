@@ -1,25 +1,42 @@
-"""Per-layer kernel choice for ``--optimize size|speed|balanced``.
+"""Per-layer kernel choice for ``--optimize size|speed|balanced`` and ``--flash-budget``.
 
 Every kernel of an op computes the same integers, so the choice changes only the C: it is
 recorded as ``node.meta["kernel"]`` (saved with the program, so `pqc verify` and `pqc firmware`
-on a build folder re-emit the same C) for the nodes of ops that have several kernels. The cost
-measured here is a layer's constant-table bytes, counted as the emitter counts them (the sum of
-the `CArray`s of the kernel's ``c_context``):
+on a build folder re-emit the same C), with the estimate it was chosen on as
+``node.meta["cost"]``, for the nodes of ops that have several kernels. Each candidate's cost is
+the calibrated model's (`pqc.backends.cost_model.estimate`): flash = exact table bytes +
+estimated code bytes, time = estimated Cortex-M0 instructions.
 
-* ``size``: the kernel with the fewest table bytes (ties go to the op's default);
-* ``speed``: the op's default kernel (the digit tables: adds per nonzero weight digit);
-* ``balanced``: the default, unless its tables outweigh the layer's weights stored as plain
-  int8 plus int32 biases; then the smallest kernel.
+* ``size``: per layer the kernel with the least flash.
+* ``speed``: the fewest total instructions whose flash fits ``flash_budget``; without a budget,
+  whose flash is not above that of the ops' default kernels (the digit tables), so the fast
+  variants replace the tables where they are no larger and nothing grows unasked.
+* ``balanced``: the fewest instructions whose flash is not above the layers' weights as dense
+  int8 plus int32 biases (`int8_bytes`); when even the smallest kernels exceed that, ``size``.
+
+The budgeted choice is a multiple-choice knapsack, solved by `min_cost_choice`.
 """
 from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
 
 from pqc.errors import PqcError
 from pqc.ir import Graph, Node
 
 from .c_tables import table_bytes
+from .cost_model import LayerCost, estimate
 from .kernels import KERNELS, KernelDef
 
 OPTIMIZE = ("size", "balanced", "speed")
+#: the goal of `pqc compile` without ``--optimize``
+DEFAULT_OPTIMIZE = "speed"
+#: the core whose estimated instructions the selection minimises
+COST_CORE = "cortex-m0"
+#: at most this many flash buckets in the knapsack (its rounding, see `min_cost_choice`)
+BUCKETS = 4096
 
 
 def kernel_table_bytes(kernel: KernelDef, node: Node, graph: Graph) -> int:
@@ -32,17 +49,49 @@ def int8_bytes(node: Node, graph: Graph) -> int:
     return graph.values[node.inputs[1]].size + 4 * graph.values[node.inputs[2]].size
 
 
-def choose_kernel(node: Node, graph: Graph, optimize: str) -> KernelDef:
-    """The kernel ``optimize`` picks for ``node`` among its op's kernels."""
-    kernels = sorted((k for k in KERNELS.values() if k.op == node.op), key=lambda k: (not k.default, k.name))
-    default = kernels[0]
-    if optimize == "speed" or len(kernels) == 1:
-        return default
-    sizes = {k.name: kernel_table_bytes(k, node, graph) for k in kernels}
-    smallest = min(kernels, key=lambda k: sizes[k.name])  # stable: the default wins ties
-    if optimize == "size" or sizes[default.name] > int8_bytes(node, graph):
-        return smallest
-    return default
+def op_kernels(op: str) -> list[KernelDef]:
+    """The kernels of ``op``, its default first."""
+    return sorted((k for k in KERNELS.values() if k.op == op), key=lambda k: (not k.default, k.name))
+
+
+def min_cost_choice(options: Sequence[Sequence[tuple[int, float]]], budget: int) -> list[int] | None:
+    """For each layer the index of one ``(bytes, cost)`` option so that the bytes sum to at most
+    ``budget`` and the cost sum is least; None when no choice fits.
+
+    Dynamic programming over the budget in buckets of ``q = ceil(budget / BUCKETS)`` bytes, each
+    option's bytes rounded UP to whole buckets: the result never exceeds the budget, and costs
+    no more than the best choice under ``budget - len(options) * (q - 1)`` bytes (exact when
+    ``q == 1``, i.e. budgets up to `BUCKETS` bytes).
+    """
+    if budget < 0:
+        return None
+    q = max(1, math.ceil(budget / BUCKETS))
+    cap = budget // q
+    best = np.full(cap + 1, np.inf)
+    best[0] = 0.0  # best[b]: least cost of the layers so far using exactly b buckets
+    picks: list[np.ndarray] = []
+    for layer in options:
+        nxt = np.full(cap + 1, np.inf)
+        pick = np.full(cap + 1, -1)
+        for i, (nbytes, cost) in enumerate(layer):
+            w = math.ceil(nbytes / q)
+            if w > cap:
+                continue
+            cand = np.full(cap + 1, np.inf)
+            cand[w:] = best[: cap + 1 - w] + cost
+            better = cand < nxt
+            nxt[better], pick[better] = cand[better], i
+        best = nxt
+        picks.append(pick)
+    if not np.isfinite(best).any():
+        return None
+    b = int(np.argmin(best))
+    chosen = []
+    for layer, pick in zip(reversed(options), reversed(picks)):
+        i = int(pick[b])
+        chosen.append(i)
+        b -= math.ceil(layer[i][0] / q)
+    return chosen[::-1]
 
 
 def check_optimize(optimize: str) -> None:
@@ -51,11 +100,37 @@ def check_optimize(optimize: str) -> None:
         raise PqcError(f"--optimize {optimize!r}: choose one of {', '.join(OPTIMIZE)}")
 
 
-def select_kernels(program: Graph, optimize: str = "balanced") -> Graph:
-    """A copy of ``program`` whose nodes with a choice of kernel record the one ``optimize`` picks."""
+def _budget(optimize: str, flash_budget: int | None, nodes: list[Node], graph: Graph,
+            costs: list[list[LayerCost]]) -> int | None:
+    """The flash the chosen layers may take (None: no limit)."""
+    if flash_budget is not None:
+        return flash_budget
+    if optimize == "balanced":
+        return sum(int8_bytes(n, graph) for n in nodes)
+    return sum(c[0].flash_bytes for c in costs)  # speed: the default kernels' flash
+
+
+def select_kernels(program: Graph, optimize: str = DEFAULT_OPTIMIZE, flash_budget: int | None = None) -> Graph:
+    """A copy of ``program`` whose nodes with a choice of kernel record the one ``optimize``
+    picks (see the module doc); PqcError when ``flash_budget`` is below the least flash the
+    layers can take."""
     check_optimize(optimize)
     out = program.copy()
-    for node in out.nodes:
-        if sum(k.op == node.op for k in KERNELS.values()) > 1:
-            node.meta["kernel"] = choose_kernel(node, out, optimize).name
+    nodes = [n for n in out.nodes if len(op_kernels(n.op)) > 1]
+    kernels = [op_kernels(n.op) for n in nodes]
+    costs = [[estimate(k, n, out) for k in ks] for n, ks in zip(nodes, kernels)]
+    options = [[(c.flash_bytes, c.instructions[COST_CORE]) for c in layer] for layer in costs]
+    smallest = [min(range(len(o)), key=lambda i: (o[i][0], o[i][1])) for o in options]
+    least = sum(o[i][0] for o, i in zip(options, smallest))
+    if flash_budget is not None and least > flash_budget:
+        raise PqcError(f"--flash-budget {flash_budget:,} B: the smallest this model's layers fit in is "
+                       f"{least:,} B of tables and code, as --optimize size chooses")
+    if optimize == "size":
+        chosen = smallest
+    else:
+        chosen = min_cost_choice(options, _budget(optimize, flash_budget, nodes, out, costs)) or smallest
+    for node, ks, layer, i in zip(nodes, kernels, costs, chosen):
+        node.meta["kernel"] = ks[i].name
+        node.meta["cost"] = {"flash_bytes": layer[i].flash_bytes,
+                             "instructions": {core: round(v) for core, v in layer[i].instructions.items()}}
     return out

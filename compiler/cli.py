@@ -148,7 +148,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         prune_flops=args.prune_flops, train=args.train, prune_epochs=args.prune_epochs, prefix=args.prefix,
         seed=args.seed, device=args.device, dump_ir=args.dump_ir, verify=not args.no_verify,
         verify_inputs=args.verify_inputs, eval_data=args.eval, force=args.force, optimize=args.optimize or CompileOptions.optimize,
-        ram_budget=args.ram_budget,
+        ram_budget=args.ram_budget, flash_budget=args.flash_budget,
     )
     build = compile_model(model, args.output, options)
     _print_build_summary(build.report, build.out_dir)
@@ -295,8 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight bits of one layer, 2..8, overriding --wbits/--first-last-bits (repeatable)")
     p.add_argument("--pipeline", help="custom pass pipeline spec, e.g. 'canonicalize,quantize(wbits=4),lower'")
     p.add_argument("--optimize", choices=["size", "balanced", "speed"],
-                   help="per-layer C kernels: size (fewest table bytes: packed weights), speed (digit tables, "
-                        "the default), balanced (digit tables unless larger than int8 weights)")
+                   help="per-layer C kernels chosen by the calibrated cost model: size (least flash), speed "
+                        "(fewest Cortex-M0 instructions within --flash-budget, else within the digit tables' "
+                        "flash; the default), balanced (fewest instructions within the int8 weights' flash)")
+    p.add_argument("--flash-budget", type=_byte_size, metavar="SIZE",
+                   help="flash the Conv/Gemm layers' tables and code may take, e.g. 256K (estimated by the "
+                        "calibrated cost model; refused with the least that fits when too small)")
     p.add_argument("--ram-budget", type=_byte_size, metavar="SIZE",
                    help=f"RAM the build may need, e.g. 16K: arena + input/output buffers + a {STACK_ALLOWANCE}-byte "
                         "stack allowance; a model that needs more is refused (exit 2) naming the layer where the most "

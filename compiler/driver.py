@@ -41,6 +41,7 @@ from .pipeline import PassContext, Pipeline
 from .report import layer_errors, write_report
 from .serialize import load_graph, save_graph
 from .targets import Target, get_target
+from pqc.backends.kernel_select import DEFAULT_OPTIMIZE
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Dataset
@@ -87,8 +88,9 @@ class CompileOptions:
     existing build (only once the new one is complete); ``ram_budget``: bytes of RAM the build
     may need (arena + input/output buffers + stack allowance, `pqc.backends.memory_report.RamFit`):
     a program that needs more is refused before anything is written; ``optimize``: the per-layer kernel
-    choice, ``size``, ``balanced`` or ``speed`` (`pqc.backends.kernel_select`; ``speed``, today's
-    digit tables, stays the default until the measured cost model and the fast variants land).
+    choice, ``size``, ``balanced`` or ``speed`` (`pqc.backends.kernel_select`, whose
+    ``DEFAULT_OPTIMIZE`` is the default); ``flash_budget``: bytes the Conv/Gemm layers' tables and
+    code may take (estimated by the calibrated cost model); refused when no kernel choice fits.
     """
 
     target: str = "shift-accel"
@@ -106,8 +108,9 @@ class CompileOptions:
     verify_inputs: str | Feeds | None = None
     eval_data: str | None = None
     force: bool = False
-    optimize: str = "speed"
+    optimize: str = DEFAULT_OPTIMIZE
     ram_budget: int | None = None
+    flash_budget: int | None = None
 
 
 class StageClock:
@@ -160,7 +163,7 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
         ctx = PassContext(calib=calib_x, seed=opts.seed, device=opts.device)
         console.info(f"compiling {graph.name} for {target.name}: {pipe}")
         annotated, program = run_pipeline(pipe, graph, ctx)
-        program = clock.time("select kernels", lambda: select_kernels(program, opts.optimize))
+        program = clock.time("select kernels", lambda: select_kernels(program, opts.optimize, opts.flash_budget))
         ram = (clock.time("check RAM", lambda: check_ram_budget(program, opts.ram_budget))
                if opts.ram_budget is not None else None)
         for t in ctx.timings:
@@ -267,6 +270,10 @@ def base_report(build: Build, target: str, pipeline: str, seed: int, memory: Any
             **get_int_op(node.op).cost(node, program), "weight_bytes": emitted[node.name].weight_bytes,
             "kernel": emitted[node.name].kernel,
         }
+        if "cost" in node.meta:  # the kernel selection's estimate (calibrated cost model)
+            cost = node.meta["cost"]
+            layer.update(est_flash_bytes=cost["flash_bytes"], est_instr_m0=cost["instructions"]["cortex-m0"],
+                         est_instr_rv32i=cost["instructions"]["rv32i"])
         weight = next((program.values[i] for i in node.inputs if i and "format" in program.values[i].meta), None)
         if weight is not None:
             layer.update(wbits=weight.meta["bits"], weight_format=weight.meta["format"],

@@ -138,10 +138,12 @@ def render_markdown(report: dict[str, Any]) -> str:
             "" if l.get("clip_ratio") is None else f"{l['clip_ratio']:.4f}",
             "" if l.get("sqnr_db") is None else str(l["sqnr_db"]),
             f"{l['digits']:,}", f"{l['adds']:,}", f"{l['weight_bytes']:,}", f"{l['dense_weight_bytes']:,}",
+            *(f"{l[k]:,}" if k in l else "" for k in ("est_flash_bytes", "est_instr_m0", "est_instr_rv32i")),
         ])
     lines.append("```")
     lines.append(format_table(rows, ["layer", "op", "kernel", "output", "w/a bits", "w exps", "out exp", "clip", "SQNR dB",
-                                     "digits", "adds", "table bytes", "dense bytes"]))
+                                     "digits", "adds", "table bytes", "dense bytes", "est. flash B",
+                                     "est. instr M0", "est. instr RV32I"]))
     lines.append("```")
     dead = [(l["name"], l["dead_channels"]) for l in report["layers"] if l.get("dead_channels")]
     if dead:

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from int_graph_builder import IntGraphBuilder
 from pqc.backends.c_emitter import emit_c
 from pqc.backends.harness import verify
-from pqc.backends.kernel_select import choose_kernel, kernel_table_bytes, select_kernels
+from pqc.backends.cost_model import estimate
+from pqc.backends.kernel_select import kernel_table_bytes, op_kernels, select_kernels
 from pqc.backends.kernels import KERNELS, kernel_for
 from pqc.driver import compile_model, load_build
 from pqc.errors import PqcError
@@ -121,15 +122,18 @@ def test_choice_follows_the_goal_and_keeps_the_program():
     conv = graph.nodes[0]
     sizes = {k: kernel_table_bytes(KERNELS[k], conv, graph) for k in ("qconv_tables", "qconv_compact")}
     assert sizes["qconv_compact"] < sizes["qconv_tables"]
-    assert choose_kernel(conv, graph, "size").name == "qconv_compact"
-    assert choose_kernel(conv, graph, "speed").name == "qconv_tables"
-    # balanced: the tables of 4-bit weights outweigh int8 weights here
-    assert sizes["qconv_tables"] > graph.values[conv.inputs[1]].size + 4 * graph.values[conv.inputs[2]].size
-    assert choose_kernel(conv, graph, "balanced").name == "qconv_compact"
+    flash = {k.name: estimate(k, conv, graph).flash_bytes for k in op_kernels("QConv")}
     chosen = select_kernels(graph, "size")
     assert "kernel" not in conv.meta  # the input program is untouched
-    assert [n.meta.get("kernel") for n in chosen.nodes] == ["qconv_compact", None, "qgemm_compact"]
+    assert chosen.nodes[0].meta["kernel"] == min(flash, key=flash.get) == "qconv_compact"
+    assert [n.meta.get("kernel") for n in chosen.nodes][1:] == [None, "qgemm_compact"]
+    assert chosen.nodes[0].meta["cost"]["flash_bytes"] == flash["qconv_compact"]
     assert all(np.array_equal(chosen.values[k].data, v.data) for k, v in graph.values.items() if v.is_const)
+    # speed without a budget: never more flash than the default kernels', the fast walk wins here
+    fast = select_kernels(graph, "speed")
+    assert sum(n.meta["cost"]["flash_bytes"] for n in fast.nodes if "cost" in n.meta) <= sum(
+        estimate(op_kernels(n.op)[0], n, graph).flash_bytes for n in graph.nodes if n.op in ("QConv", "QGemm"))
+    assert fast.nodes[0].meta["kernel"] == "qconv_fast"
     with pytest.raises(PqcError, match="choose one of size, balanced, speed"):
         select_kernels(graph, "fast")
 

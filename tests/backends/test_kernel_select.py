@@ -1,0 +1,58 @@
+"""The budgeted kernel choice: the knapsack against brute force, and ``--flash-budget`` at the CLI."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pqc.backends.kernel_select import BUCKETS, min_cost_choice
+from pqc.cli import main
+
+option = st.tuples(st.integers(0, 3000), st.floats(0, 1e6, allow_nan=False))
+instance = st.tuples(st.lists(st.lists(option, min_size=1, max_size=3), min_size=1, max_size=4),
+                     st.integers(0, 12000))
+
+
+def _best(options, budget):
+    """The least cost sum over every choice whose bytes fit ``budget`` (None: none fits)."""
+    fits = [sum(c) for choice in itertools.product(*options) if sum(b for b, _ in choice) <= budget
+            for c in [[cost for _, cost in choice]]]
+    return min(fits) if fits else None
+
+
+@settings(max_examples=60, deadline=None)
+@given(instance)
+def test_knapsack_fits_the_budget_and_is_within_its_rounding_of_the_optimum(case):
+    options, budget = case
+    chosen = min_cost_choice(options, budget)
+    q = max(1, -(-budget // BUCKETS))
+    if chosen is None:
+        # none fits even with every option's bytes rounded up to buckets
+        assert _best([[(-(-b // q) * q, c) for b, c in layer] for layer in options], budget) is None
+        return
+    assert sum(options[i][j][0] for i, j in enumerate(chosen)) <= budget
+    cost = sum(options[i][j][1] for i, j in enumerate(chosen))
+    slack = _best(options, budget - len(options) * (q - 1))
+    assert slack is None or cost <= slack + 1e-6 * max(1.0, slack)
+    if q == 1:
+        assert cost == pytest.approx(_best(options, budget))
+
+
+def test_flash_budget_too_small_is_refused_naming_the_least_that_fits(small_cnn_onnx, tmp_path, capsys):
+    calib = tmp_path / "x.npz"
+    np.savez(calib, x=np.random.default_rng(0).normal(0, 1, (4, 1, 16, 16)).astype(np.float32))
+    code = main(["compile", str(small_cnn_onnx), "-o", str(tmp_path / "b"), "--calib", str(calib),
+                 "--no-verify", "-q", "--flash-budget", "1K"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert "--flash-budget 1,024 B: the smallest this model's layers fit in is" in err
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("value", ["lots", "-3K", "1.5.2M"])
+def test_bad_flash_budget_values_exit_2(value, small_cnn_onnx, tmp_path, capsys):
+    assert main(["compile", str(small_cnn_onnx), "-o", str(tmp_path / "b"), "--flash-budget", value]) == 2
+    assert "--flash-budget" in capsys.readouterr().err
