@@ -1,7 +1,7 @@
 """Kernel variants benchmark: each reference model under each ``--optimize`` goal, beside the int8 yardstick.
 
 For each model (ResNet-8, tiny MobileNetV2, VGG-style by default), W4A4 and W8A8 (lp quantizer)
-and ``size``, ``balanced``, ``speed``: constant-table bytes per weight parameter, Cortex-M0
+and ``size``, ``balanced``, ``speed`` and ``speed --flash-budget 256K``: table bytes per parameter, Cortex-M0
 flash of the model (text+data, the harness's Cortex-M0 build) and instructions per MAC of one
 inference on Cortex-M0 (mps2-an385) and RV32I (rv32-virt) under QEMU ``-icount`` (firmware
 outputs bit-exact with the simulator, or the run fails).
@@ -22,7 +22,8 @@ from pqc.summary import markdown_table
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("resnet8", "mobilenetv2", "vgg")  # examples/models/<name>.onnx
 BITS = {"W4A4": (4, 4), "W8A8": (8, 8)}
-GOALS = ("size", "balanced", "speed")
+#: (--optimize, --flash-budget) of each row
+GOALS = (("size", None), ("balanced", None), ("speed", None), ("speed", 256 << 10))
 BOARDS = ("mps2-an385", "rv32-virt")
 HEADER = ["model", "bits", "--optimize", "conv/gemm kernels", "table bytes", "bytes / param", "Cortex-M0 flash B",
           "instr / MAC Cortex-M0", "instr / MAC RV32I", "pqc / int8: flash, Cortex-M0, RV32I"]
@@ -49,10 +50,11 @@ def measure(model: str, bits: str, work: Path) -> list[list[str]]:
 
     wbits, abits = BITS[bits]
     rows = []
-    for goal in GOALS:
-        out = work / f"{model}-{bits}-{goal}"
+    for goal, budget in GOALS:
+        out = work / f"{model}-{bits}-{goal}-{budget}"
         build = compile_model(ROOT / f"examples/models/{model}.onnx", out, quant=QuantizeOptions(wbits=wbits, abits=abits),
-                              optimize=goal, verify=False, force=True)
+                              optimize=goal, flash_budget=budget, verify=False, force=True)
+        goal = goal if budget is None else f"{goal} --flash-budget {budget >> 10}K"
         totals = summarize(build.float_graph)["totals"]
         fig = figures(build.program, out, totals["macs"])
         kernels = sorted({l["kernel"] for l in build.report["layers"] if l["op"] in ("QConv", "QGemm")})
