@@ -247,6 +247,12 @@ def linear_tables(node: Any, graph: Any, offsets: np.ndarray) -> dict[str, Any]:
     return {**digit_tables(w.reshape(len(w), -1), offsets), **requant_context(node, graph)}
 
 
+def group_taps(taps: np.ndarray, plane: int, cin_g: int) -> np.ndarray:
+    """The offsets of a channel group's ``cin_g`` planes (``plane`` elements apart) of one
+    window's ``taps``, channel-major: what a conv kernel's digit offsets index."""
+    return (np.arange(cin_g)[:, None] * plane + np.asarray(taps)[None, :]).ravel()
+
+
 def window_geometry(x: Any, y: Any, attrs: dict[str, Any], pads: Sequence[int], fill: int) -> dict[str, Any]:
     """Sliding-window geometry of conv and pool kernels over a padded copy of ``x``.
 

@@ -51,10 +51,11 @@ def coefficients(kernel: KernelDef) -> dict[str, Any]:
 def estimate(kernel: KernelDef, node: Node, graph: Graph) -> LayerCost:
     """``kernel``'s estimated cost for ``node``."""
     coefs = coefficients(kernel)
-    features = kernel.cost_features(node, graph)
+    ctx = kernel.c_context(node, graph)
+    features = kernel.cost_features(node, graph, ctx)
 
     def linear(target: str) -> float:
         return sum(coefs[target].get(f, 0.0) * v for f, v in features.items())
 
     code = round(linear("code_bytes"))
-    return LayerCost(table_bytes(kernel.c_context(node, graph)) + code, {core: linear(core) for core in CORES})
+    return LayerCost(table_bytes(ctx) + code, {core: linear(core) for core in CORES})

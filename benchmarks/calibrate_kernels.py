@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the integer graph builder of the tests
 
 from int_graph_builder import IntGraphBuilder, avg_attrs  # noqa: E402
+from linear_chain import bit_weights, const_weights, sum_shift  # noqa: E402
 from pqc.backends.c_emitter import emit_c  # noqa: E402
 from pqc.backends.cost_model import CORES, COSTS_PATH  # noqa: E402
 from pqc.backends.firmware import random_inputs, run_firmware  # noqa: E402
@@ -53,19 +54,16 @@ BITS = (2, 4, 8)
 QUICK = {"conv": CONV_SHAPES[::3], "gemm": GEMM_SHAPES[:2], "bits": (4, 8)}
 
 
-def _weights(rng: np.random.Generator, shape: tuple[int, ...], bits: int) -> np.ndarray:
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    w = rng.integers(lo, hi + 1, size=shape)
-    w[rng.random(shape) < 0.25] = 0
-    return w.astype(np.int8)
+def _features(node: Any, program: Graph) -> dict[str, float]:
+    """The cost features of ``node``'s kernel in ``program``."""
+    kernel = kernel_for(node)
+    return kernel.cost_features(node, program, kernel.c_context(node, program))
 
 
 def _linear(b: IntGraphBuilder, op: str, x: str, w: np.ndarray, bits: int, **attrs: Any) -> str:
     rng = np.random.default_rng(w.size)
-    name = b.const("w", w)
-    b.graph.values[name].meta["bits"] = bits
-    k = int(np.prod(w.shape[1:]))
-    shift = max(0, bits + int(np.ceil(np.log2(k))) - 1)
+    name = const_weights(b, w, bits)
+    shift = sum_shift(int(np.prod(w.shape[1:])), bits)
     bias = b.const("b", rng.integers(-500, 500, len(w)).astype(np.int32))
     return b.op(op, [x, name, bias], shift=(shift,) * len(w), lo=-128, hi=127, **attrs)
 
@@ -74,7 +72,7 @@ def conv_program(cin: int, size: int, cout: int, k: int, stride: int, depthwise:
     b = IntGraphBuilder(f"conv{cin}x{size}-{cout}k{k}s{stride}{'dw' if depthwise else ''}w{bits}")
     x = b.input("x", (1, cin, size, size))
     group = cin if depthwise else 1
-    w = _weights(np.random.default_rng(cin * size + cout + bits), (cout, cin // group, k, k), bits)
+    w = bit_weights(np.random.default_rng(cin * size + cout + bits), (cout, cin // group, k, k), bits, extremes=False)
     p = k // 2
     return b.build(_linear(b, "QConv", x, w, bits, kernel_shape=(k, k), strides=(stride, stride),
                            pads=(p, p, p, p), dilations=(1, 1), group=group))
@@ -83,7 +81,7 @@ def conv_program(cin: int, size: int, cout: int, k: int, stride: int, depthwise:
 def gemm_program(k: int, m: int, bits: int) -> Graph:
     b = IntGraphBuilder(f"gemm{k}-{m}w{bits}")
     x = b.input("x", (1, k))
-    return b.build(_linear(b, "QGemm", x, _weights(np.random.default_rng(k + m + bits), (m, k), bits), bits))
+    return b.build(_linear(b, "QGemm", x, bit_weights(np.random.default_rng(k + m + bits), (m, k), bits, extremes=False), bits))
 
 
 def _generic(name: str, shape: tuple[int, ...], body: Callable[[IntGraphBuilder, str], str]) -> Graph:
@@ -217,7 +215,7 @@ def main() -> None:
     for program in (v for p in grid(args.quick) for v in variants(p)):
         got = measure(program, work)
         points.append({"program": program.name, "kernel": kernel_for(program.nodes[-1]).name,
-                       "features": [(kernel_for(n).name, kernel_for(n).cost_features(n, program)) for n in program.nodes],
+                       "features": [(kernel_for(n).name, _features(n, program)) for n in program.nodes],
                        "measured": {t: got[t] - fixed[t] for t in targets}})
         print(f"{program.name}: {points[-1]['measured']}", flush=True)
     coefs = {t: fit(points, t) for t in targets}

@@ -14,7 +14,7 @@ its op's ``default`` kernel.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from pqc.errors import ModelError
 from pqc.registry import Registry
@@ -43,10 +43,11 @@ class KernelDef:
     def c_context(self, node: "Node", graph: "Graph") -> dict[str, Any]:
         return dict(node.attrs)
 
-    def cost_features(self, node: "Node", graph: "Graph") -> dict[str, float]:
+    def cost_features(self, node: "Node", graph: "Graph", ctx: Mapping[str, Any]) -> dict[str, float]:
         """Counts this kernel's instructions and code bytes are roughly linear in, for the
         calibrated cost model (`pqc.backends.cost_model`; names are the kernel's own, the
-        coefficients come from ``benchmarks/calibrate_kernels.py``). The default suits an
+        coefficients come from ``benchmarks/calibrate_kernels.py``). ``ctx`` is the kernel's
+        ``c_context(node, graph)``, which the caller has already built. The default suits an
         elementwise loop: one call, its output elements and its activation input elements."""
         return {
             "calls": 1.0,

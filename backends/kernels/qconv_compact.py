@@ -15,17 +15,20 @@ from pqc.backends.kernels import KernelDef, register
 from pqc.intops.linear import signed_width
 
 
-def packed_walk_features(w: np.ndarray, row_bytes: int, positions: int, pad_elements: int = 0) -> dict[str, float]:
+def magnitude_bits(w: np.ndarray) -> int:
+    """The bit lengths of the weights' magnitudes, summed: the shift-add steps of one pass."""
+    return int(sum(int(v).bit_length() for v in np.abs(np.asarray(w, dtype=np.int64)).ravel()))
+
+
+def packed_walk_features(w: np.ndarray, row_bytes: int, positions: int) -> dict[str, float]:
     """Cost features of a packed-weight walk over ``positions`` outputs per channel: each output
     decodes its channel's whole row (``row_bytes`` loads, one field per weight) and runs one
     shift-add step per bit of each weight's magnitude."""
-    w = np.asarray(w, dtype=np.int64).reshape(len(w), -1)
-    bit_lengths = int(np.sum(np.ceil(np.log2(np.abs(w) + 1))))
+    w = np.asarray(w).reshape(len(w), -1)
     return {
         "calls": 1.0, "outputs": float(len(w) * positions), "channels": float(len(w)),
         "weight_visits": float(w.size * positions), "byte_loads": float(len(w) * row_bytes * positions),
-        "bit_visits": float(bit_lengths * positions),
-        "padded": float(pad_elements > 0), "pad_elements": float(pad_elements),
+        "bit_visits": float(magnitude_bits(w) * positions),
     }
 
 
@@ -54,17 +57,15 @@ class QConvCompact(KernelDef):
             "group_stride": cin_g * geo["plane"], "tap_row_step": dh * geo["wp"], "tap_col_step": dw,
         }
 
-    def cost_features(self, node, graph) -> dict[str, float]:
+    def cost_features(self, node, graph, ctx) -> dict[str, float]:
         """The counts this kernel's instructions are about linear in, for a cost model that fits
         one coefficient per count and kernel: ``weight_visits`` (one decode per weight and
         output) and ``magnitude_bits`` (one shift-add step per bit of a weight's magnitude and
         output), besides `pqc.backends.c_tables.band_features`."""
-        ctx = self.c_context(node, graph)
-        w = np.abs(graph.values[node.inputs[1]].data.astype(np.int64))
-        bits = int(sum(int(v).bit_length() for v in w.ravel()))
+        w = graph.values[node.inputs[1]].data
         outputs_per_channel = ctx["oh"] * ctx["ow"]
         return {
             **band_features(ctx, ctx["cout"]),
             "weight_visits": float(outputs_per_channel * w.size),
-            "magnitude_bits": float(outputs_per_channel * bits),
+            "magnitude_bits": float(outputs_per_channel * magnitude_bits(w)),
         }

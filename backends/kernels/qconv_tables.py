@@ -1,15 +1,13 @@
 """`qconv_tables`: QConv as NAF digit tables walked one output at a time."""
 from __future__ import annotations
 
-import numpy as np
-
 from typing import Any, Mapping
 
-from pqc.backends.c_tables import band_features, band_geometry, linear_tables
+from pqc.backends.c_tables import band_features, band_geometry, group_taps, linear_tables
 from pqc.backends.kernels import KernelDef, register
 
 
-def digit_walk_features(ctx: dict, positions: int, pad_elements: int = 0) -> dict[str, float]:
+def digit_walk_features(ctx: Mapping[str, Any], positions: int) -> dict[str, float]:
     """Cost features of a digit-table walk over ``positions`` outputs per channel: each output
     visits its channel's digit groups and digits (one delta each); each channel then skips its groups once."""
     cout = len(ctx["ngroups"].values)
@@ -17,7 +15,6 @@ def digit_walk_features(ctx: dict, positions: int, pad_elements: int = 0) -> dic
     return {
         "calls": 1.0, "outputs": float(cout * positions), "channels": float(cout), "groups": float(groups),
         "group_visits": float(groups * positions), "digit_visits": float(len(ctx["deltas"].values) * positions),
-        "padded": float(pad_elements > 0), "pad_elements": float(pad_elements),
     }
 
 
@@ -40,8 +37,7 @@ class QConvTables(KernelDef):
         t, l, b, r = a["pads"]
         geo = band_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0,
                             always=self.always_band)
-        taps = geo.pop("offsets")
-        offsets = (np.arange(cin_g)[:, None] * geo["plane"] + taps[None, :]).ravel()
+        offsets = group_taps(geo.pop("offsets"), geo["plane"], cin_g)
         return {
             **geo,
             **linear_tables(node, graph, offsets),
@@ -49,10 +45,10 @@ class QConvTables(KernelDef):
             "group_stride": cin_g * geo["plane"],
         }
 
-    def cost_features(self, node, graph) -> dict[str, float]:
+    def cost_features(self, node, graph, ctx) -> dict[str, float]:
         """The counts this kernel's instructions are about linear in (see `walk_features`), for
         a cost model that fits one coefficient per count and kernel."""
-        return walk_features(self.c_context(node, graph), self.columns)
+        return walk_features(ctx, self.columns)
 
 
 def walk_features(ctx: Mapping[str, Any], columns: int) -> dict[str, float]:

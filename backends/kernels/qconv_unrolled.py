@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pqc.backends.c_tables import digit_groups, requant_context, window_geometry
+from pqc.backends.c_tables import digit_groups, group_taps, requant_context, window_geometry
 from pqc.backends.kernels import KernelDef, register
 from pqc.intmath import naf_count
 
@@ -58,8 +58,7 @@ class QConvUnrolled(KernelDef):
         cin_g = graph.values[node.inputs[1]].shape[1]
         t, l, b, r = a["pads"]
         geo = window_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0)
-        taps = geo.pop("offsets")
-        return geo, (np.arange(cin_g)[:, None] * geo["plane"] + taps[None, :]).ravel()
+        return geo, group_taps(geo.pop("offsets"), geo["plane"], cin_g)
 
     def c_context(self, node, graph):
         """The padded geometry, and per channel its group's base offset and its digit code."""
@@ -73,7 +72,7 @@ class QConvUnrolled(KernelDef):
         return {**geo, **requant_context(node, graph), "cin_g": cin_g, "cout": cout, "group": a["group"],
                 "channels": channels}
 
-    def cost_features(self, node, graph) -> dict[str, float]:
+    def cost_features(self, node, graph, ctx) -> dict[str, float]:
         """`unrolled_features` of the layer (output pixels per channel as the row's outputs)."""
         y = graph.values[node.outputs[0]].shape
         return unrolled_features(graph.values[node.inputs[1]].data, y[2] * y[3])

@@ -21,6 +21,5 @@ class QGemmCompact(KernelDef):
         return {**packed_weights(w.data, signed_width(w.data)), **requant_context(node, graph),
                 "rows": rows, "m": len(node.attrs["shift"]), "k": k}
 
-    def cost_features(self, node, graph):
-        ctx = self.c_context(node, graph)
+    def cost_features(self, node, graph, ctx):
         return packed_walk_features(graph.values[node.inputs[1]].data, ctx["row_bytes"], ctx["rows"])

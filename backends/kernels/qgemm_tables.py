@@ -19,6 +19,5 @@ class QGemmTables(KernelDef):
         rows, k = graph.values[node.inputs[0]].shape
         return {**linear_tables(node, graph, np.arange(k)), "rows": rows, "m": len(node.attrs["shift"]), "k": k}
 
-    def cost_features(self, node, graph):
-        ctx = self.c_context(node, graph)
+    def cost_features(self, node, graph, ctx):
         return digit_walk_features(ctx, ctx["rows"])

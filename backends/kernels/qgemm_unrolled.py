@@ -23,6 +23,6 @@ class QGemmUnrolled(KernelDef):
         return {**requant_context(node, graph), "rows": rows, "m": len(w), "k": k,
                 "outputs": [digit_code(g, "x", 12) for g in digit_groups(w, np.arange(k))]}
 
-    def cost_features(self, node, graph) -> dict[str, float]:
+    def cost_features(self, node, graph, ctx) -> dict[str, float]:
         """`unrolled_features` with one row's outputs per sample (``rows`` samples)."""
         return unrolled_features(graph.values[node.inputs[1]].data, graph.values[node.inputs[0]].shape[0])

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from int_graph_builder import IntGraphBuilder
+from linear_chain import LAYER, linear_chain
 from pqc.backends.c_emitter import emit_c
 from pqc.backends.harness import verify
 from pqc.backends.cost_model import estimate
@@ -25,70 +25,15 @@ from pqc.errors import PqcError
 needs_cc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed (make sysdeps)")
 
 
-def _weights(rng: np.random.Generator, shape: tuple[int, ...], bits: int) -> np.ndarray:
-    """Random ``bits``-bit weights with zeros and both extremes."""
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    w = rng.integers(lo, hi + 1, size=shape)
-    w[rng.random(shape) < 0.25] = 0
-    w.reshape(-1)[:2] = (lo, hi)[: w.size]
-    return w.astype(np.int8)
-
-
-def _const_weights(b: IntGraphBuilder, w: np.ndarray, bits: int) -> str:
-    name = b.const("w", w)
-    b.graph.values[name].meta["bits"] = bits  # as lowering records it
-    return name
-
-
-def _shift(k: int, bits: int) -> tuple[int, int]:
-    """A requantization shift that keeps outputs of a K-input sum mostly inside int8."""
-    return max(0, bits + int(np.ceil(np.log2(k))) - 1), 0
-
-
-layer = st.fixed_dictionaries({
-    "cout_g": st.integers(1, 3), "groups": st.sampled_from(["one", "two", "depthwise"]),
-    "kh": st.integers(1, 3), "kw": st.integers(1, 3), "stride": st.sampled_from([1, 2]),
-    "dilation": st.sampled_from([1, 1, 2]), "pads": st.tuples(*[st.integers(0, 2)] * 4),
-    "bits": st.integers(2, 8), "relu": st.booleans(),
-})
-
-
 def _network(seed: int, cin: int, size: tuple[int, int], layers: list[dict], gemm_bits: int):
     """A chain of QConvs (then a QGemm) on compact kernels; None when a layer's window does not fit."""
-    rng = np.random.default_rng(seed)
-    b = IntGraphBuilder("compact")
-    x = b.input("x", (1, cin, *size))
-    for spec in layers:
-        c, h, w = b.graph.values[x].shape[1:]
-        group = {"one": 1, "two": 2 if c % 2 == 0 else 1, "depthwise": c}[spec["groups"]]
-        cout = group * spec["cout_g"]
-        kh, kw, d, s = spec["kh"], spec["kw"], spec["dilation"], spec["stride"]
-        t, l, bo, r = spec["pads"]
-        if h + t + bo < d * (kh - 1) + 1 or w + l + r < d * (kw - 1) + 1:
-            return None
-        wq = _weights(rng, (cout, c // group, kh, kw), spec["bits"])
-        bias = b.const("b", rng.integers(-500, 500, cout).astype(np.int32))
-        shift = _shift(wq[0].size, spec["bits"])[0]
-        lo, hi, dtype = (0, 255, "uint8") if spec["relu"] else (-128, 127, "int8")
-        x = b.op("QConv", [x, _const_weights(b, wq, spec["bits"]), bias], dtype=dtype, kernel_shape=(kh, kw),
-                 strides=(s, s), pads=(t, l, bo, r), dilations=(d, d), group=group,
-                 shift=tuple(int(v) for v in shift + rng.integers(-1, 2, cout)), lo=lo, hi=hi)
-    k = int(np.prod(b.graph.values[x].shape[1:]))
-    flat = b.op("QReshape", [x], dtype=b.graph.values[x].dtype, shape=(1, k), keep_batch=True)
-    gw = _const_weights(b, _weights(rng, (5, k), gemm_bits), gemm_bits)
-    fc = b.op("QGemm", [flat, gw, b.const("fb", rng.integers(-500, 500, 5).astype(np.int32))],
-              shift=(_shift(k, gemm_bits)[0],) * 5, lo=-128, hi=127)
-    graph = b.build(fc)
-    for node in graph.nodes:
-        if node.op in ("QConv", "QGemm"):
-            node.meta["kernel"] = f"{node.op.lower()}_compact"
-    return graph
+    return linear_chain(np.random.default_rng(seed), cin, size, layers, gemm_bits, variant="compact")
 
 
 @needs_cc
 @settings(max_examples=5, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.integers(0, 2**16), st.integers(1, 4), st.tuples(st.integers(3, 9), st.integers(3, 9)),
-       st.lists(layer, min_size=2, max_size=4), st.integers(2, 8))
+       st.lists(LAYER, min_size=2, max_size=4), st.integers(2, 8))
 def test_compact_kernels_are_bit_exact_with_the_simulator(tmp_path, seed, cin, size, layers, gemm_bits):
     graph = _network(seed, cin, size, layers, gemm_bits)
     assume(graph is not None)

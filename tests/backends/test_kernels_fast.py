@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from int_graph_builder import IntGraphBuilder
+from linear_chain import LAYER, linear_chain, random_qconv
 from pqc.backends.c_emitter import emit_c
 from pqc.backends.c_tables import ITEMSIZE, _bridged, digit_tables
 from pqc.backends.harness import verify
@@ -23,40 +24,10 @@ from pqc.backends.kernels import KERNELS
 
 needs_cc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed (make sysdeps)")
 
-layer = st.fixed_dictionaries({
-    "cout_g": st.integers(1, 3), "groups": st.sampled_from(["one", "two", "depthwise"]),
-    "kh": st.integers(1, 3), "kw": st.integers(1, 3), "stride": st.sampled_from([1, 2]),
-    "dilation": st.sampled_from([1, 1, 2]), "pads": st.tuples(*[st.integers(0, 2)] * 4),
-    "bits": st.integers(2, 8), "relu": st.booleans(),
-})
-
-
-def _conv(b: IntGraphBuilder, x: str, rng: np.random.Generator, spec: dict) -> str | None:
-    """A random QConv of ``spec`` on ``x``; None when its window does not fit the padded input."""
-    c, h, w = b.graph.values[x].shape[1:]
-    group = {"one": 1, "two": 2 if c % 2 == 0 else 1, "depthwise": c}[spec["groups"]]
-    cout = group * spec["cout_g"]
-    kh, kw, d, s, bits = spec["kh"], spec["kw"], spec["dilation"], spec["stride"], spec["bits"]
-    t, l, bo, r = spec["pads"]
-    if h + t + bo < d * (kh - 1) + 1 or w + l + r < d * (kw - 1) + 1:
-        return None
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    wq = rng.integers(lo, hi + 1, size=(cout, c // group, kh, kw))
-    wq[rng.random(wq.shape) < 0.25] = 0
-    wq.reshape(-1)[:2] = (lo, hi)[: wq.size]
-    wname = b.const("w", wq.astype(np.int8))
-    b.graph.values[wname].meta["bits"] = bits
-    shift = max(0, bits + int(np.ceil(np.log2(wq[0].size))) - 1)
-    ylo, yhi, dtype = (0, 255, "uint8") if spec["relu"] else (-128, 127, "int8")
-    return b.op("QConv", [x, wname, b.const("b", rng.integers(-500, 500, cout).astype(np.int32))], dtype=dtype,
-                kernel_shape=(kh, kw), strides=(s, s), pads=(t, l, bo, r), dilations=(d, d), group=group,
-                shift=tuple(int(v) for v in shift + rng.integers(-1, 2, cout)), lo=ylo, hi=yhi)
-
-
 @needs_cc
 @settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.integers(0, 2**16), st.integers(1, 4), st.tuples(st.integers(3, 11), st.integers(3, 13)),
-       st.lists(layer, min_size=1, max_size=3))
+       st.lists(LAYER, min_size=1, max_size=3))
 @example(7, 4, (9, 11), [  # int8 input, depthwise with a 2-column tail, then grouped, strided and dilated
     {"cout_g": 1, "groups": "depthwise", "kh": 3, "kw": 3, "stride": 1, "dilation": 1, "pads": (1, 0, 2, 1),
      "bits": 3, "relu": False},
@@ -64,14 +35,8 @@ def _conv(b: IntGraphBuilder, x: str, rng: np.random.Generator, spec: dict) -> s
      "bits": 8, "relu": True}])
 def test_fast_kernel_is_bit_exact_with_the_simulator(tmp_path, seed, cin, size, layers):
     rng = np.random.default_rng(seed)
-    b = IntGraphBuilder("fast")
-    x = b.input("x", (1, cin, *size))
-    for spec in layers:
-        x = _conv(b, x, rng, spec)
-        assume(x is not None)
-    graph = b.build(x)
-    for node in graph.nodes:
-        node.meta["kernel"] = "qconv_fast"
+    graph = linear_chain(rng, cin, size, layers, variant="fast")
+    assume(graph is not None)
     out = tmp_path / f"f{seed}"
     emit_c(graph, out)
     report = verify(graph, out, rng.integers(-128, 128, (3, cin, *size)).astype(np.int8))
@@ -85,7 +50,7 @@ def _one_conv(pads: tuple[int, int, int, int], c: int = 16, size: int = 28, stri
     x = b.input("x", (1, c, size, size), dtype="uint8")
     spec = {"cout_g": 8, "groups": "one", "kh": 3, "kw": 3, "stride": stride, "dilation": 1, "pads": pads,
             "bits": 4, "relu": True}
-    graph = b.build(_conv(b, x, rng, spec))
+    graph = b.build(random_qconv(b, x, rng, spec))
     return graph, graph.nodes[0]
 
 
@@ -124,14 +89,19 @@ def test_bridging_is_taken_only_when_it_is_smaller():
     assert far["deltas"].ctype == "uint8_t" and len(far["deltas"].values) == 40 + 2  # one bridge, both lists
 
 
+def _features(kernel: str, node, graph) -> dict[str, float]:
+    k = KERNELS[kernel]
+    return k.cost_features(node, graph, k.c_context(node, graph))
+
+
 def test_cost_features_count_the_walks():
     graph, node = _one_conv((1, 1, 1, 1), size=10)  # ow = 10: two 4-column walks and a 2-column tail
-    tables = KERNELS["qconv_tables"].cost_features(node, graph)
-    fast = KERNELS["qconv_fast"].cost_features(node, graph)
+    tables = _features("qconv_tables", node, graph)
+    fast = _features("qconv_fast", node, graph)
     deltas = len(KERNELS["qconv_tables"].c_context(node, graph)["deltas"].values)
     assert tables["delta_visits"] == fast["tap_loads"] == 10 * 10 * deltas
     assert fast["delta_visits"] == 10 * 3 * deltas and fast["walks"] == 8 * 10 * 3
     assert tables["outputs"] == fast["outputs"] == 8 * 10 * 10
     assert fast["band_elements"] == 10 * 16 * 3 * 10
-    compact = KERNELS["qconv_compact"].cost_features(node, graph)
+    compact = _features("qconv_compact", node, graph)
     assert compact["weight_visits"] == 8 * 10 * 10 * 16 * 9 and compact["magnitude_bits"] > 0

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from test_kernels_compact import _network, layer
+from linear_chain import LAYER, linear_chain
 from pqc.backends.c_emitter import emit_c
 from pqc.backends.c_tables import table_bytes
 from pqc.backends.harness import verify
@@ -23,22 +23,20 @@ from pqc.intmath import naf_count
 needs_cc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed (make sysdeps)")
 
 
-def _unrolled(graph):
-    for node in graph.nodes:
-        if node.op in ("QConv", "QGemm"):
-            node.meta["kernel"] = f"{node.op.lower()}_unrolled"
-    return graph
+def _network(seed: int, cin: int, size: tuple[int, int], layers: list[dict], gemm_bits: int):
+    """A chain of QConvs then a QGemm on the unrolled kernels; None when a layer's window does not fit."""
+    return linear_chain(np.random.default_rng(seed), cin, size, layers, gemm_bits, variant="unrolled")
 
 
 @needs_cc
 @settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.integers(0, 2**16), st.integers(1, 4), st.tuples(st.integers(3, 9), st.integers(3, 9)),
-       st.lists(layer, min_size=2, max_size=4), st.integers(2, 8))
+       st.lists(LAYER, min_size=2, max_size=4), st.integers(2, 8))
 def test_unrolled_kernels_are_bit_exact_with_the_simulator(tmp_path, seed, cin, size, layers, gemm_bits):
     graph = _network(seed, cin, size, layers, gemm_bits)
     assume(graph is not None)
     out = tmp_path / f"u{seed}"
-    emit_c(_unrolled(graph), out)
+    emit_c(graph, out)
     x = np.random.default_rng(seed).integers(-128, 128, (4, *graph.values[graph.inputs[0]].shape[1:])).astype(np.int8)
     report = verify(graph, out, x)
     assert report.ok, report
@@ -48,7 +46,7 @@ def test_unrolled_kernels_are_bit_exact_with_the_simulator(tmp_path, seed, cin, 
 def test_unrolled_kernels_hold_no_weight_table_and_count_their_digits():
     spec = {"cout_g": 2, "groups": "two", "kh": 3, "kw": 2, "stride": 2, "dilation": 2, "pads": (0, 1, 2, 0),
             "bits": 5, "relu": True}
-    graph = _unrolled(_network(7, 4, (9, 8), [spec, {**spec, "groups": "depthwise", "kh": 1, "kw": 1}], 3))
+    graph = _network(7, 4, (9, 8), [spec, {**spec, "groups": "depthwise", "kh": 1, "kw": 1}], 3)
     for node in graph.nodes:
         if node.op not in ("QConv", "QGemm"):
             continue
@@ -56,7 +54,7 @@ def test_unrolled_kernels_hold_no_weight_table_and_count_their_digits():
         ctx = kernel.c_context(node, graph)
         outputs = len(node.attrs["shift"])
         assert table_bytes(ctx) == 4 * outputs + outputs  # int32 bias, int8 shift: nothing else
-        f = kernel.cost_features(node, graph)
+        f = kernel.cost_features(node, graph, ctx)
         digits = int(naf_count(graph.values[node.inputs[1]].data).sum())
         y = graph.values[node.outputs[0]].shape
         repeats = y[2] * y[3] if node.op == "QConv" else y[0]
