@@ -129,14 +129,15 @@ def _place(sizes: dict[str, int], life: dict[str, tuple[int, int]], align: int) 
         for lo, hi in busy:
             if lo - cursor >= size and (best is None or lo - cursor < best[0]):
                 best = (lo - cursor, cursor)
-            cursor = max(cursor, _align(hi, align))
+            cursor = max(cursor, align_up(hi, align))
         offset = cursor if best is None else best[1]
         offsets[name] = offset
         placed.append((offset, size, name))
     return offsets
 
 
-def _align(n: int, align: int) -> int:
+def align_up(n: int, align: int) -> int:
+    """``n`` rounded up to a multiple of ``align``."""
     return -(-n // align) * align
 
 
@@ -144,7 +145,7 @@ def live_lower_bound(sizes: Mapping[str, int], life: Mapping[str, tuple[int, int
     """The largest sum of ``align``-rounded sizes of buffers live at one step: a bound every
     placement meets, since buffers live together are disjoint and start on aligned offsets."""
     steps = {s for a, b in life.values() for s in (a, b)}
-    return max((sum(_align(sizes[n], align) for n in sizes if life[n][0] <= s <= life[n][1]) for s in steps),
+    return max((sum(align_up(sizes[n], align) for n in sizes if life[n][0] <= s <= life[n][1]) for s in steps),
                default=0)
 
 
@@ -170,7 +171,7 @@ def plan_memory(
     sizes = {r: value_bytes(graph, r) for r in set(root.values()) if r not in external}
     sizes.update({scratch_name(n): b for n, b in scratch.items() if b > 0})
     offsets = _place(sizes, life, align)
-    arena = _align(max((offsets[n] + sizes[n] for n in sizes), default=0), align)
+    arena = align_up(max((offsets[n] + sizes[n] for n in sizes), default=0), align)
     buffers = {v: (offsets[r], sizes[r]) for v, r in root.items() if r in sizes}
     buffers.update({n: (offsets[n], sizes[n]) for n in sizes if n not in root})
     return MemoryPlan(arena, buffers, root, external, {n: life[n] for n in sizes}, align,

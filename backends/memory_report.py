@@ -23,7 +23,7 @@ from xml.sax.saxutils import escape
 
 from ..errors import PqcError
 from ..ir import Graph
-from .memory_plan import MemoryPlan, live_buffers, value_bytes
+from .memory_plan import MemoryPlan, align_up, live_buffers, value_bytes
 
 #: RAM the up-front budget check reserves for the stack; the firmware measures the real use
 STACK_ALLOWANCE = 1024
@@ -52,7 +52,7 @@ def step_memory(graph: Graph, plan: MemoryPlan) -> tuple[StepMemory, ...]:
     rows = []
     for step, node in enumerate(graph.nodes):
         live = live_buffers(plan, step)
-        rows.append(StepMemory(step, node.name, node.op, sum(_aligned(plan.buffers[b][1], plan.align) for b in live),
+        rows.append(StepMemory(step, node.name, node.op, sum(align_up(plan.buffers[b][1], plan.align) for b in live),
                                tuple((b, plan.buffers[b][1]) for b in live)))
     return tuple(rows)
 
@@ -60,10 +60,6 @@ def step_memory(graph: Graph, plan: MemoryPlan) -> tuple[StepMemory, ...]:
 def peak_step(steps: tuple[StepMemory, ...]) -> StepMemory | None:
     """The first step with the most live bytes (None for an empty schedule)."""
     return max(steps, key=lambda s: (s.live_bytes, -s.step), default=None)
-
-
-def _aligned(n: int, align: int) -> int:
-    return -(-n // align) * align
 
 
 def describe_step(step: StepMemory) -> str:

@@ -1,8 +1,9 @@
 """Kernel variants benchmark: each reference model under each ``--optimize`` goal, beside the int8 yardstick.
 
-For each model (ResNet-8, tiny MobileNetV2, VGG-style by default), W4A4 and W8A8 (lp quantizer)
+For each model (ResNet-8, tiny MobileNetV2, VGG-style by default), W4A4, W4A8 and W8A8 (lp quantizer)
 and ``size``, ``balanced``, ``speed`` and ``speed --flash-budget 256K``: table bytes per parameter, Cortex-M0
-flash of the model (text+data, the harness's Cortex-M0 build) and instructions per MAC of one
+flash of the model (text+data, the harness's Cortex-M0 build), its RAM as `pqc firmware` reports it
+on mps2-an385 (data + bss + stack high-water) and instructions per MAC of one
 inference on Cortex-M0 (mps2-an385) and RV32I (rv32-virt) under QEMU ``-icount`` (firmware
 outputs bit-exact with the simulator, or the run fails).
 In the same run, the same program written as plain int8 multiply-accumulate C
@@ -21,12 +22,12 @@ from pqc.summary import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("resnet8", "mobilenetv2", "vgg")  # examples/models/<name>.onnx
-BITS = {"W4A4": (4, 4), "W8A8": (8, 8)}
+BITS = {"W4A4": (4, 4), "W4A8": (4, 8), "W8A8": (8, 8)}
 #: (--optimize, --flash-budget) of each row
 GOALS = (("size", None), ("balanced", None), ("speed", None), ("speed", 256 << 10))
 BOARDS = ("mps2-an385", "rv32-virt")
 HEADER = ["model", "bits", "--optimize", "conv/gemm kernels", "table bytes", "bytes / param", "Cortex-M0 flash B",
-          "instr / MAC Cortex-M0", "instr / MAC RV32I", "pqc / int8: flash, Cortex-M0, RV32I"]
+          "Cortex-M0 RAM B", "instr / MAC Cortex-M0", "instr / MAC RV32I", "pqc / int8: flash, Cortex-M0, RV32I"]
 
 
 def figures(program: Any, folder: Path, macs: int, extra_libs: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def figures(program: Any, folder: Path, macs: int, extra_libs: tuple[str, ...] =
     runs = [run_firmware(program, folder, board, random_inputs(program, 1), folder / "fw" / board,
                          timeout_s=900, extra_libs=extra_libs) for board in BOARDS]
     return {"flash": m0["text"] + m0["data"], "per_mac": [r.instructions / macs for r in runs],
-            "weights": runs[0].weights_bytes}
+            "weights": runs[0].weights_bytes, "ram": runs[0].ram_bytes}
 
 
 def measure(model: str, bits: str, work: Path) -> list[list[str]]:
@@ -66,7 +67,7 @@ def measure(model: str, bits: str, work: Path) -> list[list[str]]:
 
     def cells(goal: str, kernels: str, table: int, fig: dict[str, Any]) -> list[str]:
         ratios = [fig["flash"] / yard["flash"], *(p / y for p, y in zip(fig["per_mac"], yard["per_mac"]))]
-        return [model, bits, goal, kernels, f"{table:,}", f"{table / totals['params']:.2f}", f"{fig['flash']:,}",
+        return [model, bits, goal, kernels, f"{table:,}", f"{table / totals['params']:.2f}", f"{fig['flash']:,}", f"{fig['ram']:,}",
                 *(f"{v:.1f}" for v in fig["per_mac"]), ", ".join(f"{r:.2f}" for r in ratios)]
     return [cells(*row) for row in rows]
 
