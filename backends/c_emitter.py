@@ -14,6 +14,9 @@ The contract between a kernel and this module (what adding a kernel needs):
   constant table: it is named ``<fn>_<key>``, declared in the weight section and counted in
   the weight bytes. ``scratch_bytes`` > 0 reserves a buffer live only during the node (its
   kernel's copy of input rows: a row band or a padded plane), passed as the kernel's last argument.
+  ``writes_over_input`` True says the kernel reads every input element it needs before it writes
+  an output element at or past it, so its output may share its first input's storage (the
+  planner does so when nothing reads that input later).
 * The template defines ``static void <fn>(const T *x0, ..., T *y[, T *scratch])``: one pointer
   per non-constant input in ``node.inputs`` order, then the output. It also sees ``node``,
   ``x`` and ``y`` (dtype, C type, shape, size, exponent of each) and ``digits`` (the op's
@@ -57,6 +60,7 @@ from .memory_plan import (
     storage_roots,
     value_bytes,
 )
+from .activation_layout import packed_bits, signed_fields
 from .c_tables import CTYPES, CArray, c_int, table_bytes
 from .memory_report import StepMemory, step_memory
 
@@ -181,7 +185,14 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def storage_ctype(value: Any) -> str:
+    """The C element type of a value's storage: bytes of fields when packed, else its own."""
+    return "uint8_t" if packed_bits(value) else CTYPES[value.dtype]
+
+
 def _io_value(graph: Graph, name: str) -> dict[str, Any]:
+    """A value as the templates and the manifest see it: ``ctype`` the C type of one element,
+    ``packed`` its field width when packed (0: not), ``ptype`` the element type of its storage."""
     v = graph.values[name]
     qmin, qmax = value_range(v)
     return {
@@ -189,6 +200,8 @@ def _io_value(graph: Graph, name: str) -> dict[str, Any]:
         "shape": list(v.shape),
         "dtype": v.dtype,
         "ctype": CTYPES[v.dtype],
+        "packed": packed_bits(v),
+        "ptype": storage_ctype(v),
         "size": v.size,
         "exp": int(v.meta.get("exp", 0)),
         "bits": int(v.meta["bits"]),
@@ -274,7 +287,8 @@ class _Emitter:
             ctx["fn"] = fn
             self.contexts[node.name] = ctx
         self.scratch = {n: int(c.get("scratch_bytes", 0)) for n, c in self.contexts.items()}
-        self.plan: MemoryPlan = plan_memory(graph, self.scratch)
+        overwrites = [n for n, c in self.contexts.items() if c.get("writes_over_input")]
+        self.plan: MemoryPlan = plan_memory(graph, self.scratch, overwrites=overwrites)
         check_plan(graph, self.plan, self.scratch)
         self.buffers = _arena_buffers(graph, self.plan)
         self.inputs, self.outputs = io_tensors(graph, prefix)
@@ -286,7 +300,7 @@ class _Emitter:
         A value computed in the caller's output array before an in-place op rewrites it there
         may have another C type of the same size than the output: it gets a cast.
         """
-        ctype = ctype or CTYPES[self.graph.values[name].dtype]
+        ctype = ctype or storage_ctype(self.graph.values[name])
         where = self.plan.external.get(name)
         if where is None:
             return self.buffers[name].macro
@@ -427,7 +441,8 @@ class _Emitter:
         g = self.graph
         layers = [
             {"node": n.name, "op": n.op, "value": n.outputs[0], "shape": list(g.values[n.outputs[0]].shape),
-             "dtype": g.values[n.outputs[0]].dtype}
+             "dtype": g.values[n.outputs[0]].dtype, "packed": packed_bits(g.values[n.outputs[0]]),
+             "packed_signed": signed_fields(g.values[n.outputs[0]])}
             for n in g.nodes
         ]
         data = {
@@ -492,7 +507,7 @@ def _arena_buffers(graph: Graph, plan: MemoryPlan) -> dict[str, ArenaBuffer]:
             what = f"scratch (input band or padded copy) of {node.name}"
         else:
             v = graph.values[name]
-            ctype, root = CTYPES[v.dtype], plan.roots.get(name, name)
+            ctype, root = storage_ctype(v), plan.roots.get(name, name)
             what = f"{name}, {v.dtype} {list(v.shape)}" + (f", shares {root}" if root != name else "")
         out[name] = ArenaBuffer(macro, ctype, offset, nbytes, _comment_safe(what))
     return out

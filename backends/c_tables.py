@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import InternalError, ModelError
 from ..intmath import naf
+from .activation_layout import packed_bits
 
 CTYPES = {"int8": "int8_t", "uint8": "uint8_t", "int32": "int32_t"}
 #: numpy's view of each C element type on the little-endian targets the C is built for
@@ -283,15 +284,23 @@ def band_geometry(x: Any, y: Any, attrs: dict[str, Any], pads: Sequence[int], fi
     unpadded input is read in place (``band`` False, planes of ``h x w``) unless ``always``.
     ``row_step`` is the window origin's step between output rows (0 in the band, which is
     refilled for every row), ``in_row_step`` the input's (``sh*w``); ``offsets`` are a window's
-    tap offsets within one plane.
+    tap offsets within one plane. A packed input (`pqc.backends.activation_layout`) always
+    comes through the band, whose gather unpacks it.
+
+    At stride 1 the band is a ring (``ring``: each later output row moves it down one input row
+    and reads only that row, see ``band_gather`` in ``_macros.c.j2``), so output row ``r`` is
+    written after the last read of input row ``r``: an output of the input's shape and element
+    size may then be written over the input (``writes_over_input``, which the arena planner
+    honours when nothing reads the input later; `pqc.backends.memory_plan.plan_memory`).
     """
     kh, kw = attrs["kernel_shape"]
     dh, dw = attrs.get("dilations", (1, 1))
     sh, sw = attrs["strides"]
     _, c, h, w = x.shape
     l, r, t, b = pads
-    band = bool(any(pads) or always)
+    band = bool(any(pads) or always or packed_bits(x))  # packed fields are read only by the gather
     rows, wp = (dh * (kh - 1) + 1, w + l + r) if band else (h, w)
+    ring = band and sh == 1 and y.shape[2] > 1
     return {
         "band": band, "c": c, "h": h, "w": w, "pad_t": t, "pad_l": l, "pad_r": r, "wp": wp,
         "band_rows": rows, "plane": rows * wp, "fill": fill,
@@ -299,17 +308,25 @@ def band_geometry(x: Any, y: Any, attrs: dict[str, Any], pads: Sequence[int], fi
         "row_step": 0 if band else sh * w, "in_row_step": sh * w, "col_step": sw,
         "offsets": _window_offsets(kh, kw, dh, dw, wp),
         "scratch_bytes": c * rows * wp * ITEMSIZE[CTYPES[x.dtype]] if band else 0,
+        "ring": ring, "packed_in": packed_bits(x), "packed_out": packed_bits(y),
+        "writes_over_input": ring and tuple(y.shape) == tuple(x.shape)
+        and ITEMSIZE[CTYPES[y.dtype]] == ITEMSIZE[CTYPES[x.dtype]],
     }
 
 
 def band_features(geo: Mapping[str, Any], cout: int) -> dict[str, float]:
     """The counts of a conv kernel's loops over `band_geometry` ``geo`` with ``cout`` output
     channels that its cost is about linear in, whatever its inner walk: output rows, channel
-    rows, outputs (each requantized once) and the elements the band gathers."""
-    oh, ow = geo["oh"], geo["ow"]
+    rows, outputs (each requantized once), the elements the band gathers (moved within a ring or
+    read from the input), and the packed fields read from the input (``packed_loads``: a ring
+    reads each input row once) and written (``packed_stores``)."""
+    oh, ow, c, rows, w = geo["oh"], geo["ow"], geo["c"], geo["band_rows"], geo["w"]
+    reads = c * w * (rows + oh - 1) if geo["ring"] else oh * c * rows * w
     return {
         "rows": float(oh),
         "channel_rows": float(cout * oh),
         "outputs": float(cout * oh * ow),
-        "band_elements": float(oh * geo["c"] * geo["band_rows"] * geo["w"] if geo["band"] else 0),
+        "band_elements": float(oh * c * rows * w if geo["band"] else 0),
+        "packed_loads": float(reads if geo["packed_in"] else 0),
+        "packed_stores": float(cout * oh * ow if geo["packed_out"] else 0),
     }

@@ -34,6 +34,7 @@ import numpy as np
 from .. import console
 from ..errors import DataError, PqcError, VerificationError
 from ..ir import Graph
+from .activation_layout import packed_nbytes, unpack
 from .c_emitter import emitted_constants, read_manifest
 from .simulator import Inputs, first_mismatch, simulate
 
@@ -230,9 +231,14 @@ def split_samples(raw: bytes, n: int, infos: list[dict[str, Any]]) -> dict[str, 
     rows = np.frombuffer(raw, np.uint8).reshape(n, -1)
     out, at = {}, 0
     for info in infos:
-        dt = dump_dtype(info["dtype"])
-        nbytes = int(np.prod(info["shape"])) * dt.itemsize
-        out[info["name"]] = rows[:, at:at + nbytes].copy().view(dt).reshape((n, *info["shape"][1:]))
+        dt, size, bits = dump_dtype(info["dtype"]), int(np.prod(info["shape"])), int(info.get("packed", 0))
+        if bits:  # packed sub-byte fields (`pqc.backends.activation_layout`)
+            nbytes = packed_nbytes(size, bits)
+            values = unpack(rows[:, at:at + nbytes], info["dtype"], size, bits, bool(info["packed_signed"]))
+        else:
+            nbytes = size * dt.itemsize
+            values = rows[:, at:at + nbytes].copy().view(dt)
+        out[info["name"]] = values.reshape((n, *info["shape"][1:]))
         at += nbytes
     return out
 

@@ -17,6 +17,9 @@ size" planner of TFLite Micro). The C emitter turns the plan into pointer consta
   output, so none takes arena space (``MemoryPlan.io`` says which array holds which value).
 * A node may ask for scratch: a buffer live only at that node's step, named
   ``"<node name>:scratch"``.
+* A node whose kernel may write its output over its first input (``overwrites``: a conv reading
+  its input through a ring band, `pqc.backends.c_tables.band_geometry`) is in place by the same
+  rule as an elementwise op, decided per node because it depends on the kernel and the shapes.
 * ``arena_lower_bound_bytes`` is the most bytes (each buffer rounded up to ``align``) live at
   one step under these same rules: no placement of this schedule does better, so the gap to
   ``arena_bytes`` is what the greedy placement loses to fragmentation and the rest is what a
@@ -25,12 +28,14 @@ size" planner of TFLite Micro). The C emitter turns the plan into pointer consta
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Collection, Mapping
 
 import numpy as np
 
 from pqc.intops import get_int_op
-from pqc.ir import Graph
+from pqc.ir import Graph, Node
+
+from .activation_layout import packed_bits, packed_nbytes
 
 INPUT, OUTPUT = "input", "output"
 
@@ -41,8 +46,10 @@ def scratch_name(node_name: str) -> str:
 
 
 def value_bytes(graph: Graph, name: str) -> int:
+    """Bytes of a value's storage: packed fields (`pqc.backends.activation_layout`) or elements."""
     v = graph.values[name]
-    return v.size * np.dtype(v.dtype).itemsize
+    bits = packed_bits(v)
+    return packed_nbytes(v.size, bits) if bits else v.size * np.dtype(v.dtype).itemsize
 
 
 def _last_reads(graph: Graph) -> dict[str, int]:
@@ -52,10 +59,11 @@ def _last_reads(graph: Graph) -> dict[str, int]:
     return last
 
 
-def storage_roots(graph: Graph, in_place: bool = True) -> dict[str, str]:
+def storage_roots(graph: Graph, in_place: bool = True, overwrites: Collection[str] = ()) -> dict[str, str]:
     """Map every activation to the value whose storage it uses: a reshape's input's, with
     ``in_place`` the storage of an input of an ``in_place`` op (`pqc.intops.IntOpDef`; not the graph input) of equal
-    byte size that nothing reads after that node, else its own."""
+    byte size and layout that nothing reads after that node (for the nodes in ``overwrites``: their first
+    input), else its own."""
     last = _last_reads(graph)
     root = {name: name for name in graph.inputs}
     members: dict[str, list[str]] = {name: [name] for name in graph.inputs}
@@ -64,11 +72,13 @@ def storage_roots(graph: Graph, in_place: bool = True) -> dict[str, str]:
             target = out
             if get_int_op(node.op).aliases_input:
                 target = root[node.inputs[0]]
-            elif in_place and get_int_op(node.op).in_place:
+            elif in_place and (get_int_op(node.op).in_place or node.name in overwrites):
+                candidates = node.inputs if get_int_op(node.op).in_place else node.inputs[:1]
                 target = next(
-                    (r for r in (root.get(i) for i in node.inputs)
+                    (r for r in (root.get(i) for i in candidates)
                      if r is not None and r not in graph.inputs
                      and value_bytes(graph, r) == value_bytes(graph, out)
+                     and packed_bits(graph.values[r]) == packed_bits(graph.values[out])
                      and all(last.get(m, -1) <= step for m in members[r])),
                     out,
                 )
@@ -98,6 +108,8 @@ class MemoryPlan:
     align: int = 4
     arena_lower_bound_bytes: int = 0
     io: dict[str, str] = field(default_factory=dict)
+    #: the nodes (of those allowed to, besides the in-place ops) that write over their first input
+    overwrites: frozenset[str] = frozenset()
 
 
 def _lifetimes(graph: Graph, root: dict[str, str], scratch: Mapping[str, int]) -> dict[str, tuple[int, int]]:
@@ -155,11 +167,14 @@ def plan_memory(
     *,
     io_external: bool = True,
     in_place: bool = True,
+    overwrites: Collection[str] = (),
     align: int = 4,
 ) -> MemoryPlan:
-    """Plan the arena of ``graph``; ``scratch`` maps node names to the scratch bytes they need."""
+    """Plan the arena of ``graph``; ``scratch`` maps node names to the scratch bytes they need,
+    ``overwrites`` names the nodes whose kernels may write their output over their first input."""
     scratch = dict(scratch or {})
-    root = storage_roots(graph, in_place)
+    overwrites = frozenset(overwrites) if in_place else frozenset()
+    root = storage_roots(graph, in_place, overwrites)
     external: dict[str, str] = {}
     io: dict[str, str] = {}
     if io_external:
@@ -175,7 +190,8 @@ def plan_memory(
     buffers = {v: (offsets[r], sizes[r]) for v, r in root.items() if r in sizes}
     buffers.update({n: (offsets[n], sizes[n]) for n in sizes if n not in root})
     return MemoryPlan(arena, buffers, root, external, {n: life[n] for n in sizes}, align,
-                      live_lower_bound(sizes, {n: life[n] for n in sizes}, align), io)
+                      live_lower_bound(sizes, {n: life[n] for n in sizes}, align), io,
+                      frozenset(n.name for n in graph.nodes if n.name in overwrites and root[n.outputs[0]] != n.outputs[0]))
 
 
 def check_plan(graph: Graph, plan: MemoryPlan, scratch: Mapping[str, int] | None = None) -> None:
@@ -200,7 +216,7 @@ def check_plan(graph: Graph, plan: MemoryPlan, scratch: Mapping[str, int] | None
     last = _last_reads(graph)
     for step, node in enumerate(graph.nodes):
         for out in node.outputs:
-            _check_sharing(graph, root, producer, last, step, node.name, node.op, node.inputs, out)
+            _check_sharing(graph, root, producer, last, step, node, out, node.name in plan.overwrites)
     readers: dict[str, set[int]] = {}
     for step, node in enumerate(graph.nodes):
         for name in node.inputs:
@@ -223,19 +239,20 @@ def check_plan(graph: Graph, plan: MemoryPlan, scratch: Mapping[str, int] | None
 
 
 def _check_sharing(graph: Graph, root: dict[str, str], producer: dict[str, int], last: dict[str, int], step: int,
-                   node: str, op: str, inputs: list[str], out: str) -> None:
+                   node: Node, out: str, overwrites: bool) -> None:
     r = root[out]
     if r == out:
         return
-    if get_int_op(op).aliases_input:
-        if r != root[inputs[0]]:
-            raise ValueError(f"reshape {node!r}: output {out!r} does not alias its input")
+    if get_int_op(node.op).aliases_input:
+        if r != root[node.inputs[0]]:
+            raise ValueError(f"reshape {node.name!r}: output {out!r} does not alias its input")
         return
-    if not get_int_op(op).in_place or r not in {root.get(i) for i in inputs} or r in graph.inputs:
-        raise ValueError(f"node {node!r} ({op}) cannot write {out!r} over the storage of {r!r}")
+    writable = node.inputs if get_int_op(node.op).in_place else node.inputs[:1] if overwrites else []
+    if r not in {root.get(i) for i in writable} or r in graph.inputs:
+        raise ValueError(f"node {node.name!r} ({node.op}) cannot write {out!r} over the storage of {r!r}")
     for v, vr in root.items():
         if vr == r and producer[v] < step and last.get(v, -1) > step:
-            raise ValueError(f"node {node!r} overwrites {v!r} in place, but step {last[v]} still reads it")
+            raise ValueError(f"node {node.name!r} overwrites {v!r} in place, but step {last[v]} still reads it")
 
 
 def live_buffers(plan: MemoryPlan, step: int) -> tuple[str, ...]:

@@ -3,8 +3,9 @@ its cost-feature coefficients, write ``backends/kernel_costs.json``.
 
 Each grid point is a small integer program (one QConv or QGemm layer shaped like the reference
 models' layers: 1x1, 3x3, depthwise 3x3, strides 1 and 2, 3..64 channels, 7..28 pixels, 2-,
-4- and 8-bit weights; or a generic op, alone or behind the ops that feed it). For every
-kernel of the point's op it is emitted, run once on Cortex-M0 (mps2-an385) and RV32I
+4- and 8-bit weights; or a generic op, alone or behind the ops that feed it; or a conv or a
+generic op between 4-bit activations packed two per byte, `pack_activations`). For every
+kernel of the point's op (set on every node of that op) it is emitted, run once on Cortex-M0 (mps2-an385) and RV32I
 (rv32-virt) under QEMU ``-icount`` (`pqc.backends.firmware.run_firmware`: instructions of one
 inference, outputs bit-exact with the simulator) and built for Cortex-M0 (``check_cortex_m0``:
 text+data). A trivial program's figures are the fixed part and are subtracted; the code bytes
@@ -35,6 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the integer graph builder of the test
 
 from int_graph_builder import IntGraphBuilder, avg_attrs  # noqa: E402
 from linear_chain import bit_weights, const_weights, sum_shift  # noqa: E402
+from pqc.backends.activation_layout import pack_activations  # noqa: E402
 from pqc.backends.c_emitter import emit_c  # noqa: E402
 from pqc.backends.cost_model import CORES, COSTS_PATH  # noqa: E402
 from pqc.backends.firmware import random_inputs, run_firmware  # noqa: E402
@@ -65,7 +67,7 @@ def _linear(b: IntGraphBuilder, op: str, x: str, w: np.ndarray, bits: int, **att
     name = const_weights(b, w, bits)
     shift = sum_shift(int(np.prod(w.shape[1:])), bits)
     bias = b.const("b", rng.integers(-500, 500, len(w)).astype(np.int32))
-    return b.op(op, [x, name, bias], shift=(shift,) * len(w), lo=-128, hi=127, **attrs)
+    return b.op(op, [x, name, bias], shift=(shift,) * len(w), **{"lo": -128, "hi": 127, **attrs})
 
 
 def conv_program(cin: int, size: int, cout: int, k: int, stride: int, depthwise: bool, bits: int) -> Graph:
@@ -127,14 +129,60 @@ def generic_programs() -> list[Graph]:
     return progs
 
 
+def _a4(b: IntGraphBuilder, name: str) -> str:
+    """Mark ``name`` (clamped to 0..15 by its op) a 4-bit unsigned activation."""
+    b.graph.values[name].meta.update(bits=4, signed=False)
+    return name
+
+
+def packed_programs(conv_shapes: list[tuple]) -> list[Graph]:
+    """Kernels on packed 4-bit activations: per conv shape, a 4-bit conv feeding the measured one
+    (both packed: fields stored, then loaded); then a packed add and a packed max pool, each
+    behind such a conv and before a global pool (the fields each reads and writes)."""
+    progs = []
+    for cin, size, cout, k, stride, depthwise in conv_shapes:
+        b = IntGraphBuilder(f"packed-conv{cin}x{size}-{cout}k{k}s{stride}{'dw' if depthwise else ''}")
+        x = b.input("x", (1, cin, size, size))
+        rng = np.random.default_rng(cin + size)
+        feed = _a4(b, _linear(b, "QConv", x, bit_weights(rng, (cin, cin, 3, 3), 4, extremes=False), 4,
+                              kernel_shape=(3, 3), strides=(1, 1), pads=(1, 1, 1, 1), dilations=(1, 1), group=1,
+                              hi=15, lo=0, dtype="uint8"))
+        group = cin if depthwise else 1
+        w = bit_weights(rng, (cout, cin // group, k, k), 4, extremes=False)
+        p = k // 2
+        progs.append(pack_activations(b.build(_linear(b, "QConv", feed, w, 4, kernel_shape=(k, k), strides=(stride, stride),
+                                                      pads=(p, p, p, p), dilations=(1, 1), group=group))))
+    for shape in ((1, 8, 14, 14), (1, 32, 7, 7)):
+        c, hw = shape[1], shape[2] * shape[3]
+        m, k = reciprocal(hw // 4, 255)
+        for name, body in (
+                ("add", lambda b, y: b.op("QAdd", [y, y], dtype="uint8", shift_a=1, shift_b=0, shift=1, lo=0, hi=15,
+                                          negate_b=False)),
+                ("maxpool", lambda b, y: b.op("QMaxPool", [y], dtype="uint8", kernel_shape=(2, 2), strides=(2, 2),
+                                              pads=(0, 0, 0, 0), dilations=(1, 1), ceil_mode=0))):
+            b = IntGraphBuilder(f"packed-{name}{'x'.join(map(str, shape))}")
+            x = b.input("x", shape)
+            w = bit_weights(np.random.default_rng(c), (c, c, 3, 3), 4, extremes=False)
+            y = _a4(b, _linear(b, "QConv", x, w, 4, kernel_shape=(3, 3), strides=(1, 1), pads=(1, 1, 1, 1),
+                               dilations=(1, 1), group=1, hi=15, lo=0, dtype="uint8"))
+            z = _a4(b, body(b, y))
+            if name == "add":
+                z = _a4(b, b.op("QMaxPool", [z], dtype="uint8", kernel_shape=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0),
+                                dilations=(1, 1), ceil_mode=0))
+            progs.append(pack_activations(b.build(b.op("QGlobalAvgPool", [z], m=m, k=k, shift_base=0, lo=-128,
+                                                       hi=127))))
+    return progs
+
+
 def grid(quick: bool) -> list[Graph]:
     conv, gemm, bits = (QUICK["conv"], QUICK["gemm"], QUICK["bits"]) if quick else (CONV_SHAPES, GEMM_SHAPES, BITS)
     return ([conv_program(*s, wb) for s in conv for wb in bits] + [gemm_program(*s, wb) for s in gemm for wb in bits]
-            + generic_programs())
+            + generic_programs() + packed_programs(conv))
 
 
 def variants(program: Graph) -> list[Graph]:
-    """``program`` once per kernel of its op with several (the last node's), else as it is."""
+    """``program`` once per kernel of its last node's op when that op has several (set on every
+    node of the op), else as it is."""
     node = program.nodes[-1]
     kernels = sorted(k.name for k in KERNELS.values() if k.op == node.op)
     if len(kernels) == 1:
@@ -142,7 +190,9 @@ def variants(program: Graph) -> list[Graph]:
     out = []
     for name in kernels:
         copy = program.copy()
-        copy.nodes[-1].meta["kernel"] = name
+        for n in copy.nodes:
+            if n.op == node.op:
+                n.meta["kernel"] = name
         copy.name = f"{program.name}-{name}"
         out.append(copy)
     return out

@@ -149,6 +149,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device, dump_ir=args.dump_ir, verify=not args.no_verify,
         verify_inputs=args.verify_inputs, eval_data=args.eval, force=args.force, optimize=args.optimize or CompileOptions.optimize,
         ram_budget=args.ram_budget, flash_budget=args.flash_budget,
+        activations=args.activations or CompileOptions.activations,
     )
     build = compile_model(model, args.output, options)
     _print_build_summary(build.report, build.out_dir)
@@ -161,7 +162,8 @@ def _quant_options(args: argparse.Namespace) -> "QuantizeOptions | RapqOptions":
     from pqc.passes.rapq import RapqOptions
 
     rapq = args.method in ("rapq", "uniform")
-    given = {k: getattr(args, k) for k in ("wbits", "abits", "weight_format", "first_last_bits") if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in ("wbits", "abits", "weight_format", "first_last_bits", "first_output_bits")
+             if getattr(args, k) is not None}
     if args.layer_bits:
         given["layer_bits"] = _layer_bits(args.layer_bits)
     rapq_only = {k: getattr(args, k) for k in RAPQ_FLAGS if getattr(args, k) is not None}
@@ -291,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"int: integers times a power-of-two scale; pot: every weight 0 or +-2^k (default {BitWidths.weight_format})")
     p.add_argument("--first-last-bits", type=int,
                    help=f"bits of the first and last layers (default {BitWidths.first_last_bits})")
+    p.add_argument("--first-output-bits", type=int,
+                   help="bits of the first layer's output activation alone, 4..8 (default: --first-last-bits); "
+                        "4 with --abits 4 lets that activation, often the largest, pack two per byte")
     p.add_argument("--layer-bits", action="append", default=[], metavar="LAYER=BITS",
                    help="weight bits of one layer, 2..8, overriding --wbits/--first-last-bits (repeatable)")
     p.add_argument("--pipeline", help="custom pass pipeline spec, e.g. 'canonicalize,quantize(wbits=4),lower'")
@@ -305,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"RAM the build may need, e.g. 16K: arena + input/output buffers + a {STACK_ALLOWANCE}-byte "
                         "stack allowance; a model that needs more is refused (exit 2) naming the layer where the most "
                         "bytes are live")
+    p.add_argument("--activations", choices=["auto", "packed", "bytes"],
+                   help="arena layout: packed stores activations of at most 4 (2) bits that live in the arena two "
+                        "(four) per byte, where every kernel touching them reads that layout; bytes one per byte (a "
+                        "few percent fewer instructions); auto (the default): bytes when it fits --ram-budget, "
+                        "else the layout of the smaller arena")
     p.add_argument("--prefix", type=arg_types.c_prefix, default="model", help="C identifier prefix: <prefix>_run, <prefix>.h (default model)")
     p.add_argument("--seed", type=arg_types.seed, default=0, help="seed for every randomized step (default 0)")
     p.add_argument("--device", type=arg_types.torch_device, default="cpu", help="torch device for calibration and reconstruction (default cpu)")

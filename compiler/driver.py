@@ -90,7 +90,12 @@ class CompileOptions:
     a program that needs more is refused before anything is written; ``optimize``: the per-layer kernel
     choice, ``size``, ``balanced`` or ``speed`` (`pqc.backends.kernel_select`, whose
     ``DEFAULT_OPTIMIZE`` is the default); ``flash_budget``: bytes the Conv/Gemm layers' tables and
-    code may take (estimated by the calibrated cost model); refused when no kernel choice fits.
+    code may take (estimated by the calibrated cost model); refused when no kernel choice fits;
+    ``activations``: the arena layout, ``packed`` (activations of at most 4 bits two per byte,
+    `pqc.backends.activation_layout`: the same integers in about half the RAM at A4, a few
+    percent more instructions), ``bytes``, or ``auto``: the faster ``bytes`` when it fits
+    ``ram_budget``, else (and without a budget) the layout of the smaller arena (``bytes`` on a
+    tie).
     """
 
     target: str = "shift-accel"
@@ -111,6 +116,11 @@ class CompileOptions:
     optimize: str = DEFAULT_OPTIMIZE
     ram_budget: int | None = None
     flash_budget: int | None = None
+    activations: str = "auto"
+
+
+#: the arena layouts of ``CompileOptions.activations``
+ACTIVATION_LAYOUTS = ("auto", "packed", "bytes")
 
 
 class StageClock:
@@ -139,10 +149,12 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
     own (``adaprune``, ``rapq``) add it under their name.
     """
     from .frontend import load_onnx
-    from pqc.backends.kernel_select import check_optimize, select_kernels
+    from pqc.backends.kernel_select import check_optimize
     from pqc.backends.memory_report import check_ram_budget
 
     opts = replace(options or CompileOptions(), **overrides)
+    if opts.activations not in ACTIVATION_LAYOUTS:
+        raise PqcError(f"unknown activation layout {opts.activations!r}; known: {', '.join(ACTIVATION_LAYOUTS)}")
     target = get_target(opts.target)
     check_optimize(opts.optimize)
     pipe = plan_pipeline(opts, target)  # checked before any (possibly long) work
@@ -163,7 +175,7 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
         ctx = PassContext(calib=calib_x, seed=opts.seed, device=opts.device)
         console.info(f"compiling {graph.name} for {target.name}: {pipe}")
         annotated, program = run_pipeline(pipe, graph, ctx)
-        program = clock.time("select kernels", lambda: select_kernels(program, opts.optimize, opts.flash_budget))
+        program = clock.time("lay out and select kernels", lambda: lay_out(program, opts))
         ram = (clock.time("check RAM", lambda: check_ram_budget(program, opts.ram_budget))
                if opts.ram_budget is not None else None)
         for t in ctx.timings:
@@ -192,6 +204,28 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
         (out / TIMINGS).write_text(json.dumps({"stages": clock.records}, indent=1) + "\n")
     build.out_dir = Path(out_dir)
     return build
+
+
+def lay_out(program: Graph, opts: CompileOptions) -> Graph:
+    """The program with its arena layout (``opts.activations``) and kernels (``opts.optimize``)
+    chosen; the layout comes first, since the kernels' tables and costs depend on it."""
+    from pqc.backends.activation_layout import pack_activations
+    from pqc.backends.kernel_select import select_kernels
+    from pqc.backends.c_emitter import planned_memory
+    from pqc.backends.memory_report import ram_needed
+
+    def selected(g: Graph) -> Graph:
+        return select_kernels(g, opts.optimize, opts.flash_budget)
+
+    if opts.activations == "bytes":
+        return selected(program)
+    if opts.activations == "packed":
+        return selected(pack_activations(program))
+    plain = selected(program)
+    if opts.ram_budget is not None and ram_needed(plain, opts.ram_budget).fits:
+        return plain
+    packed = selected(pack_activations(program))
+    return packed if planned_memory(packed).arena_bytes < planned_memory(plain).arena_bytes else plain
 
 
 def plan_pipeline(opts: CompileOptions, target: Target) -> Pipeline:
@@ -255,6 +289,7 @@ def base_report(build: Build, target: str, pipeline: str, seed: int, memory: Any
     """The report before verification: every layer's cost (asked of its integer op), its
     tables as emitted (from the emitter's memory report), its number formats (from the program)
     and measured error, and the totals."""
+    from pqc.backends.activation_layout import packed_bits
     from pqc.backends.memory_report import peak_step
     from pqc.intops import get_int_op
 
@@ -267,6 +302,7 @@ def base_report(build: Build, target: str, pipeline: str, seed: int, memory: Any
         layer: dict[str, Any] = {
             "name": node.name, "op": node.op, "float_op": node.meta.get("float_op"),
             "shape": list(out.shape), "abits": out.meta.get("bits"), "exp": out.meta.get("exp"),
+            "packed_bits": packed_bits(out),
             **get_int_op(node.op).cost(node, program), "weight_bytes": emitted[node.name].weight_bytes,
             "kernel": emitted[node.name].kernel,
         }
@@ -285,7 +321,8 @@ def base_report(build: Build, target: str, pipeline: str, seed: int, memory: Any
         for k in totals:
             totals[k] += layer[k]
     totals.update(weight_bytes=int(memory.weight_bytes), arena_bytes=int(memory.arena_bytes),
-                  arena_lower_bound_bytes=int(memory.arena_lower_bound_bytes), flash_bytes=None)
+                  arena_lower_bound_bytes=int(memory.arena_lower_bound_bytes), flash_bytes=None,
+                  packed_activations=sum(1 for name in program.activations() if packed_bits(program.values[name])))
     peak = peak_step(memory.steps)
     totals.update(ram_peak_step=None if peak is None else peak.step, ram_peak_layer=None if peak is None else peak.node)
     inputs = [{"name": i, "shape": list(program.values[i].shape), "dtype": program.values[i].dtype,

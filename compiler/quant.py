@@ -38,7 +38,9 @@ class BitWidths:
     and output and the last layer's weights and input (2..8; None: no exception); ``layer_bits``:
     weight bits by layer name (2..8), overriding ``wbits`` and ``first_last_bits`` for those
     layers (fewer bits give a layer coarser weight exponents, hence a smaller integer bias and
-    accumulator: the fix range analysis suggests for one layer).
+    accumulator: the fix range analysis suggests for one layer); ``first_output_bits``: the first
+    layer's output activation alone (4..8; None: ``first_last_bits``), e.g. 4 so that a W4A4
+    model keeps 8-bit first-layer weights while its largest activation packs two per byte.
     """
 
     wbits: int = 8
@@ -46,6 +48,7 @@ class BitWidths:
     weight_format: str = "int"
     first_last_bits: int | None = 8
     layer_bits: Mapping[str, int] | None = None
+    first_output_bits: int | None = None
 
     def check(self, who: str) -> None:
         """Raise `PqcError` (prefixed with the quantizer's name ``who``) for a value out of range."""
@@ -54,6 +57,8 @@ class BitWidths:
         limits = [("wbits", self.wbits, 2, 8), ("abits", self.abits, 4, 8)]
         if self.first_last_bits is not None:
             limits.append(("first_last_bits", self.first_last_bits, 2, 8))
+        if self.first_output_bits is not None:
+            limits.append(("first_output_bits", self.first_output_bits, 4, 8))
         if self.layer_bits is not None and not isinstance(self.layer_bits, Mapping):
             raise PqcError(f"{who}: layer_bits must map layer names to bits, got {self.layer_bits!r}")
         limits += [(f"layer_bits[{name!r}]", bits, 2, 8) for name, bits in (self.layer_bits or {}).items()]

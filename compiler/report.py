@@ -105,7 +105,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"(most bytes live at once: {t['arena_lower_bound_bytes']:,}"
         + (f", at step {t['ram_peak_step']}, layer `{t['ram_peak_layer']}`" if t.get("ram_peak_layer") is not None
            else "")
-        + "; per step below, lifetimes in [memory.svg](memory.svg))",
+        + "; per step below, lifetimes in [memory.svg](memory.svg)); "
+        + (f"{t['packed_activations']} activations packed two or four per byte" if t.get("packed_activations")
+           else "one activation per byte"),
         f"- per inference: {t['adds']:,} adds and {t['shifts']:,} shifts in the emitted kernels; ideal add count "
         f"(nonzero weight digits x output positions) {t.get('ideal_adds', 0):,}",
         f"- nonzero digits of the constant multipliers (weights, scales, reciprocals): {t['digits']:,}",

@@ -30,9 +30,9 @@ class Target:
 
 
 def _layer_bits(quant: Any) -> tuple[str, ...]:
-    """``("layer_bits",)`` when the options override some layer's bits: spelled out only then,
-    so pipelines without overrides read as before."""
-    return ("layer_bits",) if getattr(quant, "layer_bits", None) else ()
+    """``layer_bits`` and ``first_output_bits`` where the options override some layer's bits:
+    spelled out only then, so pipelines without overrides read as before."""
+    return tuple(f for f in ("layer_bits", "first_output_bits") if getattr(quant, f, None))
 
 
 def _shift_accel_pipeline(quant: Any) -> list[PassStep]:

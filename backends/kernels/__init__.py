@@ -34,6 +34,9 @@ class KernelDef:
     variant: str = ""
     #: the kernel an op's nodes get when no selection pass chose one (exactly one per op)
     default: bool = True
+    #: the template reads and writes each activation in its layout, packed sub-byte fields
+    #: included (`pqc.backends.activation_layout`: the ``packed``/``ptype`` of ``x`` and ``y``)
+    packed_io: bool = False
 
     @property
     def template(self) -> str:
@@ -48,11 +51,18 @@ class KernelDef:
         calibrated cost model (`pqc.backends.cost_model`; names are the kernel's own, the
         coefficients come from ``benchmarks/calibrate_kernels.py``). ``ctx`` is the kernel's
         ``c_context(node, graph)``, which the caller has already built. The default suits an
-        elementwise loop: one call, its output elements and its activation input elements."""
+        elementwise loop: one call, its output elements and its activation input elements, and
+        of those the ones read or written as packed fields (`pqc.backends.activation_layout`)."""
+        from pqc.backends.activation_layout import packed_bits
+
+        outputs = [graph.values[v] for v in node.outputs]
+        inputs = [graph.values[v] for v in node.inputs if v and not graph.values[v].is_const]
         return {
             "calls": 1.0,
-            "outputs": float(sum(graph.values[v].size for v in node.outputs)),
-            "inputs": float(sum(graph.values[v].size for v in node.inputs if not graph.values[v].is_const)),
+            "outputs": float(sum(v.size for v in outputs)),
+            "inputs": float(sum(v.size for v in inputs)),
+            "packed_outputs": float(sum(v.size for v in outputs if packed_bits(v))),
+            "packed_inputs": float(sum(v.size for v in inputs if packed_bits(v))),
         }
 
 

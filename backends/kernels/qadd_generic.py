@@ -10,6 +10,7 @@ class QAddGeneric(KernelDef):
     name = "qadd_generic"
     op = "QAdd"
     variant = "generic"
+    packed_io = True
 
     def c_context(self, node, graph):
         """The attributes, with the three shifts checked against the C's range."""

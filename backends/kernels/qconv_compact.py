@@ -38,6 +38,7 @@ class QConvCompact(KernelDef):
     op = "QConv"
     variant = "compact"
     default = False
+    packed_io = True
 
     def c_context(self, node, graph):
         """The band geometry of the tables kernel, the packed weights and the steps

@@ -19,6 +19,7 @@ class QConvFast(QConvTables):
     name = "qconv_fast"
     variant = "fast"
     default = False
+    packed_io = True
     #: output columns per table walk: 4 fits Thumb-1's 8 low registers (delta and tap
     #: pointers, counter, 4 sums, a loaded byte) and measured fastest on Cortex-M0 and RV32I
     columns = 4

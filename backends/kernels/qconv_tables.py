@@ -23,6 +23,7 @@ class QConvTables(KernelDef):
     name = "qconv_tables"
     op = "QConv"
     variant = "tables"
+    packed_io = True
     #: read an unpadded input through the band too (the fast variant's choice)
     always_band = False
     #: output columns per table walk

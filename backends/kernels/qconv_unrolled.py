@@ -1,8 +1,10 @@
 """`qconv_unrolled`: QConv as straight-line code, each channel's weight digits baked into the C.
 
-Per output channel one loop over the output pixels whose body adds, per NAF digit position
-``k``, the window inputs at constant offsets (``s = w[o1] + w[o2] - w[o3] ...; acc += s << k``):
-one load and one add per digit, no weight table (only the bias and shift tables). The code
+Per output row (the input rows it reads gathered into the band of `qconv_tables`, so a conv of
+its input's shape may write over its input) and channel one loop over the output columns whose
+body adds, per NAF digit position ``k``, the window inputs at constant offsets (``s = w[o1] +
+w[o2] - w[o3] ...; acc += s << k``): one load and one add per digit, no weight table (only the
+bias and shift tables). The code
 grows by about one load and one add per digit (6-8 bytes on Cortex-M0 and RV32I), so the
 variant suits small layers or a generous flash budget.
 """
@@ -12,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pqc.backends.c_tables import digit_groups, group_taps, requant_context, window_geometry
+from pqc.backends.c_tables import band_features, band_geometry, digit_groups, group_taps, requant_context
 from pqc.backends.kernels import KernelDef, register
 from pqc.intmath import naf_count
 
@@ -50,18 +52,19 @@ class QConvUnrolled(KernelDef):
     op = "QConv"
     variant = "unrolled"
     default = False
+    packed_io = True
 
     def _geometry(self, node, graph) -> tuple[dict[str, Any], np.ndarray]:
-        """The tables kernel's padded-input geometry and the offsets of one group's
-        ``Cin/group x kh x kw`` taps from a window's origin."""
+        """The tables kernel's band geometry and the offsets of one group's ``Cin/group x kh x
+        kw`` taps from a window's origin."""
         a = node.attrs
         cin_g = graph.values[node.inputs[1]].shape[1]
         t, l, b, r = a["pads"]
-        geo = window_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0)
+        geo = band_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0)
         return geo, group_taps(geo.pop("offsets"), geo["plane"], cin_g)
 
     def c_context(self, node, graph):
-        """The padded geometry, and per channel its group's base offset and its digit code."""
+        """The band geometry, and per channel its group's base offset and its digit code."""
         a = node.attrs
         w = graph.values[node.inputs[1]].data
         cout, cin_g = w.shape[:2]
@@ -73,6 +76,9 @@ class QConvUnrolled(KernelDef):
                 "channels": channels}
 
     def cost_features(self, node, graph, ctx) -> dict[str, float]:
-        """`unrolled_features` of the layer (output pixels per channel as the row's outputs)."""
+        """`unrolled_features` of the layer (output pixels per channel as the row's outputs) and
+        the band's `band_features` (its gather, and the per-row channel code entries)."""
         y = graph.values[node.outputs[0]].shape
-        return unrolled_features(graph.values[node.inputs[1]].data, y[2] * y[3])
+        band = band_features(ctx, ctx["cout"])
+        return {**unrolled_features(graph.values[node.inputs[1]].data, y[2] * y[3]),
+                **{k: band[k] for k in ("band_elements", "channel_rows", "packed_loads", "packed_stores")}}

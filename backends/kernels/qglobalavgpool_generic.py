@@ -10,6 +10,7 @@ class QGlobalAvgPoolGeneric(KernelDef):
     name = "qglobalavgpool_generic"
     op = "QGlobalAvgPool"
     variant = "generic"
+    packed_io = True
 
     def c_context(self, node, graph):
         """The multiplier's NAF record and the total rounding shift ``k + shift_base``."""

@@ -11,6 +11,7 @@ class QMaxPoolGeneric(KernelDef):
     name = "qmaxpool_generic"
     op = "QMaxPool"
     variant = "generic"
+    packed_io = True
 
     def c_context(self, node, graph):
         """Input planes padded with the dtype's minimum (so padding never wins) and the window's

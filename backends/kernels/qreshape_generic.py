@@ -9,3 +9,4 @@ class QReshapeGeneric(KernelDef):
     name = "qreshape_generic"
     op = "QReshape"
     variant = "generic"
+    packed_io = True

@@ -21,7 +21,8 @@ Bits and signs:
 
 * The *first layer* is the first Conv/Gemm in topological order, the *last layer* the last one.
   The first layer's weights and output, and the last layer's weights and input activation, use
-  ``first_last_bits`` (None: no exception, ``wbits``/``abits`` as everywhere else).
+  ``first_last_bits`` (None: no exception, ``wbits``/``abits`` as everywhere else); the first
+  layer's output ``first_output_bits`` instead where given.
 * The graph inputs are 8-bit signed, and so is anything computed from them before any layer
   (input preprocessing such as a normalizing Add/Mul feeds the first layer at 8 bits).
 * The last layer's output, when it (or a pure reshape of it) is a graph output, is the 32-bit
@@ -104,7 +105,9 @@ def quantize(graph: Graph, calib: CalibData | None, options: QuantizeOptions | N
 
     groups = sharing_groups(g)
     unsigned = _unsigned_values(g)
-    bits_of = _activation_bits(g, groups, first, last, abits, abits if first_last_bits is None else first_last_bits)
+    edge_abits = abits if first_last_bits is None else first_last_bits
+    bits_of = _activation_bits(g, groups, first, last, abits, edge_abits,
+                               edge_abits if opts.first_output_bits is None else opts.first_output_bits)
     graph_outputs = {groups[o] for o in g.outputs if o in groups}
     accumulator = groups[last.outputs[0]] if groups[last.outputs[0]] in graph_outputs else None
 
@@ -169,12 +172,14 @@ def _is_float(g: Graph, name: str) -> bool:
 
 
 def _activation_bits(
-    g: Graph, groups: dict[str, str], first: Node, last: Node, abits: int, edge_abits: int
+    g: Graph, groups: dict[str, str], first: Node, last: Node, abits: int, edge_abits: int, first_out_bits: int
 ) -> dict[str, int]:
-    """Bits of each sharing group (by root): ``abits``; ``edge_abits`` at the first layer's output
-    and the last layer's input and output; 8 for the inputs and their preprocessing."""
+    """Bits of each sharing group (by root): ``abits``; ``first_out_bits`` at the first layer's
+    output, ``edge_abits`` at the last layer's input and output; 8 for the inputs and their
+    preprocessing."""
     bits_of = {root: abits for root in groups.values()}
-    for edge in (first.outputs[0], last.inputs[0], last.outputs[0]):
+    bits_of[groups[first.outputs[0]]] = first_out_bits
+    for edge in (last.inputs[0], last.outputs[0]):
         bits_of[groups[edge]] = edge_abits
     for name in _before_layers(g) & groups.keys():  # last: the int8 input contract wins
         bits_of[groups[name]] = INPUT_BITS

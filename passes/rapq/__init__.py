@@ -126,7 +126,7 @@ def train(graph: Graph, calib: CalibData | None, options: RapqOptions | None = N
                          f"(it has inputs {graph.inputs}, dynamic batch {graph.dynamic_batch})")
     x = check_calibration_data(graph, calib)[graph.inputs[0]][:calib_size]
     base = quantize(graph, x, method="lp", wbits=opts.wbits, abits=opts.abits, first_last_bits=opts.first_last_bits,
-                    layer_bits=opts.layer_bits, seed=seed, device=device)
+                    layer_bits=opts.layer_bits, first_output_bits=opts.first_output_bits, seed=seed, device=device)
     units = find_units(base)
     if lam is None:
         depthwise = any(n.op == "Conv" and n.attrs.get("group", 1) > 1 for n in base.nodes)

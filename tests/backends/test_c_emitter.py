@@ -392,7 +392,7 @@ def test_arena_buffer_names_are_c_identifiers_and_unique(tmp_path: Path) -> None
     b = IntGraphBuilder()
     x = b.input("x", (1, 2, 4, 4))
     y = conv(b, x, np.random.default_rng(11), 2, shift=7)
-    z = conv(b, y, np.random.default_rng(12), 2, shift=7)
+    z = conv(b, y, np.random.default_rng(12), 3, shift=7)  # not of y's shape: its own buffer
     graph = b.build(conv(b, z, np.random.default_rng(13), 2, shift=7))
     for old, new in ((y, "conv 1/out"), (z, "conv_1/out")):  # both sanitize to conv_1_out
         graph.values[new] = graph.values.pop(old)

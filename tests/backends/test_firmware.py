@@ -172,3 +172,18 @@ def test_resnet8_w4a4_runs_bit_exact_on_both_cores(tmp_path: Path) -> None:
     for board in ("mps2-an385", "rv32-virt"):
         figures = run_firmware(build.program, build.out_dir, board, x, tmp_path / board)
         assert figures.samples == 2 and figures.arena_bytes > 16 << 10
+
+
+@pytest.mark.slow
+@needs("microbit")
+def test_resnet8_w4a4_runs_bit_exact_on_the_microbit_in_16_kib(tmp_path: Path) -> None:
+    """Issue 11's goal: the reference ResNet-8 at W4A4 (its first layer's output at 4 bits too)
+    in the micro:bit's 16 KiB, arena, input/output and the measured stack together."""
+    calib = np.random.default_rng(0).normal(size=(32, 1, 28, 28)).astype(np.float32)
+    build = compile_model(MODELS / "resnet8.onnx", tmp_path / "b", calib=calib, verify=False, ram_budget=16 << 10,
+                          quant=QuantizeOptions(wbits=4, abits=4, first_output_bits=4))
+    assert build.report["totals"]["packed_activations"] > 0  # auto: bytes do not fit 16 KiB
+    x = np.concatenate([random_inputs(build.program, 1), np.zeros((1, 1, 28, 28), np.int8)])
+    figures = run_firmware(build.program, build.out_dir, "microbit", x, tmp_path / "fw")
+    assert figures.samples == 2 and figures.ram_bytes <= BOARDS["microbit"].ram_bytes == 16 << 10
+    assert figures.flash_bytes <= 256 << 10

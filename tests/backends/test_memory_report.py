@@ -187,6 +187,49 @@ def test_random_cnns_run_bit_exact_on_a_poisoned_arena(graph: Graph) -> None:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
+def same_shape_chain(kernel: str, k: int, dilation: int, pads: tuple[int, int, int, int], group: int) -> Graph:
+    """x -> conv -> conv of the same shape (kernel ``kernel``; its input dies there) -> conv."""
+    rng = np.random.default_rng(k + dilation + sum(pads) + group)
+    b = IntGraphBuilder("same_shape")
+    first = conv(b, b.input("x", (1, 2, 7, 6)), rng, 4)
+    mid = conv(b, first, rng, 4, k=k, pads=pads, dilation=dilation, group=group, shift=8)
+    b.graph.nodes[-1].meta["kernel"] = kernel
+    return b.build(conv(b, mid, rng, 3))
+
+
+@needs_cc
+@pytest.mark.parametrize("kernel", ["qconv_tables", "qconv_fast", "qconv_compact", "qconv_unrolled"])
+@pytest.mark.parametrize("k, dilation, pads, group", [
+    (3, 1, (1, 1, 1, 1), 1), (3, 1, (2, 1, 0, 1), 4), (3, 1, (0, 0, 2, 2), 1), (3, 2, (2, 2, 2, 2), 2),
+    (5, 1, (1, 2, 3, 2), 1)])
+def test_a_conv_of_its_inputs_shape_writes_over_its_input_through_the_ring_band(kernel, k, dilation, pads, group):
+    graph = same_shape_chain(kernel, k, dilation, pads, group)
+    first, mid = graph.nodes[0].outputs[0], graph.nodes[1].outputs[0]
+    plan = planned_memory(graph)
+    assert plan.roots[mid] == first and graph.nodes[1].name in plan.overwrites
+    x = random_int_inputs(graph, n=3)
+    with tempfile.TemporaryDirectory(prefix="pqc_ring_") as tmp:
+        emit_c(graph, tmp)
+        assert "_band_next(" in (Path(tmp) / "model.c").read_text()
+        got = run_c(build(tmp, poison=True), x, dump_layers=True).layers
+    want = simulate(graph, x, capture=True)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_a_conv_whose_input_is_read_later_or_strided_keeps_its_own_buffer() -> None:
+    rng = np.random.default_rng(3)
+    b = IntGraphBuilder("kept")
+    first = conv(b, b.input("x", (1, 2, 6, 6)), rng, 3)
+    mid = conv(b, first, rng, 3)  # same shape, but the add below still reads `first`
+    strided = conv(b, mid, rng, 3, stride=2)
+    graph = b.build(b.op("QAdd", [first, conv(b, mid, rng, 3)], shift_a=0, shift_b=0, shift=1, lo=-128, hi=127,
+                         negate_b=False))
+    plan = planned_memory(graph)
+    assert plan.roots[mid] == mid and graph.nodes[1].name not in plan.overwrites
+    assert plan.roots[strided] == strided
+
+
 # ----------------------------------------------------------------------------- the CLI
 @pytest.fixture(autouse=True)
 def _keep_verbosity():
