@@ -22,6 +22,8 @@ from pqc.intmath import value_range
 from pqc.intops import get_int_op
 from pqc.ir import Graph, Value
 
+from .streaming import streamed_values
+
 #: meta key of a value's field width in bits (absent: one value per byte or word)
 PACKED_BITS = "packed_bits"
 #: the field widths a value may be packed at, narrowest first
@@ -58,7 +60,8 @@ def field_width(value: Value) -> int:
 
 def pack_activations(graph: Graph) -> Graph:
     """A copy of the integer program with `PACKED_BITS` set on every value that can be packed
-    and gains from it: it fits a field (`field_width`), is no graph input or output, every
+    and gains from it: it fits a field (`field_width`), is no graph input or output nor streamed
+    (`pqc.backends.streaming`: its rows live unpacked in a band), every
     kernel of the ops of its producer and readers has ``packed_io`` (so kernel selection,
     before or after, may pick any variant), and its producer could not otherwise write it over
     an unpacked input that dies there (`_keeps_in_place`). A reshape and its input share their
@@ -81,7 +84,7 @@ def pack_activations(graph: Graph) -> Graph:
         classes.setdefault(root[name], []).append(name)
     last = {root[i]: step for step, node in enumerate(out.nodes) for i in node.inputs if i in root}
     last.update({root[o]: len(out.nodes) for o in out.outputs})
-    boundary = set(out.inputs) | set(out.outputs)
+    boundary = set(out.inputs) | set(out.outputs) | streamed_values(out)  # streamed: rows in a band, no storage
     for step, node in enumerate(out.nodes):
         members = classes.get(node.outputs[0], [])  # empty for a reshape: its input's class decided
         widths = {field_width(out.values[m]) for m in members}
@@ -98,14 +101,13 @@ def _keeps_in_place(graph: Graph, node, step: int, root: dict[str, str], last: d
     dies there (an in-place op's, or a stride-1 conv's through its ring band,
     `pqc.backends.c_tables.band_geometry`), and over no packed one: packing the output would
     then cost that sharing, a whole output, to save half of one."""
-    from .c_tables import band_geometry
+    from .c_tables import conv_band
 
     y = graph.values[node.outputs[0]]
     if get_int_op(node.op).in_place:
         candidates = [i for i in node.inputs if i and not graph.values[i].is_const]
     elif node.op == "QConv":
-        t, l, b, r = node.attrs["pads"]
-        geo = band_geometry(graph.values[node.inputs[0]], y, node.attrs, (l, r, t, b), 0)
+        geo = conv_band(node, graph)
         candidates = node.inputs[:1] if geo["writes_over_input"] else []
     else:
         return False

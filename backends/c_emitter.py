@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 
 from ..errors import InternalError, ModelError, PqcError
 from ..ir import Graph, Node
@@ -63,6 +64,7 @@ from .memory_plan import (
 from .activation_layout import packed_bits, signed_fields
 from .c_tables import CTYPES, CArray, c_int, table_bytes
 from .memory_report import StepMemory, step_memory
+from .streaming import is_fed, stream_position, streamed_values, streams
 
 #: the kernel templates, shipped as package data of ``pqc.codegen_templates``
 TEMPLATES = Path(str(importlib.resources.files("pqc.codegen_templates")))
@@ -293,6 +295,8 @@ class _Emitter:
         self.buffers = _arena_buffers(graph, self.plan)
         self.inputs, self.outputs = io_tensors(graph, prefix)
         self.io = {t["name"]: t for t in self.inputs + self.outputs}
+        self.streams = streams(graph)
+        self.nodes = {node.name: node for node in graph.nodes}
 
     def pointer(self, name: str, ctype: str | None = None) -> str:
         """The C expression of a value's storage, or of a scratch buffer of element type ``ctype``.
@@ -320,26 +324,96 @@ class _Emitter:
             "digits": self.costs[node.name]["digits"],
             "x": [_io_value(self.graph, i) for i in self.activations(node)],
             "y": _io_value(self.graph, node.outputs[0]),
+            "y_plane": self.y_plane(node),
+            "fed": False,
+            "streamed": stream_position(node) is not None,
             **self.contexts[node.name],
         }
         return self.env.get_template(kernel_for(node).template).render(view).strip() + "\n"
 
+    def consumer(self, node: Node) -> Node | None:
+        """The next node of the node's stream, which its rows feed; None outside a stream or at its end."""
+        where = stream_position(node)
+        chain = self.streams[where[0]] if where else ()
+        return self.nodes[chain[where[1] + 1]] if where and where[1] + 1 < len(chain) else None
+
+    def y_plane(self, node: Node) -> int:
+        """Elements between the output channels a kernel writes: the output's planes, or those of
+        the band (a conv's, ``plane``) or row buffer (an add's, ``w``) its rows feed in a stream."""
+        consumer = self.consumer(node)
+        if consumer is not None:
+            ctx = self.contexts[consumer.name]
+            return int(ctx["plane"] if consumer.op == "QConv" else ctx["w"])
+        return int(np.prod(self.graph.values[node.outputs[0]].shape[2:], dtype=np.int64))
+
+    def scratch_pointer(self, node: Node) -> str:
+        return self.pointer(scratch_name(node.name), CTYPES[self.graph.values[scratch_value(self.graph, node)].dtype])
+
     def calls(self) -> list[dict[str, Any]]:
+        """The entry point's steps: one call per layer, or per stream (at its first node, the
+        layer hook after its last node, whose output is the only one stored)."""
         out = []
-        for node in self.graph.nodes:
+        for step, node in enumerate(self.graph.nodes):
             y = node.outputs[0]
-            args = [self.pointer(i) for i in [*self.activations(node), y]]
-            if self.scratch[node.name] > 0:  # a band or padded copy of the node's first input
-                args.append(self.pointer(scratch_name(node.name), CTYPES[self.graph.values[node.inputs[0]].dtype]))
-            out.append({
-                "node": node.name,
-                "name": c_string(node.name),
-                "fn": None if get_int_op(node.op).aliases_input else self.contexts[node.name]["fn"],
-                "args": args,
-                "out": self.pointer(y),
-                "bytes": value_bytes(self.graph, y),
-            })
+            where = stream_position(node)
+            call = {"step": step, "node": node.name, "name": c_string(node.name),
+                    "out": None if y in streamed_values(self.graph) else self.pointer(y),
+                    "bytes": value_bytes(self.graph, y), "before": True, "after": True, "args": [], "stream": None}
+            if where is None:
+                call["fn"] = None if get_int_op(node.op).aliases_input else self.contexts[node.name]["fn"]
+                call["args"] = [self.pointer(i) for i in [*self.activations(node), y]]
+                if self.scratch[node.name] > 0:
+                    call["args"].append(self.scratch_pointer(node))
+            else:
+                chain = self.streams[where[0]]
+                call.update(fn=f"{self.prefix}_s{where[0]}" if where[1] == 0 else None, before=where[1] == 0,
+                            after=where[1] == len(chain) - 1, stream=chain)
+                if where[1] == 0:
+                    call["args"] = self.stream_args(chain)
+            out.append(call)
         return out
+
+    def stream_args(self, chain: tuple[str, ...]) -> list[str]:
+        """The arguments of a stream's driver, in `stream_view`'s ``params`` order."""
+        head, last = self.nodes[chain[0]], self.nodes[chain[-1]]
+        args = [self.pointer(head.inputs[0])]
+        if last.op == "QAdd":
+            args.append(self.pointer(self.stored_operand(last)))
+        args.append(self.pointer(last.outputs[0]))
+        return args + [self.scratch_pointer(self.nodes[n]) for n in chain if self.scratch[n] > 0]
+
+    def stored_operand(self, add: Node) -> str:
+        return next(i for i in self.activations(add) if i not in streamed_values(self.graph))
+
+    def stream_view(self, index: int, chain: tuple[str, ...]) -> dict[str, Any]:
+        """What ``stream.c.j2`` renders the driver of stream ``index`` from."""
+        nodes = []
+        for pos, name in enumerate(chain):
+            node, ctx = self.nodes[name], self.contexts[name]
+            x = _io_value(self.graph, node.inputs[0])
+            y = _io_value(self.graph, node.outputs[0])
+            row = {"name": c_string(name)[1:-1], "fn": ctx["fn"], "ytype": y["ptype"]}
+            if node.op == "QAdd":
+                fed = [i in streamed_values(self.graph) for i in node.inputs[:2]]
+                stored = _io_value(self.graph, self.stored_operand(node))
+                row.update(kind="add", fed_input=fed.index(True), stored_type=stored["ptype"],
+                           btype=CTYPES[self.graph.values[node.inputs[fed.index(True)]].dtype],
+                           oh=self.graph.values[node.outputs[0]].shape[2], ow=self.graph.values[node.outputs[0]].shape[3])
+            else:
+                row.update(kind="conv", xtype=x["ptype"], btype=x["ctype"], band=bool(ctx["band"]),
+                           borders=ctx["pad_l"] + ctx["pad_r"] > 0 if ctx["band"] else False,
+                           sh=node.attrs["strides"][0], in_row_step=ctx["in_row_step"], pad_t=ctx["pad_t"],
+                           pad_l=ctx.get("pad_l", 0), w=ctx["w"], h=ctx["h"], rows=ctx["band_rows"], wp=ctx["wp"],
+                           oh=ctx["oh"], ow=ctx["ow"])
+            nodes.append(row)
+        params = [f"const {nodes[0]['xtype']} *x"]
+        if nodes[-1]["kind"] == "add":
+            params.append(f"const {nodes[-1]['stored_type']} *stored")
+        params.append(f"{nodes[-1]['ytype']} *y")
+        if self.scratch[chain[0]] > 0:
+            params.append(f"{nodes[0]['btype']} *band0")
+        params += [f"{n['btype']} *feed{i}" for i, n in enumerate(nodes) if i > 0]
+        return {"fn": f"{self.prefix}_s{index}", "nodes": nodes, "params": params}
 
     def layer_reports(self) -> tuple[LayerReport, ...]:
         rows = []
@@ -395,6 +469,8 @@ class _Emitter:
 
     def render(self) -> tuple[dict[str, str], MemoryReport]:
         kernels = [self.kernel(n) for n in self.graph.nodes]
+        kernels += [self.env.get_template("stream.c.j2").render(self.stream_view(i, chain)).strip() + "\n"
+                    for i, chain in enumerate(self.streams)]
         memory = self.memory_report()
         common = self.common(memory)
         body = "\n".join(kernels)
@@ -442,7 +518,8 @@ class _Emitter:
         layers = [
             {"node": n.name, "op": n.op, "value": n.outputs[0], "shape": list(g.values[n.outputs[0]].shape),
              "dtype": g.values[n.outputs[0]].dtype, "packed": packed_bits(g.values[n.outputs[0]]),
-             "packed_signed": signed_fields(g.values[n.outputs[0]])}
+             "packed_signed": signed_fields(g.values[n.outputs[0]]),
+             "stored": n.outputs[0] not in streamed_values(g)}
             for n in g.nodes
         ]
         data = {
@@ -490,6 +567,12 @@ def _comment_safe(text: str) -> str:
     return text.replace("*/", "* /")
 
 
+def scratch_value(graph: Graph, node: Node) -> str:
+    """The value whose elements a node's scratch holds: its streamed input's rows (a fed band or
+    row buffer, `pqc.backends.streaming`), else its first input's (a band or padded copy)."""
+    return next((i for i in node.inputs if i in streamed_values(graph)), node.inputs[0])
+
+
 def _arena_buffers(graph: Graph, plan: MemoryPlan) -> dict[str, ArenaBuffer]:
     """A macro per arena buffer (``BUF_<value>``, the name made a C identifier and unique), so
     the layer calls read as data flow instead of bare offsets."""
@@ -503,8 +586,8 @@ def _arena_buffers(graph: Graph, plan: MemoryPlan) -> dict[str, ArenaBuffer]:
         taken.add(macro)
         if name in scratch_of:
             node = scratch_of[name]
-            ctype = CTYPES[graph.values[node.inputs[0]].dtype]
-            what = f"scratch (input band or padded copy) of {node.name}"
+            ctype = CTYPES[graph.values[scratch_value(graph, node)].dtype]
+            what = f"scratch (input band, padded copy or row buffer) of {node.name}"
         else:
             v = graph.values[name]
             ctype, root = storage_ctype(v), plan.roots.get(name, name)

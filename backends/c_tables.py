@@ -272,8 +272,19 @@ def window_geometry(x: Any, y: Any, attrs: dict[str, Any], pads: Sequence[int], 
     }
 
 
+def conv_band(node: Any, graph: Any, always: bool = False) -> dict[str, Any]:
+    """`band_geometry` of a QConv node (zero fill, its pads), in its schedule: in a row-streamed
+    chain (`pqc.backends.streaming`) a node after the head is ``fed`` (its producer fills its
+    band) and no node writes over its input."""
+    from .streaming import is_fed, stream_position
+
+    t, l, b, r = node.attrs["pads"]
+    return band_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], node.attrs, (l, r, t, b), 0,
+                         always=always, fed=is_fed(node), streamed=stream_position(node) is not None)
+
+
 def band_geometry(x: Any, y: Any, attrs: dict[str, Any], pads: Sequence[int], fill: int,
-                  always: bool = False) -> dict[str, Any]:
+                  always: bool = False, fed: bool = False, streamed: bool = False) -> dict[str, Any]:
     """Sliding-window geometry of conv kernels over a band: per output row, the
     ``dh*(kh-1)+1`` input rows its windows read, of every channel, gathered with their padding
     (``fill``) into a scratch buffer of ``c`` planes of ``band_rows x wp``.
@@ -292,15 +303,20 @@ def band_geometry(x: Any, y: Any, attrs: dict[str, Any], pads: Sequence[int], fi
     written after the last read of input row ``r``: an output of the input's shape and element
     size may then be written over the input (``writes_over_input``, which the arena planner
     honours when nothing reads the input later; `pqc.backends.memory_plan.plan_memory`).
+
+    ``fed``: the band is filled row by row by the input's producer (a row-streamed schedule), so
+    there is always a band, of unpacked elements, and it is no ring (the kernel gathers nothing);
+    ``streamed``: the node runs in such a schedule, where it never writes over its input.
     """
     kh, kw = attrs["kernel_shape"]
     dh, dw = attrs.get("dilations", (1, 1))
     sh, sw = attrs["strides"]
     _, c, h, w = x.shape
     l, r, t, b = pads
-    band = bool(any(pads) or always or packed_bits(x))  # packed fields are read only by the gather
+    packed_in = 0 if fed else packed_bits(x)
+    band = bool(any(pads) or always or packed_in or fed)  # packed fields are read only by the gather
     rows, wp = (dh * (kh - 1) + 1, w + l + r) if band else (h, w)
-    ring = band and sh == 1 and y.shape[2] > 1
+    ring = band and not fed and sh == 1 and y.shape[2] > 1
     return {
         "band": band, "c": c, "h": h, "w": w, "pad_t": t, "pad_l": l, "pad_r": r, "wp": wp,
         "band_rows": rows, "plane": rows * wp, "fill": fill,
@@ -308,25 +324,35 @@ def band_geometry(x: Any, y: Any, attrs: dict[str, Any], pads: Sequence[int], fi
         "row_step": 0 if band else sh * w, "in_row_step": sh * w, "col_step": sw,
         "offsets": _window_offsets(kh, kw, dh, dw, wp),
         "scratch_bytes": c * rows * wp * ITEMSIZE[CTYPES[x.dtype]] if band else 0,
-        "ring": ring, "packed_in": packed_bits(x), "packed_out": packed_bits(y),
-        "writes_over_input": ring and tuple(y.shape) == tuple(x.shape)
+        "ring": ring, "fed": fed, "packed_in": packed_in, "packed_out": packed_bits(y),
+        "writes_over_input": ring and not streamed and tuple(y.shape) == tuple(x.shape)
         and ITEMSIZE[CTYPES[y.dtype]] == ITEMSIZE[CTYPES[x.dtype]],
     }
+
+
+def _band_moves(geo: Mapping[str, Any]) -> int:
+    """Elements a conv's band moves per inference: the rows it gathers for every output row, or,
+    fed in a row-streamed schedule, the rows its shift keeps (its producer writes the rest)."""
+    oh, c, rows, w = geo["oh"], geo["c"], geo["band_rows"], geo["w"]
+    if geo["fed"]:
+        sh = geo["in_row_step"] // w
+        return (oh - 1) * c * max(rows - sh, 0) * geo["wp"]
+    return oh * c * rows * w if geo["band"] else 0
 
 
 def band_features(geo: Mapping[str, Any], cout: int) -> dict[str, float]:
     """The counts of a conv kernel's loops over `band_geometry` ``geo`` with ``cout`` output
     channels that its cost is about linear in, whatever its inner walk: output rows, channel
-    rows, outputs (each requantized once), the elements the band gathers (moved within a ring or
-    read from the input), and the packed fields read from the input (``packed_loads``: a ring
-    reads each input row once) and written (``packed_stores``)."""
+    rows, outputs (each requantized once), the elements the band moves (`_band_moves`), and the
+    packed fields read from the input (``packed_loads``: a ring reads each input row once) and
+    written (``packed_stores``)."""
     oh, ow, c, rows, w = geo["oh"], geo["ow"], geo["c"], geo["band_rows"], geo["w"]
     reads = c * w * (rows + oh - 1) if geo["ring"] else oh * c * rows * w
     return {
         "rows": float(oh),
         "channel_rows": float(cout * oh),
         "outputs": float(cout * oh * ow),
-        "band_elements": float(oh * c * rows * w if geo["band"] else 0),
+        "band_elements": float(_band_moves(geo)),
         "packed_loads": float(reads if geo["packed_in"] else 0),
         "packed_stores": float(cout * oh * ow if geo["packed_out"] else 0),
     }

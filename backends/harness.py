@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -163,7 +164,7 @@ def run_tool(cmd: list[str], what: str, **kw: Any) -> subprocess.CompletedProces
     left = _Clock.remaining()
     timeout = RUN_TIMEOUT_S if left is None else min(RUN_TIMEOUT_S, left)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+        proc = _run_group(cmd, timeout, **kw)
     except subprocess.TimeoutExpired as exc:
         if timeout < RUN_TIMEOUT_S:
             raise VerifyTimeout(f"verification stopped: it ran past its {_Clock.limit_s:g} s time limit "
@@ -174,6 +175,21 @@ def run_tool(cmd: list[str], what: str, **kw: Any) -> subprocess.CompletedProces
     if proc.returncode != 0:
         raise BuildError(f"{what} failed (exit status {proc.returncode}):\n{(proc.stderr or proc.stdout)[-3000:]}")
     return proc
+
+
+def _run_group(cmd: list[str], timeout: float, **kw: Any) -> subprocess.CompletedProcess:
+    """`subprocess.run` in a process group of its own that is killed whole on a timeout or an
+    interrupt: ``make``'s compilers and linkers must not outlive it (an orphaned linker still
+    writing a binary makes the next build of the same folder fail with "text file busy")."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                          **kw) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def build(out_dir: str | Path, cc: str = "gcc", sanitize: bool = False, poison: bool = False) -> Path:
@@ -260,7 +276,8 @@ def run_c(binary: str | Path, x_int8: Inputs, dump_layers: bool = False, env: di
         if dump_layers:
             layers.update(xs)
             layers.update(split_samples(paths[2].read_bytes(), n,
-                                        [{**layer, "name": layer["value"]} for layer in manifest["layers"]]))
+                                        [{**layer, "name": layer["value"]} for layer in manifest["layers"]
+                                         if layer.get("stored", True)]))  # a streamed value is never whole
     return CRun(named[manifest["outputs"][0]["name"]], layers, named)
 
 

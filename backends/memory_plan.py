@@ -20,6 +20,11 @@ size" planner of TFLite Micro). The C emitter turns the plan into pointer consta
 * A node whose kernel may write its output over its first input (``overwrites``: a conv reading
   its input through a ring band, `pqc.backends.c_tables.band_geometry`) is in place by the same
   rule as an elementwise op, decided per node because it depends on the kernel and the shapes.
+* A row-streamed chain (`pqc.backends.streaming`) runs as one call over its steps: its streamed
+  values take no storage (their rows live in the consumer's band, the consumer's scratch), its
+  reads count at its last step, its scratch and its output live over all its steps, and its
+  last node writes over an input that dies there only where `overwrite_safe` proves the row
+  order allows it.
 * ``arena_lower_bound_bytes`` is the most bytes (each buffer rounded up to ``align``) live at
   one step under these same rules: no placement of this schedule does better, so the gap to
   ``arena_bytes`` is what the greedy placement loses to fragmentation and the rest is what a
@@ -36,6 +41,7 @@ from pqc.intops import get_int_op
 from pqc.ir import Graph, Node
 
 from .activation_layout import packed_bits, packed_nbytes
+from .streaming import overwrite_safe, stream_spans, streamed_values, streams
 
 INPUT, OUTPUT = "input", "output"
 
@@ -53,8 +59,10 @@ def value_bytes(graph: Graph, name: str) -> int:
 
 
 def _last_reads(graph: Graph) -> dict[str, int]:
-    """The last step reading each value; graph outputs are read at the end (step ``len(nodes)``)."""
-    last = {i: step for step, node in enumerate(graph.nodes) for i in node.inputs if i}
+    """The last step reading each value (a stream's reads at its last step); graph outputs are
+    read at the end (step ``len(nodes)``)."""
+    spans = stream_spans(graph)
+    last = {i: spans.get(step, (step, step))[1] for step, node in enumerate(graph.nodes) for i in node.inputs if i}
     last.update({o: len(graph.nodes) for o in graph.outputs})
     return last
 
@@ -63,8 +71,11 @@ def storage_roots(graph: Graph, in_place: bool = True, overwrites: Collection[st
     """Map every activation to the value whose storage it uses: a reshape's input's, with
     ``in_place`` the storage of an input of an ``in_place`` op (`pqc.intops.IntOpDef`; not the graph input) of equal
     byte size and layout that nothing reads after that node (for the nodes in ``overwrites``: their first
-    input), else its own."""
+    input; for the last node of a stream: where `overwrite_safe`), else its own. A streamed value is
+    its own root but has no storage (`pqc.backends.streaming`)."""
     last = _last_reads(graph)
+    virtual = streamed_values(graph)
+    chains = {chain[-1]: chain for chain in streams(graph)}
     root = {name: name for name in graph.inputs}
     members: dict[str, list[str]] = {name: [name] for name in graph.inputs}
     for step, node in enumerate(graph.nodes):
@@ -75,11 +86,12 @@ def storage_roots(graph: Graph, in_place: bool = True, overwrites: Collection[st
             elif in_place and (get_int_op(node.op).in_place or node.name in overwrites):
                 candidates = node.inputs if get_int_op(node.op).in_place else node.inputs[:1]
                 target = next(
-                    (r for r in (root.get(i) for i in candidates)
+                    (r for r in (root.get(i) for i in candidates if i not in virtual)
                      if r is not None and r not in graph.inputs
                      and value_bytes(graph, r) == value_bytes(graph, out)
                      and packed_bits(graph.values[r]) == packed_bits(graph.values[out])
-                     and all(last.get(m, -1) <= step for m in members[r])),
+                     and all(last.get(m, -1) <= step for m in members[r])
+                     and (node.name not in chains or overwrite_safe(graph, chains[node.name], set(members[r])))),
                     out,
                 )
             root[out] = target
@@ -114,16 +126,18 @@ class MemoryPlan:
 
 def _lifetimes(graph: Graph, root: dict[str, str], scratch: Mapping[str, int]) -> dict[str, tuple[int, int]]:
     end = len(graph.nodes)
+    spans = stream_spans(graph)
     life: dict[str, list[int]] = {name: [-1, -1] for name in graph.inputs}
     for step, node in enumerate(graph.nodes):
+        first, last = spans.get(step, (step, step))
         for name in node.inputs:
             if name in root:
-                life[root[name]][1] = max(life[root[name]][1], step)
+                life[root[name]][1] = max(life[root[name]][1], last)
         for out in node.outputs:
             if root[out] == out:
-                life[out] = [step, step]
+                life[out] = [first, last]
         if scratch.get(node.name, 0) > 0:
-            life[scratch_name(node.name)] = [step, step]
+            life[scratch_name(node.name)] = [first, last]
     for name in graph.outputs:
         life[root[name]][1] = end
     return {k: (a, b) for k, (a, b) in life.items()}
@@ -183,7 +197,8 @@ def plan_memory(
         io = {v: holder[r] for v, r in root.items() if r in holder}
         external = {v: INPUT if r in graph.inputs else OUTPUT for v, r in root.items() if r in holder}
     life = _lifetimes(graph, root, scratch)
-    sizes = {r: value_bytes(graph, r) for r in set(root.values()) if r not in external}
+    virtual = streamed_values(graph)
+    sizes = {r: value_bytes(graph, r) for r in set(root.values()) if r not in external and r not in virtual}
     sizes.update({scratch_name(n): b for n, b in scratch.items() if b > 0})
     offsets = _place(sizes, life, align)
     arena = align_up(max((offsets[n] + sizes[n] for n in sizes), default=0), align)
@@ -198,30 +213,43 @@ def check_plan(graph: Graph, plan: MemoryPlan, scratch: Mapping[str, int] | None
     """Raise ``ValueError`` unless ``plan`` is a valid placement for ``graph``.
 
     Re-derived here, independently of `plan_memory`'s bookkeeping: liveness per step (values
-    read at or after the step that were produced at or before it), and that storage is shared
-    only by a reshape with its input or by an in-place op with an input nothing reads later.
+    read at or after the step that were produced at or before it; a stream writes its output
+    from its first step, reads its inputs up to its last, and needs its scratch throughout), and
+    that storage is shared only by a reshape with its input or by an in-place op with an input
+    nothing reads later (at the end of a stream: in a row order that `overwrite_safe` allows).
+    A streamed value has no buffer.
     """
     scratch = dict(scratch or {})
     root = plan.roots
+    steps_of = stream_spans(graph)
+    virtual = streamed_values(graph)
     for name, (offset, size) in plan.buffers.items():
         if offset % plan.align or offset < 0 or offset + size > plan.arena_bytes:
             raise ValueError(f"buffer {name!r} at [{offset}, {offset + size}) is misaligned or outside the arena")
     for name in graph.activations():
+        if name in virtual:
+            if name in plan.buffers or name in plan.external:
+                raise ValueError(f"streamed value {name!r} has storage")
+            continue
         if name not in plan.buffers and name not in plan.external:
             raise ValueError(f"activation {name!r} has no buffer")
         if name in plan.buffers and plan.buffers[name][1] < value_bytes(graph, name):
             raise ValueError(f"buffer of {name!r} is smaller than the value")
     producer = {name: -1 for name in graph.inputs}
-    producer.update({o: step for step, node in enumerate(graph.nodes) for o in node.outputs})
+    producer.update({o: steps_of.get(step, (step, step))[0] for step, node in enumerate(graph.nodes) for o in node.outputs})
     last = _last_reads(graph)
+    chains = {chain[-1]: chain for chain in streams(graph)}
     for step, node in enumerate(graph.nodes):
         for out in node.outputs:
             _check_sharing(graph, root, producer, last, step, node, out, node.name in plan.overwrites)
+            if node.name in chains and root[out] != out and not overwrite_safe(
+                    graph, chains[node.name], {v for v, r in root.items() if r == root[out]}):
+                raise ValueError(f"stream ending at {node.name!r} writes over {root[out]!r} rows that it still reads")
     readers: dict[str, set[int]] = {}
     for step, node in enumerate(graph.nodes):
         for name in node.inputs:
             if name in root:
-                readers.setdefault(root[name], set()).add(step)
+                readers.setdefault(root[name], set()).add(steps_of.get(step, (step, step))[1])
     for name in graph.outputs:
         readers.setdefault(root[name], set()).add(len(graph.nodes))
     for step, node in enumerate(graph.nodes):
@@ -230,8 +258,8 @@ def check_plan(graph: Graph, plan: MemoryPlan, scratch: Mapping[str, int] | None
             for r in set(root.values())
             if r in plan.buffers and producer[r] <= step and any(s >= step for s in readers.get(r, {producer[r]}))
         }
-        if scratch.get(node.name, 0) > 0:
-            live.add(scratch_name(node.name))
+        first, end = steps_of.get(step, (step, step))
+        live |= {scratch_name(n.name) for n in graph.nodes[first:end + 1] if scratch.get(n.name, 0) > 0}
         spans = sorted((plan.buffers[n][0], plan.buffers[n][0] + plan.buffers[n][1], n) for n in live)
         for (_, a_end, a), (b_start, _, b) in zip(spans, spans[1:]):
             if b_start < a_end:
@@ -251,7 +279,7 @@ def _check_sharing(graph: Graph, root: dict[str, str], producer: dict[str, int],
     if r not in {root.get(i) for i in writable} or r in graph.inputs:
         raise ValueError(f"node {node.name!r} ({node.op}) cannot write {out!r} over the storage of {r!r}")
     for v, vr in root.items():
-        if vr == r and producer[v] < step and last.get(v, -1) > step:
+        if vr == r and v != out and producer[v] < step and last.get(v, -1) > step:
             raise ValueError(f"node {node.name!r} overwrites {v!r} in place, but step {last[v]} still reads it")
 
 

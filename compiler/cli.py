@@ -150,6 +150,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         verify_inputs=args.verify_inputs, eval_data=args.eval, force=args.force, optimize=args.optimize or CompileOptions.optimize,
         ram_budget=args.ram_budget, flash_budget=args.flash_budget,
         activations=args.activations or CompileOptions.activations,
+        schedule=args.schedule or CompileOptions.schedule,
     )
     build = compile_model(model, args.output, options)
     _print_build_summary(build.report, build.out_dir)
@@ -233,6 +234,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from pqc.backends.memory_report import STACK_ALLOWANCE
+    from pqc.backends.schedule import LAYOUTS, SCHEDULES
 
     parser = _Parser(
         prog="pqc",
@@ -310,11 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"RAM the build may need, e.g. 16K: arena + input/output buffers + a {STACK_ALLOWANCE}-byte "
                         "stack allowance; a model that needs more is refused (exit 2) naming the layer where the most "
                         "bytes are live")
-    p.add_argument("--activations", choices=["auto", "packed", "bytes"],
+    p.add_argument("--activations", choices=LAYOUTS,
                    help="arena layout: packed stores activations of at most 4 (2) bits that live in the arena two "
-                        "(four) per byte, where every kernel touching them reads that layout; bytes one per byte (a "
-                        "few percent fewer instructions); auto (the default): bytes when it fits --ram-budget, "
-                        "else the layout of the smaller arena")
+                        "(four) per byte, where every kernel touching them reads that layout; bytes one per byte; "
+                        "auto (the default): see --schedule")
+    p.add_argument("--schedule", choices=SCHEDULES,
+                   help="streamed runs chains of layers row by row, so their intermediate outputs take a few rows "
+                        "instead of whole tensors; plain runs layer by layer; auto (the default) takes, of the "
+                        "layouts and schedules allowed, the fewest estimated instructions whose RAM fits "
+                        "--ram-budget, else (and without a budget) the smallest arena")
     p.add_argument("--prefix", type=arg_types.c_prefix, default="model", help="C identifier prefix: <prefix>_run, <prefix>.h (default model)")
     p.add_argument("--seed", type=arg_types.seed, default=0, help="seed for every randomized step (default 0)")
     p.add_argument("--device", type=arg_types.torch_device, default="cpu", help="torch device for calibration and reconstruction (default cpu)")

@@ -93,9 +93,10 @@ class CompileOptions:
     code may take (estimated by the calibrated cost model); refused when no kernel choice fits;
     ``activations``: the arena layout, ``packed`` (activations of at most 4 bits two per byte,
     `pqc.backends.activation_layout`: the same integers in about half the RAM at A4, a few
-    percent more instructions), ``bytes``, or ``auto``: the faster ``bytes`` when it fits
-    ``ram_budget``, else (and without a budget) the layout of the smaller arena (``bytes`` on a
-    tie).
+    percent more instructions), ``bytes`` or ``auto``; ``schedule``: ``streamed`` (layer chains
+    run row by row, `pqc.backends.streaming`), ``plain`` (layer by layer) or ``auto``. With
+    ``auto``, `pqc.backends.schedule` takes the candidate of the fewest estimated instructions
+    whose RAM fits ``ram_budget``, else (and without a budget) the one of the smallest arena.
     """
 
     target: str = "shift-accel"
@@ -117,10 +118,7 @@ class CompileOptions:
     ram_budget: int | None = None
     flash_budget: int | None = None
     activations: str = "auto"
-
-
-#: the arena layouts of ``CompileOptions.activations``
-ACTIVATION_LAYOUTS = ("auto", "packed", "bytes")
+    schedule: str = "auto"
 
 
 class StageClock:
@@ -151,10 +149,10 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
     from .frontend import load_onnx
     from pqc.backends.kernel_select import check_optimize
     from pqc.backends.memory_report import check_ram_budget
+    from pqc.backends.schedule import check_schedule
 
     opts = replace(options or CompileOptions(), **overrides)
-    if opts.activations not in ACTIVATION_LAYOUTS:
-        raise PqcError(f"unknown activation layout {opts.activations!r}; known: {', '.join(ACTIVATION_LAYOUTS)}")
+    check_schedule(opts.activations, opts.schedule)
     target = get_target(opts.target)
     check_optimize(opts.optimize)
     pipe = plan_pipeline(opts, target)  # checked before any (possibly long) work
@@ -207,25 +205,14 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
 
 
 def lay_out(program: Graph, opts: CompileOptions) -> Graph:
-    """The program with its arena layout (``opts.activations``) and kernels (``opts.optimize``)
-    chosen; the layout comes first, since the kernels' tables and costs depend on it."""
-    from pqc.backends.activation_layout import pack_activations
-    from pqc.backends.kernel_select import select_kernels
-    from pqc.backends.c_emitter import planned_memory
-    from pqc.backends.memory_report import ram_needed
+    """The program with its arena layout (``opts.activations``), execution order
+    (``opts.schedule``) and kernels (``opts.optimize``) chosen for ``opts.ram_budget``
+    (`pqc.backends.schedule`); the kernels come last, since their tables and costs depend on the
+    other two."""
+    from pqc.backends.schedule import choose_schedule
 
-    def selected(g: Graph) -> Graph:
-        return select_kernels(g, opts.optimize, opts.flash_budget)
-
-    if opts.activations == "bytes":
-        return selected(program)
-    if opts.activations == "packed":
-        return selected(pack_activations(program))
-    plain = selected(program)
-    if opts.ram_budget is not None and ram_needed(plain, opts.ram_budget).fits:
-        return plain
-    packed = selected(pack_activations(program))
-    return packed if planned_memory(packed).arena_bytes < planned_memory(plain).arena_bytes else plain
+    return choose_schedule(program, opts.optimize, opts.flash_budget, opts.activations, opts.schedule,
+                           opts.ram_budget).program
 
 
 def plan_pipeline(opts: CompileOptions, target: Target) -> Pipeline:
@@ -291,6 +278,7 @@ def base_report(build: Build, target: str, pipeline: str, seed: int, memory: Any
     and measured error, and the totals."""
     from pqc.backends.activation_layout import packed_bits
     from pqc.backends.memory_report import peak_step
+    from pqc.backends.streaming import streams
     from pqc.intops import get_int_op
 
     program = build.program
@@ -322,7 +310,8 @@ def base_report(build: Build, target: str, pipeline: str, seed: int, memory: Any
             totals[k] += layer[k]
     totals.update(weight_bytes=int(memory.weight_bytes), arena_bytes=int(memory.arena_bytes),
                   arena_lower_bound_bytes=int(memory.arena_lower_bound_bytes), flash_bytes=None,
-                  packed_activations=sum(1 for name in program.activations() if packed_bits(program.values[name])))
+                  packed_activations=sum(1 for name in program.activations() if packed_bits(program.values[name])),
+                  streams=[list(chain) for chain in streams(program)])
     peak = peak_step(memory.steps)
     totals.update(ram_peak_step=None if peak is None else peak.step, ram_peak_layer=None if peak is None else peak.node)
     inputs = [{"name": i, "shape": list(program.values[i].shape), "dtype": program.values[i].dtype,

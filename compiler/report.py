@@ -107,7 +107,10 @@ def render_markdown(report: dict[str, Any]) -> str:
            else "")
         + "; per step below, lifetimes in [memory.svg](memory.svg)); "
         + (f"{t['packed_activations']} activations packed two or four per byte" if t.get("packed_activations")
-           else "one activation per byte"),
+           else "one activation per byte") + "; "
+        + (f"{len(t['streams'])} layer chains row-streamed (their inner outputs kept as band rows): "
+           + "; ".join(" -> ".join(f"`{n}`" for n in chain) for chain in t["streams"]) if t.get("streams")
+           else "layer by layer"),
         f"- per inference: {t['adds']:,} adds and {t['shifts']:,} shifts in the emitted kernels; ideal add count "
         f"(nonzero weight digits x output positions) {t.get('ideal_adds', 0):,}",
         f"- nonzero digits of the constant multipliers (weights, scales, reciprocals): {t['digits']:,}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pqc.backends.c_tables import band_features, band_geometry, packed_weights, requant_context
+from pqc.backends.c_tables import band_features, conv_band, packed_weights, requant_context
 from pqc.backends.kernels import KernelDef, register
 from pqc.intops.linear import signed_width
 
@@ -46,8 +46,7 @@ class QConvCompact(KernelDef):
         a = node.attrs
         w = graph.values[node.inputs[1]]
         cout, cin_g = w.shape[:2]
-        t, l, b, r = a["pads"]
-        geo = band_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0)
+        geo = conv_band(node, graph)
         del geo["offsets"]
         dh, dw = a.get("dilations", (1, 1))
         return {

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from pqc.backends.c_tables import band_features, band_geometry, group_taps, linear_tables
+from pqc.backends.c_tables import band_features, conv_band, group_taps, linear_tables
 from pqc.backends.kernels import KernelDef, register
 
 
@@ -35,9 +35,7 @@ class QConvTables(KernelDef):
         steps windows by the strides."""
         a = node.attrs
         cout, cin_g = graph.values[node.inputs[1]].shape[:2]
-        t, l, b, r = a["pads"]
-        geo = band_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0,
-                            always=self.always_band)
+        geo = conv_band(node, graph, always=self.always_band)
         offsets = group_taps(geo.pop("offsets"), geo["plane"], cin_g)
         return {
             **geo,

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pqc.backends.c_tables import band_features, band_geometry, digit_groups, group_taps, requant_context
+from pqc.backends.c_tables import band_features, conv_band, digit_groups, group_taps, requant_context
 from pqc.backends.kernels import KernelDef, register
 from pqc.intmath import naf_count
 
@@ -57,10 +57,8 @@ class QConvUnrolled(KernelDef):
     def _geometry(self, node, graph) -> tuple[dict[str, Any], np.ndarray]:
         """The tables kernel's band geometry and the offsets of one group's ``Cin/group x kh x
         kw`` taps from a window's origin."""
-        a = node.attrs
         cin_g = graph.values[node.inputs[1]].shape[1]
-        t, l, b, r = a["pads"]
-        geo = band_geometry(graph.values[node.inputs[0]], graph.values[node.outputs[0]], a, (l, r, t, b), 0)
+        geo = conv_band(node, graph)
         return geo, group_taps(geo.pop("offsets"), geo["plane"], cin_g)
 
     def c_context(self, node, graph):
@@ -70,7 +68,7 @@ class QConvUnrolled(KernelDef):
         cout, cin_g = w.shape[:2]
         geo, offsets = self._geometry(node, graph)
         rows = digit_groups(w.reshape(cout, -1), offsets)
-        channels = [{"base": (c // (cout // a["group"])) * cin_g * geo["plane"], "code": digit_code(g, "w", 16)}
+        channels = [{"base": (c // (cout // a["group"])) * cin_g * geo["plane"], "code": digit_code(g, "w", 12)}
                     for c, g in enumerate(rows)]
         return {**geo, **requant_context(node, graph), "cin_g": cin_g, "cout": cout, "group": a["group"],
                 "channels": channels}

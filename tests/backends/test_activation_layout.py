@@ -169,7 +169,7 @@ def test_compile_packs_a4_activations_and_auto_keeps_bytes_when_the_budget_allow
     calib = tmp_path / "calib.npz"
     np.savez(calib, x=np.random.default_rng(0).normal(0, 1, (8, 1, 16, 16)).astype(np.float32))
     common = [str(small_cnn_onnx), "--calib", str(calib), "--wbits", "4", "--abits", "4", "--first-output-bits",
-              "4", "-q"]
+              "4", "--schedule", "plain", "-q"]  # the layout alone (row streaming: test_streaming.py)
     totals, reports = {}, {}
     for name, extra in (("packed", []), ("bytes", ["--activations", "bytes", "--no-verify"]),
                         ("auto", ["--ram-budget", "1M", "--no-verify"])):
