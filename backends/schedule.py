@@ -9,8 +9,11 @@ Two independent choices give four candidate programs, all computing the same int
   `pqc.backends.streaming.stream_candidates` finds run row by row, its intermediate tensors
   reduced to band rows.
 
-Kernels are selected for each candidate (`pqc.backends.kernel_select`, since the tables and
-costs depend on the layout and on which convs are fed). ``auto`` leaves a choice open: under a
+Kernels are selected once, on the program as it comes (`pqc.backends.kernel_select`), and kept
+in every candidate: every conv kernel reads and writes both layouts and runs fed in a stream,
+and a selection per candidate let the cost model's rough split of the packed fields' cost
+(`benchmarks/calibrate_kernels.py`) trade fast kernels for slow ones (measured: 1.5x the
+instructions on a 24-wide ResNet). ``auto`` leaves a choice open: under a
 RAM budget the candidate with the fewest estimated Cortex-M0 instructions (the calibrated cost
 model, `pqc.backends.cost_model`) among those whose RAM fits wins; with none fitting, or without
 a budget, the one of the smallest arena (then the fewest instructions). A candidate identical to
@@ -60,6 +63,7 @@ def candidates(program: Graph, optimize: str, flash_budget: int | None, activati
     from .streaming import stream_candidates, stream_layers
 
     check_schedule(activations, schedule)
+    program = select_kernels(program, optimize, flash_budget)
     chains = stream_candidates(program)
     orders = {"plain": program, **({"streamed": stream_layers(program, chains)} if chains else {})}
     out = []
@@ -67,7 +71,7 @@ def candidates(program: Graph, optimize: str, flash_budget: int | None, activati
         packed = pack_activations(orders[order])
         layouts = {"bytes": orders[order], **({"packed": packed} if any(map(packed_bits, packed.values.values())) else {})}
         for layout in [lay for lay in layouts if activations in ("auto", lay)] or ["bytes"]:  # nothing to pack
-            g = select_kernels(layouts[layout], optimize, flash_budget)
+            g = layouts[layout]
             out.append(Candidate(layout, order, g, planned_memory(g).arena_bytes, ram_needed(g, 0).needed_bytes))
     return out
 

@@ -79,13 +79,15 @@ def _ram_steps(report: dict[str, Any]) -> list[str]:
     if not steps:
         return []
     peak = report["totals"].get("ram_peak_step")
-    rows = [[str(s["step"]), s["node"], s["op"], f"{s['live_bytes']:,}", str(len(s["buffers"])),
-             "yes" if s["step"] == peak else ""] for s in steps]
+    stream_of = {node: f"s{i}" for i, chain in enumerate(report["totals"].get("streams", [])) for node in chain}
+    rows = [[str(s["step"]), s["node"], s["op"], stream_of.get(s["node"], ""), f"{s['live_bytes']:,}",
+             str(len(s["buffers"])), "yes" if s["step"] == peak else ""] for s in steps]
     return ["", "## RAM per step", "",
             "Arena bytes live at each schedule step (each buffer rounded up to the arena alignment; the "
-            "caller's input and output arrays are outside the arena). Buffer lifetimes over the schedule: "
-            "[memory.svg](memory.svg).", "",
-            "```", format_table(rows, ["step", "layer", "op", "live bytes", "buffers", "peak"]), "```"]
+            "caller's input and output arrays are outside the arena); the steps of one row-streamed chain "
+            "(stream s0, s1, ...) run as one call, so they share one live set. Buffer lifetimes over the "
+            "schedule: [memory.svg](memory.svg).", "",
+            "```", format_table(rows, ["step", "layer", "op", "stream", "live bytes", "buffers", "peak"]), "```"]
 
 
 def render_markdown(report: dict[str, Any]) -> str:

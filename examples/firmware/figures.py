@@ -3,8 +3,9 @@
     .venv/bin/python examples/firmware/figures.py [--work DIR]
 
 Compiles examples/models/{resnet8,mobilenetv2,vgg}.onnx at the defaults (W8A8, as `pqc compile
-MODEL -o DIR --no-verify`) and ResNet-8 in its micro:bit build (W4A4 with the first layer's output
-at 4 bits, packed activations, `--ram-budget 16K`) into DIR/<label> unless already there, runs
+MODEL -o DIR --no-verify`) and ResNet-8 in its micro:bit build (RAPQ W4A4 with the first layer's
+output at 4 bits, `--ram-budget 16K`: packed activations, row-streamed residual blocks) into
+DIR/<label> unless already there, runs
 the firmware of each board on 3 random inputs (bit-exact with the simulator, or the run fails),
 and prints a Markdown table. A board whose RAM the model cannot fit gets the up-front check's
 figure instead.
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from pqc.backends.firmware import BOARDS, Figures, get_board, ram_fit, random_inputs, run_firmware
 from pqc.driver import compile_model, load_build
-from pqc.passes.quantize import QuantizeOptions
+from pqc.passes.rapq import RapqOptions
 from pqc.summary import markdown_table
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -26,8 +27,8 @@ CONFIGS = {
     "resnet8": ("resnet8", {}),
     "mobilenetv2": ("mobilenetv2", {}),
     "vgg": ("vgg", {}),
-    "resnet8 W4A4/o4": ("resnet8", {"quant": QuantizeOptions(wbits=4, abits=4, first_output_bits=4),
-                                    "ram_budget": 16 << 10}),
+    "resnet8 RAPQ W4A4/o4": ("resnet8", {"quant": RapqOptions(wbits=4, abits=4, first_output_bits=4),
+                                         "ram_budget": 16 << 10}),
 }
 SAMPLES = 3
 
