@@ -38,6 +38,7 @@ class Candidate:
     schedule: str
     program: Graph
     arena_bytes: int
+    #: arena + input/output buffers + stack allowance, as `pqc.backends.memory_report.RamFit` counts
     ram_bytes: int
 
     @property
@@ -59,7 +60,7 @@ def candidates(program: Graph, optimize: str, flash_budget: int | None, activati
     from .activation_layout import pack_activations, packed_bits
     from .c_emitter import planned_memory
     from .kernel_select import select_kernels
-    from .memory_report import ram_needed
+    from .memory_report import STACK_ALLOWANCE, io_bytes
     from .streaming import stream_candidates, stream_layers
 
     check_schedule(activations, schedule)
@@ -72,7 +73,8 @@ def candidates(program: Graph, optimize: str, flash_budget: int | None, activati
         layouts = {"bytes": orders[order], **({"packed": packed} if any(map(packed_bits, packed.values.values())) else {})}
         for layout in [lay for lay in layouts if activations in ("auto", lay)] or ["bytes"]:  # nothing to pack
             g = layouts[layout]
-            out.append(Candidate(layout, order, g, planned_memory(g).arena_bytes, ram_needed(g, 0).needed_bytes))
+            arena = planned_memory(g).arena_bytes
+            out.append(Candidate(layout, order, g, arena, arena + io_bytes(g) + STACK_ALLOWANCE))
     return out
 
 

@@ -85,15 +85,14 @@ def stream_spans(graph: Graph) -> dict[int, tuple[int, int]]:
 class _Rows:
     """What the driver needs to know of one chain node's rows: ``kind`` "conv" or "add"; for a
     conv its input height ``h``, stride ``sh``, band height ``rows`` (the rows a window spans),
-    top padding ``pad_t``, whether it gathers a band (``band``) that is a ring, and the output
-    rows ``oh``."""
+    top padding ``pad_t``, whether its band is a ring (reads one new input row per output row),
+    and the output rows ``oh``."""
 
     kind: str
     h: int
     sh: int
     rows: int
     pad_t: int
-    band: bool
     ring: bool
     oh: int
 
@@ -103,10 +102,10 @@ def _rows(graph: Graph, node: Node) -> _Rows:
 
     y = graph.values[node.outputs[0]]
     if node.op == "QAdd":
-        return _Rows("add", y.shape[2], 1, 1, 0, False, False, y.shape[2])
+        return _Rows("add", y.shape[2], 1, 1, 0, False, y.shape[2])
     geo = conv_band(node, graph)
     rows = geo["band_rows"] if geo["band"] else _fed_rows(node)
-    return _Rows("conv", geo["h"], node.attrs["strides"][0], rows, geo["pad_t"], geo["band"], geo["ring"], geo["oh"])
+    return _Rows("conv", geo["h"], node.attrs["strides"][0], rows, geo["pad_t"], geo["ring"], geo["oh"])
 
 
 def _readers(graph: Graph) -> dict[str, list[Node]]:
