@@ -324,7 +324,7 @@ def band_geometry(x: Any, y: Any, attrs: dict[str, Any], pads: Sequence[int], fi
         "row_step": 0 if band else sh * w, "in_row_step": sh * w, "col_step": sw,
         "offsets": _window_offsets(kh, kw, dh, dw, wp),
         "scratch_bytes": c * rows * wp * ITEMSIZE[CTYPES[x.dtype]] if band else 0,
-        "ring": ring, "fed": fed, "packed_in": packed_in, "packed_out": packed_bits(y),
+        "ring": ring, "fed": fed, "packed_in": packed_in, "packed_out": packed_bits(y), "signed_in": x.dtype == "int8",
         "writes_over_input": ring and not streamed and tuple(y.shape) == tuple(x.shape)
         and ITEMSIZE[CTYPES[y.dtype]] == ITEMSIZE[CTYPES[x.dtype]],
     }
@@ -345,9 +345,12 @@ def band_features(geo: Mapping[str, Any], cout: int) -> dict[str, float]:
     channels that its cost is about linear in, whatever its inner walk: output rows, channel
     rows, outputs (each requantized once), the elements the band moves (`_band_moves`), and the
     packed fields read from the input (``packed_loads``: a ring reads each input row once) and
-    written (``packed_stores``)."""
+    written (``packed_stores``); with an int8 input also its multiply-accumulates (``signed_macs``:
+    Thumb-1 loads a signed byte only from a register offset, an instruction more per load), from
+    ``geo["cin_g"]`` when the kernel's context has it."""
     oh, ow, c, rows, w = geo["oh"], geo["ow"], geo["c"], geo["band_rows"], geo["w"]
     reads = c * w * (rows + oh - 1) if geo["ring"] else oh * c * rows * w
+    macs = cout * oh * ow * geo.get("cin_g", c) * geo["kh"] * geo["kw"]
     return {
         "rows": float(oh),
         "channel_rows": float(cout * oh),
@@ -355,4 +358,5 @@ def band_features(geo: Mapping[str, Any], cout: int) -> dict[str, float]:
         "band_elements": float(_band_moves(geo)),
         "packed_loads": float(reads if geo["packed_in"] else 0),
         "packed_stores": float(cout * oh * ow if geo["packed_out"] else 0),
+        "signed_macs": float(macs if geo["signed_in"] else 0),
     }

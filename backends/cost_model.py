@@ -27,10 +27,12 @@ CALIBRATE = "benchmarks/calibrate_kernels.py"
 
 @dataclass(frozen=True)
 class LayerCost:
-    """A layer's estimated flash (tables exact, code estimated) and instructions per core."""
+    """A layer's estimated flash (tables exact, code estimated) and instructions per core, and
+    the exact bytes of its constant tables alone."""
 
     flash_bytes: int
     instructions: dict[str, float]
+    table_bytes: int = 0
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,5 +59,5 @@ def estimate(kernel: KernelDef, node: Node, graph: Graph) -> LayerCost:
     def linear(target: str) -> float:
         return sum(coefs[target].get(f, 0.0) * v for f, v in features.items())
 
-    code = round(linear("code_bytes"))
-    return LayerCost(table_bytes(ctx) + code, {core: linear(core) for core in CORES})
+    tables = table_bytes(ctx)
+    return LayerCost(tables + round(linear("code_bytes")), {core: linear(core) for core in CORES}, tables)

@@ -7,7 +7,11 @@ on a build folder re-emit the same C), with the estimate it was chosen on as
 the calibrated model's (`pqc.backends.cost_model.estimate`): flash = exact table bytes +
 estimated code bytes, time = estimated Cortex-M0 instructions.
 
-* ``size``: per layer the kernel with the least flash.
+* ``size``: per layer the kernel with the fewest bytes storing the weights (its constant tables,
+  and for a kernel that bakes the weights into code, ``code_holds_weights``, that code too: what
+  a compressed model's size is), of those the fewest instructions; the rest of the code, a few
+  hundred bytes a layer, breaks no tie before speed does, so a fast kernel with the smallest
+  tables wins.
 * ``speed``: the fewest total instructions whose flash fits ``flash_budget``; without a budget,
   whose flash is not above that of the ops' default kernels (the digit tables), so the fast
   variants replace the tables where they are no larger and nothing grows unasked.
@@ -42,6 +46,12 @@ BUCKETS = 4096
 def kernel_table_bytes(kernel: KernelDef, node: Node, graph: Graph) -> int:
     """The bytes of the constant tables ``kernel`` emits for ``node``."""
     return table_bytes(kernel.c_context(node, graph))
+
+
+def weight_bytes(kernel: KernelDef, cost: LayerCost) -> int:
+    """The bytes storing a layer's weights under ``kernel``: its tables, and its code when the
+    kernel bakes the weights into it."""
+    return cost.flash_bytes if kernel.code_holds_weights else cost.table_bytes
 
 
 def int8_bytes(node: Node, graph: Graph) -> int:
@@ -120,17 +130,32 @@ def select_kernels(program: Graph, optimize: str = DEFAULT_OPTIMIZE, flash_budge
     kernels = [op_kernels(n.op) for n in nodes]
     costs = [[estimate(k, n, out) for k in ks] for n, ks in zip(nodes, kernels)]
     options = [[(c.flash_bytes, c.instructions[COST_CORE]) for c in layer] for layer in costs]
-    smallest = [min(range(len(o)), key=lambda i: (o[i][0], o[i][1])) for o in options]
-    least = sum(o[i][0] for o, i in zip(options, smallest))
+    least = sum(min(b for b, _ in o) for o in options)
     if flash_budget is not None and least > flash_budget:
         raise PqcError(f"--flash-budget {flash_budget:,} B: the smallest this model's layers fit in is "
-                       f"{least:,} B of tables and code, as --optimize size chooses")
+                       f"{least:,} B of tables and code")
     if optimize == "size":
-        chosen = smallest
+        chosen = [min(range(len(o)), key=lambda i: (weight_bytes(ks[i], layer[i]), o[i][1]))
+                  for o, layer, ks in zip(options, costs, kernels)]
     else:
+        smallest = [min(range(len(o)), key=lambda i: (o[i][0], o[i][1])) for o in options]
         chosen = min_cost_choice(options, _budget(optimize, flash_budget, nodes, out, costs)) or smallest
     for node, ks, layer, i in zip(nodes, kernels, costs, chosen):
         node.meta["kernel"] = ks[i].name
         node.meta["cost"] = {"flash_bytes": layer[i].flash_bytes,
                              "instructions": {core: round(v) for core, v in layer[i].instructions.items()}}
     return out
+
+
+def measured_flash(program: Graph) -> int | None:
+    """The Cortex-M0 flash of ``program``'s model object (text + data, as the harness's
+    ``-Os`` build measures it: the figure ``--flash-budget`` bounds); None without the toolchain."""
+    import tempfile
+
+    from .c_emitter import emit_c
+    from .harness import PASSED, check_cortex_m0
+
+    with tempfile.TemporaryDirectory(prefix="pqc_flash_") as tmp:
+        emit_c(program, tmp)
+        check = check_cortex_m0(tmp)
+    return check.data["text"] + check.data["data"] if check.status == PASSED else None

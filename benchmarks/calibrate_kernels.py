@@ -3,7 +3,7 @@ its cost-feature coefficients, write ``backends/kernel_costs.json``.
 
 Each grid point is a small integer program (one QConv or QGemm layer shaped like the reference
 models' layers: 1x1, 3x3, depthwise 3x3, strides 1 and 2, 3..64 channels, 7..28 pixels, 2-,
-4- and 8-bit weights; or a generic op, alone or behind the ops that feed it; or a conv or a
+4- and 8-bit weights, int8 inputs and, at 4 bits, uint8 ones; or a generic op, alone or behind the ops that feed it; or a conv or a
 generic op between 4-bit activations packed two per byte, `pack_activations`). For every
 kernel of the point's op (set on every node of that op) it is emitted, run once on Cortex-M0 (mps2-an385) and RV32I
 (rv32-virt) under QEMU ``-icount`` (`pqc.backends.firmware.run_firmware`: instructions of one
@@ -18,7 +18,7 @@ non-negative least squares, one fit per core and one for code bytes. The JSON ke
 coefficients, the grid, every point's measured and fitted figures and each kernel's largest
 relative error.
 
-    .venv/bin/python benchmarks/calibrate_kernels.py [--quick] [--work DIR] [--out FILE]
+    .venv/bin/python benchmarks/calibrate_kernels.py [--quick] [--reuse] [--work DIR] [--out FILE]
 """
 from __future__ import annotations
 
@@ -70,9 +70,11 @@ def _linear(b: IntGraphBuilder, op: str, x: str, w: np.ndarray, bits: int, **att
     return b.op(op, [x, name, bias], shift=(shift,) * len(w), **{"lo": -128, "hi": 127, **attrs})
 
 
-def conv_program(cin: int, size: int, cout: int, k: int, stride: int, depthwise: bool, bits: int) -> Graph:
-    b = IntGraphBuilder(f"conv{cin}x{size}-{cout}k{k}s{stride}{'dw' if depthwise else ''}w{bits}")
-    x = b.input("x", (1, cin, size, size))
+def conv_program(cin: int, size: int, cout: int, k: int, stride: int, depthwise: bool, bits: int,
+                 dtype: str = "int8") -> Graph:
+    """One conv layer; ``dtype`` its input's (uint8: as behind a ReLU)."""
+    b = IntGraphBuilder(f"conv{cin}x{size}-{cout}k{k}s{stride}{'dw' if depthwise else ''}w{bits}{dtype[0]}")
+    x = b.input("x", (1, cin, size, size), dtype=dtype)
     group = cin if depthwise else 1
     w = bit_weights(np.random.default_rng(cin * size + cout + bits), (cout, cin // group, k, k), bits, extremes=False)
     p = k // 2
@@ -176,8 +178,8 @@ def packed_programs(conv_shapes: list[tuple]) -> list[Graph]:
 
 def grid(quick: bool) -> list[Graph]:
     conv, gemm, bits = (QUICK["conv"], QUICK["gemm"], QUICK["bits"]) if quick else (CONV_SHAPES, GEMM_SHAPES, BITS)
-    return ([conv_program(*s, wb) for s in conv for wb in bits] + [gemm_program(*s, wb) for s in gemm for wb in bits]
-            + generic_programs() + packed_programs(conv))
+    return ([conv_program(*s, wb) for s in conv for wb in bits] + [conv_program(*s, 4, "uint8") for s in conv]
+            + [gemm_program(*s, wb) for s in gemm for wb in bits] + generic_programs() + packed_programs(conv))
 
 
 def variants(program: Graph) -> list[Graph]:
@@ -256,18 +258,28 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a fifth of the grid (a rough table, for a try)")
     parser.add_argument("--work", default="build/calibrate-kernels", help="folder of the builds")
     parser.add_argument("--out", default=str(COSTS_PATH), help="the calibration table to write")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take the measurements of the points already in --out and measure only the new ones: "
+                             "for a change of cost features, or a new kernel (a kernel whose C changed must be "
+                             "measured again: rerun without --reuse)")
     args = parser.parse_args()
     work = Path(args.work)
     start = time.time()
-    fixed = measure(baseline(), work)
     targets = ["code_bytes", *CORES]
+    old = json.loads(Path(args.out).read_text()) if args.reuse else {"points": []}
+    known = {p["program"]: p["measured"] for p in old["points"]}
+    fixed = old["fixed"] if args.reuse else measure(baseline(), work)
     points = []
     for program in (v for p in grid(args.quick) for v in variants(p)):
-        got = measure(program, work)
+        if program.name in known:
+            measured = known[program.name]
+        else:
+            got = measure(program, work)
+            measured = {t: got[t] - fixed[t] for t in targets}
+            print(f"{program.name}: {measured}", flush=True)
         points.append({"program": program.name, "kernel": kernel_for(program.nodes[-1]).name,
                        "features": [(kernel_for(n).name, _features(n, program)) for n in program.nodes],
-                       "measured": {t: got[t] - fixed[t] for t in targets}})
-        print(f"{program.name}: {points[-1]['measured']}", flush=True)
+                       "measured": measured})
     coefs = {t: fit(points, t) for t in targets}
     kernels: dict[str, Any] = {}
     for name in sorted({k for p in points for k, _ in p["features"]}):
@@ -280,7 +292,8 @@ def main() -> None:
             rel = abs(p["fitted"][t] - p["measured"][t]) / max(abs(p["measured"][t]), 1.0)
             errors[t] = round(max(errors.get(t, 0.0), rel), 4)
     table = {
-        "command": "benchmarks/calibrate_kernels.py" + (" --quick" if args.quick else ""),
+        "command": "benchmarks/calibrate_kernels.py" + (" --quick" if args.quick else "")
+                   + (" --reuse" if args.reuse else ""),
         "cores": CORES, "fixed": fixed, "seconds": round(time.time() - start),
         "kernels": kernels,
         "points": [{"program": p["program"], "kernel": p["kernel"], "measured": p["measured"], "fitted": p["fitted"]}

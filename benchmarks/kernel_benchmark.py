@@ -15,6 +15,7 @@ the same way, with the same flags and firmware, and each pqc row gets its ratio 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,11 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    rows = [row for model in args.models for bits in BITS for row in measure(model, bits, work)]
+    rows = []
+    for model in args.models:
+        for bits in BITS:
+            rows += measure(model, bits, work)
+            print(markdown_table(rows[-5:], HEADER), file=sys.stderr, flush=True)  # progress: this model and width
     print(markdown_table(rows, HEADER))
 
 

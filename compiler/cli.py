@@ -302,12 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight bits of one layer, 2..8, overriding --wbits/--first-last-bits (repeatable)")
     p.add_argument("--pipeline", help="custom pass pipeline spec, e.g. 'canonicalize,quantize(wbits=4),lower'")
     p.add_argument("--optimize", choices=["size", "balanced", "speed"],
-                   help="per-layer C kernels chosen by the calibrated cost model: size (least flash), speed "
+                   help="per-layer C kernels chosen by the calibrated cost model: size (smallest weight tables, "
+                        "then fewest instructions), speed "
                         "(fewest Cortex-M0 instructions within --flash-budget, else within the digit tables' "
                         "flash; the default), balanced (fewest instructions within the int8 weights' flash)")
     p.add_argument("--flash-budget", type=_byte_size, metavar="SIZE",
-                   help="flash the Conv/Gemm layers' tables and code may take, e.g. 256K (estimated by the "
-                        "calibrated cost model; refused with the least that fits when too small)")
+                   help="flash the model's Cortex-M0 build (code and tables) may take, e.g. 256K: chosen by the "
+                        "calibrated cost model's estimate, then measured on the build and tightened until it fits; "
+                        "refused with the least that fits when too small")
     p.add_argument("--ram-budget", type=_byte_size, metavar="SIZE",
                    help=f"RAM the build may need, e.g. 16K: arena + input/output buffers + a {STACK_ALLOWANCE}-byte "
                         "stack allowance; a model that needs more is refused (exit 2) naming the layer where the most "

@@ -89,8 +89,10 @@ class CompileOptions:
     may need (arena + input/output buffers + stack allowance, `pqc.backends.memory_report.RamFit`):
     a program that needs more is refused before anything is written; ``optimize``: the per-layer kernel
     choice, ``size``, ``balanced`` or ``speed`` (`pqc.backends.kernel_select`, whose
-    ``DEFAULT_OPTIMIZE`` is the default); ``flash_budget``: bytes the Conv/Gemm layers' tables and
-    code may take (estimated by the calibrated cost model); refused when no kernel choice fits;
+    ``DEFAULT_OPTIMIZE`` is the default); ``flash_budget``: bytes the model's Cortex-M0 build (text +
+    data of the model object) may take: kernels are chosen within it by the calibrated cost
+    model's estimate, then the build is measured and the choice tightened until it fits
+    (`lay_out`; without arm-none-eabi-gcc the estimate alone); refused when no choice fits;
     ``activations``: the arena layout, ``packed`` (activations of at most 4 bits two per byte,
     `pqc.backends.activation_layout`: the same integers in about half the RAM at A4, a few
     percent more instructions), ``bytes`` or ``auto``; ``schedule``: ``streamed`` (layer chains
@@ -207,12 +209,34 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
 def lay_out(program: Graph, opts: CompileOptions) -> Graph:
     """The program with its arena layout (``opts.activations``), execution order
     (``opts.schedule``) and kernels (``opts.optimize``) chosen for ``opts.ram_budget``
-    (`pqc.backends.schedule`); the kernels come last, since their tables and costs depend on the
-    other two."""
+    (`pqc.backends.schedule`), and with ``opts.flash_budget`` its Cortex-M0 build measured to fit."""
+    from pqc.backends.kernel_select import measured_flash
     from pqc.backends.schedule import choose_schedule
 
-    return choose_schedule(program, opts.optimize, opts.flash_budget, opts.activations, opts.schedule,
-                           opts.ram_budget).program
+    def choose(budget: int | None) -> Graph:
+        return choose_schedule(program, opts.optimize, budget, opts.activations, opts.schedule, opts.ram_budget).program
+
+    chosen = choose(opts.flash_budget)
+    if opts.flash_budget is None:
+        return chosen
+    # The selection bounds estimated flash; the budget is on the built object: shrink the
+    # selection's budget by what the build overshoots until it fits (the estimate misses a few %).
+    budget = opts.flash_budget
+    for _ in range(FLASH_FITS):
+        flash = measured_flash(chosen)
+        if flash is None or flash <= opts.flash_budget:
+            return chosen
+        budget -= flash - opts.flash_budget + FLASH_MARGIN
+        chosen = choose(budget)
+    flash = measured_flash(chosen)
+    if flash is not None and flash > opts.flash_budget:
+        raise PqcError(f"--flash-budget {opts.flash_budget:,} B: the Cortex-M0 build still takes {flash:,} B after "
+                       f"{FLASH_FITS} tries; give a larger budget")
+    return chosen
+
+
+#: rounds of `lay_out`'s measured-flash correction, and the bytes each adds to the overshoot
+FLASH_FITS, FLASH_MARGIN = 3, 256
 
 
 def plan_pipeline(opts: CompileOptions, target: Target) -> Pipeline:

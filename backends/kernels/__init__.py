@@ -37,6 +37,9 @@ class KernelDef:
     #: the template reads and writes each activation in its layout, packed sub-byte fields
     #: included (`pqc.backends.activation_layout`: the ``packed``/``ptype`` of ``x`` and ``y``)
     packed_io: bool = False
+    #: the weights are baked into the code (no weight table): `--optimize size` counts the code
+    #: as their storage (`pqc.backends.kernel_select`)
+    code_holds_weights: bool = False
 
     @property
     def template(self) -> str:
@@ -91,6 +94,7 @@ from . import (  # noqa: E402,F401
     qaffine_generic,
     qavgpool_generic,
     qconcat_generic,
+    qconv_buckets,
     qconv_compact,
     qconv_fast,
     qconv_tables,

@@ -53,6 +53,7 @@ class QConvUnrolled(KernelDef):
     variant = "unrolled"
     default = False
     packed_io = True
+    code_holds_weights = True
 
     def _geometry(self, node, graph) -> tuple[dict[str, Any], np.ndarray]:
         """The tables kernel's band geometry and the offsets of one group's ``Cin/group x kh x
@@ -79,4 +80,4 @@ class QConvUnrolled(KernelDef):
         y = graph.values[node.outputs[0]].shape
         band = band_features(ctx, ctx["cout"])
         return {**unrolled_features(graph.values[node.inputs[1]].data, y[2] * y[3]),
-                **{k: band[k] for k in ("band_elements", "channel_rows", "packed_loads", "packed_stores")}}
+                **{k: band[k] for k in ("band_elements", "channel_rows", "packed_loads", "packed_stores", "signed_macs")}}

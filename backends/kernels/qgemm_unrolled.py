@@ -15,6 +15,7 @@ class QGemmUnrolled(KernelDef):
     op = "QGemm"
     variant = "unrolled"
     default = False
+    code_holds_weights = True
 
     def c_context(self, node, graph):
         """Per output its digit code over the K inputs of a row; ``rows`` samples of one call."""

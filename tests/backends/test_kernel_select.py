@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 
 import numpy as np
 import pytest
@@ -56,3 +57,41 @@ def test_flash_budget_too_small_is_refused_naming_the_least_that_fits(small_cnn_
 def test_bad_flash_budget_values_exit_2(value, small_cnn_onnx, tmp_path, capsys):
     assert main(["compile", str(small_cnn_onnx), "-o", str(tmp_path / "b"), "--flash-budget", value]) == 2
     assert "--flash-budget" in capsys.readouterr().err
+
+
+def _estimated_flash(program) -> int:
+    return sum(n.meta["cost"]["flash_bytes"] for n in program.nodes if "cost" in n.meta)
+
+
+def test_flash_budget_is_met_on_the_measured_build_by_tightening_the_choice(small_cnn_onnx, monkeypatch):
+    """The selection bounds estimated flash; `lay_out` measures the build and shrinks the
+    selection's budget by the overshoot until the measured flash fits (here the "build" is the
+    estimate plus 3,000 B of code the estimate misses)."""
+    import pqc.backends.kernel_select as kernel_select
+    from pqc.driver import CompileOptions, lay_out
+    from pqc.frontend import load_onnx
+    from pqc.passes.canonicalize import canonicalize
+    from pqc.passes.lower import lower
+    from pqc.passes.quantize import quantize
+
+    x = np.random.default_rng(0).normal(0, 1, (8, 1, 16, 16)).astype(np.float32)
+    program = lower(quantize(canonicalize(load_onnx(small_cnn_onnx)), x, wbits=4, abits=4))
+    unbounded = lay_out(program, CompileOptions(optimize="speed", flash_budget=1 << 30))
+    budget = _estimated_flash(unbounded) - 1  # binding: the fastest choice does not fit
+    monkeypatch.setattr(kernel_select, "measured_flash", lambda p: _estimated_flash(p) + 3000)
+    fitted = lay_out(program, CompileOptions(optimize="speed", flash_budget=budget))
+    assert _estimated_flash(fitted) + 3000 <= budget
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc missing")
+def test_the_cortex_m0_build_of_a_budgeted_compile_fits_the_budget(small_cnn_onnx, tmp_path):
+    from pqc.backends.kernel_select import measured_flash
+    from pqc.driver import compile_model
+
+    x = np.random.default_rng(0).normal(0, 1, (8, 1, 16, 16)).astype(np.float32)
+    free = compile_model(small_cnn_onnx, tmp_path / "a", calib=x, verify=False, optimize="speed",
+                         flash_budget=1 << 30)
+    budget = measured_flash(free.program) - 200  # the fastest choice's build misses it
+    tight = compile_model(small_cnn_onnx, tmp_path / "b", calib=x, verify=False, optimize="speed",
+                          flash_budget=budget)
+    assert measured_flash(tight.program) <= budget

@@ -62,7 +62,8 @@ def test_unrolled_kernels_hold_no_weight_table_and_count_their_digits():
                   "code_rows": outputs}
         if node.op == "QConv":  # its band: gathered rows, and one channel code entry per output row
             counts.update(band_elements=band_features(ctx, outputs)["band_elements"], channel_rows=outputs * y[2],
-                          packed_loads=0.0, packed_stores=0.0)  # this chain's activations are bytes
+                          packed_loads=0.0, packed_stores=0.0,  # this chain's activations are bytes
+                          signed_macs=band_features(ctx, outputs)["signed_macs"])
         assert f == counts
         code = "".join(ctx["channels"][c]["code"] for c in range(outputs)) if node.op == "QConv" else "".join(ctx["outputs"])
         assert code.count("[") == digits  # one load per digit
