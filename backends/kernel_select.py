@@ -16,7 +16,8 @@ estimated code bytes, time = estimated Cortex-M0 instructions.
   whose flash is not above that of the ops' default kernels (the digit tables), so the fast
   variants replace the tables where they are no larger and nothing grows unasked.
 * ``balanced``: the fewest instructions whose flash is not above the layers' weights as dense
-  int8 plus int32 biases (`int8_bytes`); when even the smallest kernels exceed that, ``size``.
+  int8 plus int32 biases (`int8_bytes`); when no choice fits that (8-bit weights: every kernel's
+  tables and code are above it), what ``size`` picks.
 
 The budgeted choice is a multiple-choice knapsack, solved by `min_cost_choice`.
 """
@@ -134,12 +135,16 @@ def select_kernels(program: Graph, optimize: str = DEFAULT_OPTIMIZE, flash_budge
     if flash_budget is not None and least > flash_budget:
         raise PqcError(f"--flash-budget {flash_budget:,} B: the smallest this model's layers fit in is "
                        f"{least:,} B of tables and code")
+    size = [min(range(len(o)), key=lambda i: (weight_bytes(ks[i], layer[i]), o[i][1]))
+            for o, layer, ks in zip(options, costs, kernels)]
     if optimize == "size":
-        chosen = [min(range(len(o)), key=lambda i: (weight_bytes(ks[i], layer[i]), o[i][1]))
-                  for o, layer, ks in zip(options, costs, kernels)]
+        chosen = size
     else:
-        smallest = [min(range(len(o)), key=lambda i: (o[i][0], o[i][1])) for o in options]
-        chosen = min_cost_choice(options, _budget(optimize, flash_budget, nodes, out, costs)) or smallest
+        budget = _budget(optimize, flash_budget, nodes, out, costs)
+        chosen = min_cost_choice(options, budget)
+        if chosen is None:  # nothing fits: the least flash under a budget, else what size picks
+            chosen = ([min(range(len(o)), key=lambda i: (o[i][0], o[i][1])) for o in options]
+                      if flash_budget is not None else size)
     for node, ks, layer, i in zip(nodes, kernels, costs, chosen):
         node.meta["kernel"] = ks[i].name
         node.meta["cost"] = {"flash_bytes": layer[i].flash_bytes,

@@ -19,6 +19,7 @@ coefficients, the grid, every point's measured and fitted figures and each kerne
 relative error.
 
     .venv/bin/python benchmarks/calibrate_kernels.py [--quick] [--reuse] [--work DIR] [--out FILE]
+    .venv/bin/python benchmarks/calibrate_kernels.py --per-mac    # the table's conv points per MAC
 """
 from __future__ import annotations
 
@@ -253,6 +254,26 @@ def predict(coefs: dict[str, dict[str, float]], features: list[tuple[str, dict[s
     return sum(coefs[k].get(f, 0.0) * v for k, feats in features for f, v in feats.items())
 
 
+def per_mac_table(table: dict[str, Any]) -> str:
+    """The single-conv points of a calibration table as Cortex-M0 / RV32I instructions per MAC,
+    one row per layer shape and input type, one column per QConv kernel."""
+    from pqc.summary import markdown_table
+
+    measured = {p["program"]: p["measured"] for p in table["points"]}
+    kernels = sorted({p["kernel"] for p in table["points"] if p["kernel"].startswith("qconv_")})
+    rows = []
+    for cin, size, cout, k, stride, depthwise in CONV_SHAPES:
+        macs = cout * (-(-size // stride)) ** 2 * (1 if depthwise else cin) * k * k
+        for bits, dtype in [(b, "int8") for b in BITS] + [(4, "uint8")]:
+            name = conv_program(cin, size, cout, k, stride, depthwise, bits, dtype).name
+            cells = [measured.get(f"{name}-{kern}") for kern in kernels]
+            if any(cells):
+                rows.append([f"{cin}x{size}x{size} -> {cout}, {k}x{k} s{stride}{' dw' if depthwise else ''}", str(bits),
+                             dtype] + [f"{m['cortex-m0'] / macs:.2f} / {m['rv32i'] / macs:.2f}" if m else "-"
+                                       for m in cells])
+    return markdown_table(rows, ["layer", "weight bits", "input", *kernels])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a fifth of the grid (a rough table, for a try)")
@@ -262,7 +283,12 @@ def main() -> None:
                         help="take the measurements of the points already in --out and measure only the new ones: "
                              "for a change of cost features, or a new kernel (a kernel whose C changed must be "
                              "measured again: rerun without --reuse)")
+    parser.add_argument("--per-mac", action="store_true",
+                        help="measure nothing: print the conv points of --out as instructions per MAC, per kernel")
     args = parser.parse_args()
+    if args.per_mac:
+        print(per_mac_table(json.loads(Path(args.out).read_text())))
+        return
     work = Path(args.work)
     start = time.time()
     targets = ["code_bytes", *CORES]
