@@ -106,13 +106,15 @@ def check_feeds(graph: Graph, feeds: Feeds, what: str) -> Feeds:
 def checked_inputs(graph: Graph, data: "str | Feeds", what: str) -> Feeds:
     """Float inputs for ``graph`` from an array (or dict by input name), a data set spec or an
     .npz path, shape-checked: one array for a single-input model, else a dict by input name
-    (an .npz then holds an array per input name)."""
+    (an .npz holds an array per input name; for a single input, ``x`` will do)."""
     if isinstance(data, (np.ndarray, Mapping)):
         return check_feeds(graph, data, what)
     from .data import load_dataset, load_inputs
 
-    if len(graph.inputs) == 1:
+    if data.split(":")[0] == "fashion-mnist" and len(graph.inputs) == 1:
         return check_samples(graph, load_dataset(data).x, f"{what} {data}")
+    if len(graph.inputs) == 1:  # an .npz: an array named after the input, or 'x'
+        return check_samples(graph, load_inputs(data, graph.inputs)[graph.inputs[0]], f"{what} {data}")
     if data.split(":")[0] == "fashion-mnist":
         raise DataError(f"{what} {data}: {graph.name!r} has inputs {graph.inputs}; give an .npz with an array "
                         f"per input name")

@@ -256,3 +256,20 @@ def test_train_reference_end_to_end(examples, fmnist, tmp_path: Path) -> None:
     assert record["epochs"] == 1 and record["train_samples"] == 6 and record["test_samples"] == 4
     assert record["ort_max_abs_diff"] < 1e-4 and len(record["history"]) == 1
     assert (outs[0] / "vgg.onnx").read_bytes() == (outs[1] / "vgg.onnx").read_bytes()
+
+
+def test_a_single_input_models_npz_may_name_its_array_after_the_input(tmp_path):
+    from pqc.data_checks import checked_inputs
+    from pqc.errors import PqcError
+    from pqc.ir import Graph, Value
+
+    g = Graph("one")
+    g.add_value(Value("image", (1, 1, 4, 4), "float32"))
+    g.inputs.append("image")
+    x = np.random.default_rng(0).normal(size=(3, 1, 4, 4)).astype(np.float32)
+    for name in ("image", "x"):
+        np.savez(tmp_path / f"{name}.npz", **{name: x})
+        assert np.array_equal(checked_inputs(g, str(tmp_path / f"{name}.npz"), "calibration data"), x)
+    np.savez(tmp_path / "other.npz", pixels=x)
+    with pytest.raises(PqcError, match="no array 'image' for the model's input 'image'"):
+        checked_inputs(g, str(tmp_path / "other.npz"), "calibration data")

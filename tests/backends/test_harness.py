@@ -52,7 +52,7 @@ def test_mismatch_names_the_first_differing_layer(tmp_path: Path) -> None:
     src = tmp_path / "model.c"
     # corrupt the depthwise conv's first bias (layer 2): the layers before it still agree
     text = src.read_text()
-    m = re.search(r"model_l2_qconv_bias\[\d+\] MODEL_WEIGHT_SECTION = \{\n\s+(-?\d+)", text)
+    m = re.search(r"model_l2_qconv_bias\[\d+\] MODEL_WEIGHT_SECTION = \{\n\s*(-?\d+)", text)
     assert m is not None
     src.write_text(text[:m.start(1)] + str(int(m.group(1)) + 100000) + text[m.end(1):])
     with pytest.raises(VerificationError, match=r"first at layer 'qconv_node_1', index \(0, 0, ") as err:
@@ -147,7 +147,7 @@ def edit_first_value(path: Path, pattern: str, delta: int) -> None:
 def test_a_bias_edited_by_one_fails_naming_its_table(tmp_path: Path) -> None:
     graph = zoo()
     emit_c(graph, tmp_path)
-    edit_first_value(tmp_path / "model.c", r"model_l2_qconv_bias\[\d+\] MODEL_WEIGHT_SECTION = \{\n\s+(-?\d+)", 1)
+    edit_first_value(tmp_path / "model.c", r"model_l2_qconv_bias\[\d+\] MODEL_WEIGHT_SECTION = \{\n\s*(-?\d+)", 1)
     with pytest.raises(VerificationError, match=r"table model_l2_qconv_bias differs at element 0: C -?\d+, program") as err:
         verify(graph, tmp_path, random_int_inputs(graph, n=1))
     assert err.value.exit_code == 1
