@@ -21,6 +21,8 @@ from .kernels import KernelDef
 
 #: the cores the model estimates, and the emulated board each was measured on
 CORES = {"cortex-m0": "mps2-an385", "rv32i": "rv32-virt"}
+#: the estimated core of each architecture a firmware board has (`pqc.backends.firmware.Board.core`)
+ARCH_CORE = {"armv6m": "cortex-m0", "rv32i": "rv32i"}
 COSTS_PATH = Path(__file__).with_name("kernel_costs.json")
 CALIBRATE = "benchmarks/calibrate_kernels.py"
 
@@ -61,3 +63,11 @@ def estimate(kernel: KernelDef, node: Node, graph: Graph) -> LayerCost:
 
     tables = table_bytes(ctx)
     return LayerCost(tables + round(linear("code_bytes")), {core: linear(core) for core in CORES}, tables)
+
+
+def program_instructions(program: Graph, core: str = "cortex-m0") -> float:
+    """The estimated instructions of one inference of ``program`` on ``core``: every node's
+    kernel (as chosen) estimated and summed."""
+    from .kernels import kernel_for
+
+    return sum(estimate(kernel_for(n), n, program).instructions[core] for n in program.nodes)

@@ -114,14 +114,27 @@ class Figures:
     arena_bytes: int
     instructions: int
     counter: str
+    #: the calibrated cost model's estimate of ``instructions`` (`with_estimate`), None until asked
+    estimated_instructions: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def with_estimate(self, program: Graph) -> "Figures":
+        """These figures with the cost model's estimate for the board's core beside the measurement."""
+        from .cost_model import ARCH_CORE, program_instructions
+
+        core = ARCH_CORE[get_board(self.board).core]
+        return replace(self, estimated_instructions=round(program_instructions(program, core)))
+
     def __str__(self) -> str:
-        return (f"{self.board}: {self.samples} samples bit-exact with the simulator; flash {self.flash_bytes:,} B "
+        text = (f"{self.board}: {self.samples} samples bit-exact with the simulator; flash {self.flash_bytes:,} B "
                 f"(weights {self.weights_bytes:,} B), RAM {self.ram_bytes:,} B (data+bss {self.data_bss_bytes:,} B, "
                 f"stack high-water {self.stack_bytes:,} B), {self.instructions:,} instructions per inference")
+        if self.estimated_instructions:
+            text += (f" (cost model estimate {self.estimated_instructions:,}: measured / estimated "
+                     f"{self.instructions / self.estimated_instructions:.3f})")
+        return text
 
 
 def parse_bytes(text: str) -> int:

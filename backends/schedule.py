@@ -78,22 +78,16 @@ def candidates(program: Graph, optimize: str, flash_budget: int | None, activati
     return out
 
 
-def estimated_instructions(program: Graph, core: str = "cortex-m0") -> float:
-    """The calibrated cost model's instructions of one inference on ``core``."""
-    from .cost_model import estimate
-    from .kernels import kernel_for
-
-    return sum(estimate(kernel_for(n), n, program).instructions[core] for n in program.nodes)
-
-
 def choose_schedule(program: Graph, optimize: str, flash_budget: int | None, activations: str = "auto",
                     schedule: str = "auto", ram_budget: int | None = None) -> Candidate:
     """The candidate a build deploys (module docstring)."""
+    from .cost_model import program_instructions
+
     options = candidates(program, optimize, flash_budget, activations, schedule)
     if len(options) == 1:
         return options[0]
     fitting = [c for c in options if ram_budget is not None and c.ram_bytes <= ram_budget]
     if fitting:
-        return min(fitting, key=lambda c: estimated_instructions(c.program))
+        return min(fitting, key=lambda c: program_instructions(c.program))
     smallest = min(c.arena_bytes for c in options)
-    return min((c for c in options if c.arena_bytes == smallest), key=lambda c: estimated_instructions(c.program))
+    return min((c for c in options if c.arena_bytes == smallest), key=lambda c: program_instructions(c.program))

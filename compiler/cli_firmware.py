@@ -71,7 +71,7 @@ def cmd_firmware(args: argparse.Namespace) -> int:
         return EXIT_OK
     x = _inputs(build, args.inputs, args.samples, args.seed)
     figures = run_firmware(build.program, build.out_dir, args.board, x, build.out_dir / "firmware" / args.board,
-                           timeout_s=args.timeout)
+                           timeout_s=args.timeout).with_estimate(build.program)
     _record(build.out_dir, figures)
     print(json.dumps(figures.to_dict(), indent=1) if args.json else figures)
     console.info(f"image: {build.out_dir / 'firmware' / args.board / 'firmware.elf'}; counter: {figures.counter}")
