@@ -85,24 +85,25 @@ def c_int(v: int) -> str:
 
 def uint_table(values: Sequence[int] | np.ndarray) -> CArray:
     """Values >= 0 in the narrowest unsigned type."""
-    vals = tuple(int(v) for v in np.asarray(values).ravel())
-    top = max(vals, default=0)
+    arr = np.asarray(values, dtype=np.int64).ravel()
+    top, low = (int(arr.max()), int(arr.min())) if arr.size else (0, 0)
     ctype = next((t for t, m in _UNSIGNED if top <= m), None)
-    if ctype is None or min(vals, default=0) < 0:
-        raise ValueError(f"table values outside uint32: {min(vals)}..{top}")
-    return CArray(ctype, vals)
+    if ctype is None or low < 0:
+        raise ValueError(f"table values outside uint32: {low}..{top}")
+    return CArray(ctype, tuple(arr.tolist()))
 
 
 def int_table(values: Sequence[int] | np.ndarray) -> CArray:
     """Signed values in the narrowest signed type."""
-    vals = tuple(int(v) for v in np.asarray(values).ravel())
-    ctype = next(t for t, m in _SIGNED if all(-m <= v < m for v in vals))
-    return CArray(ctype, vals)
+    arr = np.asarray(values, dtype=np.int64).ravel()
+    top, low = (int(arr.max()), int(arr.min())) if arr.size else (0, 0)
+    ctype = next(t for t, m in _SIGNED if -m <= low and top < m)
+    return CArray(ctype, tuple(arr.tolist()))
 
 
 def typed_table(values: np.ndarray, dtype: str) -> CArray:
     """Values stored in the C type of an IR dtype (LUT entries, biases)."""
-    return CArray(CTYPES[dtype], tuple(int(v) for v in np.asarray(values).ravel()))
+    return CArray(CTYPES[dtype], tuple(np.asarray(values, dtype=np.int64).ravel().tolist()))
 
 
 def digit_tables(weights: np.ndarray, offsets: np.ndarray) -> dict[str, Any]:
@@ -125,13 +126,14 @@ def digit_tables(weights: np.ndarray, offsets: np.ndarray) -> dict[str, Any]:
 
 
 def _delta_code(lists: Sequence[tuple[int, list[int], list[int]]]) -> tuple[CArray, CArray]:
-    """The ``groups`` and ``deltas`` tables of (k, +1 offsets, -1 offsets) groups."""
-    groups: list[int] = []
-    deltas: list[int] = []
-    for k, pos, neg in lists:
-        groups += [k, len(pos), len(neg)]
-        for sel in (pos, neg):
-            deltas += np.diff(np.asarray(sel, dtype=np.int64), prepend=0).tolist()
+    """The ``groups`` and ``deltas`` tables of (k, +1 offsets, -1 offsets) groups: each list's
+    offsets as steps from 0, list after list."""
+    groups = [v for k, pos, neg in lists for v in (k, len(pos), len(neg))]
+    flat = np.fromiter((o for _, pos, neg in lists for sel in (pos, neg) for o in sel), dtype=np.int64)
+    deltas = np.diff(flat, prepend=0)
+    starts = np.cumsum([0] + [len(sel) for _, pos, neg in lists for sel in (pos, neg)])[:-1]
+    starts = starts[starts < flat.size]
+    deltas[starts] = flat[starts]  # every list restarts from 0
     return uint_table(groups), uint_table(deltas)
 
 

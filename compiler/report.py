@@ -21,25 +21,37 @@ from .ir import Graph
 from .summary import format_table
 
 
-def layer_errors(int_graph: Graph, float_acts: dict[str, np.ndarray], int_acts: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Per activation: SQNR (dB) of the dequantized integer values against the float ones, and
-    the share of float values outside the format's representable range (clip ratio)."""
-    out: dict[str, dict[str, float]] = {}
-    for name, q in int_acts.items():
-        ref = float_acts.get(name)
-        meta = int_graph.values[name].meta
-        if ref is None or ref.shape != q.shape or "exp" not in meta:
-            continue
-        step = 2.0 ** meta["exp"]
-        deq = q.astype(np.float64) * step
-        ref = ref.astype(np.float64)
-        noise = float(np.sum((ref - deq) ** 2))
-        signal = float(np.sum(ref ** 2))
-        sqnr = math.inf if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)
-        qmin, qmax = value_range(int_graph.values[name])
-        clipped = np.mean((ref < (qmin - 0.5) * step) | (ref > (qmax + 0.5) * step)) if ref.size else 0.0
-        out[name] = {"sqnr_db": round(sqnr, 2) if math.isfinite(sqnr) else sqnr, "clip_ratio": float(clipped)}
-    return out
+class LayerErrors:
+    """Per activation, the SQNR (dB) of the dequantized integer values against the float ones and
+    the share of float values outside the format's representable range (clip ratio), summed over
+    batches of samples (`add`), so a large network's activations need not all be held at once."""
+
+    def __init__(self, int_graph: Graph) -> None:
+        self.graph = int_graph
+        self.sums: dict[str, list[float]] = {}  # name -> [noise, signal, clipped, values]
+
+    def add(self, float_acts: dict[str, np.ndarray], int_acts: dict[str, np.ndarray]) -> None:
+        for name, q in int_acts.items():
+            ref = float_acts.get(name)
+            meta = self.graph.values[name].meta
+            if ref is None or ref.shape != q.shape or "exp" not in meta:
+                continue
+            step = 2.0 ** meta["exp"]
+            ref = ref.astype(np.float64)
+            qmin, qmax = value_range(self.graph.values[name])
+            sums = self.sums.setdefault(name, [0.0, 0.0, 0.0, 0.0])
+            sums[0] += float(np.sum((ref - q.astype(np.float64) * step) ** 2))
+            sums[1] += float(np.sum(ref ** 2))
+            sums[2] += float(np.count_nonzero((ref < (qmin - 0.5) * step) | (ref > (qmax + 0.5) * step)))
+            sums[3] += ref.size
+
+    def result(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for name, (noise, signal, clipped, values) in self.sums.items():
+            sqnr = math.inf if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)
+            out[name] = {"sqnr_db": round(sqnr, 2) if math.isfinite(sqnr) else sqnr,
+                         "clip_ratio": clipped / values if values else 0.0}
+        return out
 
 
 def _fmt_exps(exps: Any) -> str:
