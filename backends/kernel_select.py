@@ -152,6 +152,11 @@ def select_kernels(program: Graph, optimize: str = DEFAULT_OPTIMIZE, flash_budge
     return out
 
 
+def selected_flash(program: Graph) -> int:
+    """The estimated flash of the layers `select_kernels` chose kernels for (what a budget bounds)."""
+    return sum(n.meta["cost"]["flash_bytes"] for n in program.nodes if "cost" in n.meta)
+
+
 def measured_flash(program: Graph) -> int | None:
     """The Cortex-M0 flash of ``program``'s model object (text + data, as the harness's
     ``-Os`` build measures it: the figure ``--flash-budget`` bounds); None without the toolchain."""

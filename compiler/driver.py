@@ -210,7 +210,7 @@ def lay_out(program: Graph, opts: CompileOptions) -> Graph:
     """The program with its arena layout (``opts.activations``), execution order
     (``opts.schedule``) and kernels (``opts.optimize``) chosen for ``opts.ram_budget``
     (`pqc.backends.schedule`), and with ``opts.flash_budget`` its Cortex-M0 build measured to fit."""
-    from pqc.backends.kernel_select import measured_flash
+    from pqc.backends.kernel_select import measured_flash, selected_flash
     from pqc.backends.schedule import choose_schedule
 
     def choose(budget: int | None) -> Graph:
@@ -219,15 +219,14 @@ def lay_out(program: Graph, opts: CompileOptions) -> Graph:
     chosen = choose(opts.flash_budget)
     if opts.flash_budget is None:
         return chosen
-    # The selection bounds estimated flash; the budget is on the built object: shrink the
-    # selection's budget by what the build overshoots until it fits (the estimate misses a few %).
-    budget = opts.flash_budget
+    # The selection bounds the layers' estimated flash; the budget is on the built object (the
+    # layers, the other ops, the entry point): while the build is over, ask the selection for
+    # less than its last choice by the overshoot (the estimate misses a few % of the code).
     for _ in range(FLASH_FITS):
         flash = measured_flash(chosen)
         if flash is None or flash <= opts.flash_budget:
             return chosen
-        budget -= flash - opts.flash_budget + FLASH_MARGIN
-        chosen = choose(budget)
+        chosen = choose(selected_flash(chosen) - (flash - opts.flash_budget) - FLASH_MARGIN)
     flash = measured_flash(chosen)
     if flash is not None and flash > opts.flash_budget:
         raise PqcError(f"--flash-budget {opts.flash_budget:,} B: the Cortex-M0 build still takes {flash:,} B after "

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pqc.backends.kernel_select import BUCKETS, min_cost_choice
+from pqc.backends.kernel_select import BUCKETS, min_cost_choice, selected_flash
 from pqc.cli import main
 
 option = st.tuples(st.integers(0, 3000), st.floats(0, 1e6, allow_nan=False))
@@ -59,10 +59,6 @@ def test_bad_flash_budget_values_exit_2(value, small_cnn_onnx, tmp_path, capsys)
     assert "--flash-budget" in capsys.readouterr().err
 
 
-def _estimated_flash(program) -> int:
-    return sum(n.meta["cost"]["flash_bytes"] for n in program.nodes if "cost" in n.meta)
-
-
 def test_flash_budget_is_met_on_the_measured_build_by_tightening_the_choice(small_cnn_onnx, monkeypatch):
     """The selection bounds estimated flash; `lay_out` measures the build and shrinks the
     selection's budget by the overshoot until the measured flash fits (here the "build" is the
@@ -77,10 +73,10 @@ def test_flash_budget_is_met_on_the_measured_build_by_tightening_the_choice(smal
     x = np.random.default_rng(0).normal(0, 1, (8, 1, 16, 16)).astype(np.float32)
     program = lower(quantize(canonicalize(load_onnx(small_cnn_onnx)), x, wbits=4, abits=4))
     unbounded = lay_out(program, CompileOptions(optimize="speed", flash_budget=1 << 30))
-    budget = _estimated_flash(unbounded) - 1  # binding: the fastest choice does not fit
-    monkeypatch.setattr(kernel_select, "measured_flash", lambda p: _estimated_flash(p) + 3000)
+    budget = selected_flash(unbounded) - 1  # binding: the fastest choice does not fit
+    monkeypatch.setattr(kernel_select, "measured_flash", lambda p: selected_flash(p) + 3000)
     fitted = lay_out(program, CompileOptions(optimize="speed", flash_budget=budget))
-    assert _estimated_flash(fitted) + 3000 <= budget
+    assert selected_flash(fitted) + 3000 <= budget
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc missing")
