@@ -146,8 +146,9 @@ def streamable_cnns(draw: st.DrawFn) -> tuple[Graph, int]:
             cur = clamped_conv(b, cur, rng, draw(st.integers(2, 5)), bits, **kw)
         elif kind == "pads":
             t, bot = draw(st.sampled_from([(2, 0), (0, 2), (1, 0), (2, 1)]))
-            cur = clamped_conv(b, cur, rng, ch, bits, pads=(t, draw(st.integers(0, 2)), bot, draw(st.integers(0, 2))),
-                               **kw)
+            left, right = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+            if b.graph.values[cur].shape[3] + left + right >= 3:  # the window fits the padded row
+                cur = clamped_conv(b, cur, rng, ch, bits, pads=(t, left, bot, right), **kw)
         elif kind == "1x1":
             cur = clamped_conv(b, cur, rng, draw(st.integers(2, 5)), bits, k=1, pads=(0, 0, 0, 0), **kw)
         elif kind == "5x5" and h >= 3:
