@@ -239,7 +239,7 @@ def requant_context(node: Any, graph: Any) -> dict[str, Any]:
     """What every QConv and QGemm kernel reads besides its weights: the int32 bias, the
     per-channel shifts and the clamp."""
     return {
-        "bias": typed_table(graph.values[node.inputs[2]].data, "int32"),
+        "bias": int_table(graph.values[node.inputs[2]].data),
         "shift": requant_shifts(node.attrs["shift"], node.name),
         "lo": node.attrs["lo"],
         "hi": node.attrs["hi"],

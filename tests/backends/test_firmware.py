@@ -67,7 +67,7 @@ def test_corrupted_model_is_a_mismatch(tmp_path: Path) -> None:
     text = src.read_text()
     m = re.search(r"model_l2_qconv_bias\[\d+\] MODEL_WEIGHT_SECTION = \{\n\s*(-?\d+)", text)
     assert m is not None
-    src.write_text(text[:m.start(1)] + str(int(m.group(1)) + 100000) + text[m.end(1):])
+    src.write_text(text[:m.start(1)] + str(int(m.group(1)) + 20000) + text[m.end(1):])
     with pytest.raises(VerificationError, match="rv32-virt: the firmware's output differs from the simulator at sample 0") as err:
         run_firmware(zoo(), tmp_path, "rv32-virt", random_int_inputs(zoo(), n=2), tmp_path / "fw")
     assert err.value.exit_code == 1

@@ -54,7 +54,7 @@ def test_mismatch_names_the_first_differing_layer(tmp_path: Path) -> None:
     text = src.read_text()
     m = re.search(r"model_l2_qconv_bias\[\d+\] MODEL_WEIGHT_SECTION = \{\n\s*(-?\d+)", text)
     assert m is not None
-    src.write_text(text[:m.start(1)] + str(int(m.group(1)) + 100000) + text[m.end(1):])
+    src.write_text(text[:m.start(1)] + str(int(m.group(1)) + 20000) + text[m.end(1):])
     with pytest.raises(VerificationError, match=r"first at layer 'qconv_node_1', index \(0, 0, ") as err:
         verify(graph, tmp_path, random_int_inputs(graph))
     assert err.value.exit_code == 1
