@@ -98,9 +98,10 @@ def test_tampered_c_fails_verification_with_exit_1(build_dir: Path, data: Path, 
     bad = tmp_path / "bad"
     shutil.copytree(build_dir, bad)
     source = (bad / "model.c").read_text()
-    match = re.search(r"(static const int32_t \w*b\w*\[\d+\][^=]*= \{\s*)(-?\d+)", source)
-    assert match, "no int32 bias table found in the generated C"
-    tampered = source[: match.start(2)] + str(int(match.group(2)) + 1000) + source[match.end(2):]
+    match = re.search(r"(static const int(8|16|32)_t \w*b\w*\[\d+\][^=]*= \{\s*)(-?\d+)", source)
+    assert match, "no bias table found in the generated C"
+    far = (1 << int(match.group(2)) - 1) - 1  # the far end of the table's type: a large change that still fits
+    tampered = source[: match.start(3)] + str(far if int(match.group(3)) < 0 else -far) + source[match.end(3):]
     (bad / "model.c").write_text(tampered)
     assert main(["verify", str(bad), "--inputs", str(data / "calib.npz")]) == 1
     assert "first at layer" in capsys.readouterr().err
@@ -134,7 +135,7 @@ def test_default_verify_catches_a_bias_changed_by_one(build_dir: Path, tmp_path:
     bad = tmp_path / "bad"
     shutil.copytree(build_dir, bad)
     source = (bad / "model.c").read_text()
-    match = re.search(r"static const int32_t (\w*qconv_bias)\[\d+\][^=]*= \{\s*(-?\d+)", source)
+    match = re.search(r"static const int(?:8|16|32)_t (\w*qconv_bias)\[\d+\][^=]*= \{\s*(-?\d+)", source)
     assert match, "no conv bias table found in the generated C"
     (bad / "model.c").write_text(source[: match.start(2)] + str(int(match.group(2)) + 1) + source[match.end(2):])
     assert main(["verify", str(bad), "-q"]) == 1
