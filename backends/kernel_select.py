@@ -65,6 +65,15 @@ def op_kernels(op: str) -> list[KernelDef]:
     return sorted((k for k in KERNELS.values() if k.op == op), key=lambda k: (not k.default, k.name))
 
 
+def usable_kernels(node: Node, graph: Graph) -> tuple[list[KernelDef], list[LayerCost]]:
+    """The kernels ``node`` may get, its default first, each with its estimated cost: those of
+    its op whose code stays within their ``max_code_bytes``."""
+    pairs = [(k, estimate(k, node, graph)) for k in op_kernels(node.op)]
+    pairs = [(k, c) for k, c in pairs
+             if k.max_code_bytes is None or c.flash_bytes - c.table_bytes <= k.max_code_bytes]
+    return [k for k, _ in pairs], [c for _, c in pairs]
+
+
 def min_cost_choice(options: Sequence[Sequence[tuple[int, float]]], budget: int) -> list[int] | None:
     """For each layer the index of one ``(bytes, cost)`` option so that the bytes sum to at most
     ``budget`` and the cost sum is least; None when no choice fits.
@@ -128,8 +137,7 @@ def select_kernels(program: Graph, optimize: str = DEFAULT_OPTIMIZE, flash_budge
     check_optimize(optimize)
     out = program.copy()
     nodes = [n for n in out.nodes if len(op_kernels(n.op)) > 1]
-    kernels = [op_kernels(n.op) for n in nodes]
-    costs = [[estimate(k, n, out) for k in ks] for n, ks in zip(nodes, kernels)]
+    kernels, costs = zip(*(usable_kernels(n, out) for n in nodes)) if nodes else ((), ())
     options = [[(c.flash_bytes, c.instructions[COST_CORE]) for c in layer] for layer in costs]
     least = sum(min(b for b, _ in o) for o in options)
     if flash_budget is not None and least > flash_budget:

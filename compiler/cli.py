@@ -150,7 +150,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         verify_inputs=args.verify_inputs, eval_data=args.eval, force=args.force, optimize=args.optimize or CompileOptions.optimize,
         ram_budget=args.ram_budget, flash_budget=args.flash_budget,
         activations=args.activations or CompileOptions.activations,
-        schedule=args.schedule or CompileOptions.schedule,
+        schedule=args.schedule or CompileOptions.schedule, resume=args.resume,
     )
     build = compile_model(model, args.output, options)
     _print_build_summary(build.report, build.out_dir)
@@ -338,7 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="labelled training data for pruning's criterion choice and fine-tuning (default fashion-mnist:train)")
     p.add_argument("--prune-epochs", type=arg_types.non_negative, help="fine-tuning epochs after pruning (default: adaprune's, 1)")
     p.add_argument("--force", action="store_true",
-                   help="replace an existing output folder (and --dump-ir folder) once the new build is complete")
+                   help="replace an existing output folder (and --dump-ir folder) once the new build is complete; "
+                        "with --method rapq, also start over an interrupted run instead of refusing")
+    p.add_argument("--resume", action="store_true",
+                   help="--method rapq: continue the interrupted run whose checkpoint (saved after every unit) "
+                        "lies beside OUTPUT as .NAME.pqc-resume")
     _add_common(p)
     p.set_defaults(func=cmd_compile)
 

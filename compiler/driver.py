@@ -22,6 +22,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -99,6 +100,9 @@ class CompileOptions:
     run row by row, `pqc.backends.streaming`), ``plain`` (layer by layer) or ``auto``. With
     ``auto``, `pqc.backends.schedule` takes the candidate of the fewest estimated instructions
     whose RAM fits ``ram_budget``, else (and without a budget) the one of the smallest arena.
+    ``resume``: continue the interrupted RAPQ run whose checkpoint lies beside ``out_dir``
+    (`resume_folder`; every RAPQ compile saves one after each unit and deletes it once the build
+    is in place).
     """
 
     target: str = "shift-accel"
@@ -121,6 +125,7 @@ class CompileOptions:
     flash_budget: int | None = None
     activations: str = "auto"
     schedule: str = "auto"
+    resume: bool = False
 
 
 class StageClock:
@@ -158,6 +163,7 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
     target = get_target(opts.target)
     check_optimize(opts.optimize)
     pipe = plan_pipeline(opts, target)  # checked before any (possibly long) work
+    checkpoints = check_resume(pipe, resume_folder(Path(out_dir)), opts.resume, opts.force)
     # The build (and the IR dump) is staged beside its target and appears only once complete.
     dump = staged_folder(opts.dump_ir, opts.force, "--dump-ir folder") if opts.dump_ir is not None else contextlib.nullcontext()
     with staged_folder(out_dir, opts.force) as out, dump as dump_dir:
@@ -172,7 +178,8 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
         if opts.prune_flops is not None and opts.pipeline is None:
             checked_labelled(graph, opts.train, "training data", training=True)
         pipe.dump_dir = Path(dump_dir) if dump_dir is not None else None
-        ctx = PassContext(calib=calib_x, seed=opts.seed, device=opts.device)
+        ctx = PassContext(calib=calib_x, seed=opts.seed, device=opts.device, checkpoint_dir=checkpoints,
+                          resume=opts.resume)
         console.info(f"compiling {graph.name} for {target.name}: {pipe}")
         annotated, program = run_pipeline(pipe, graph, ctx)
         program = clock.time("lay out and select kernels", lambda: lay_out(program, opts))
@@ -203,6 +210,8 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
         write_report(report, out)
         (out / TIMINGS).write_text(json.dumps({"stages": clock.records}, indent=1) + "\n")
     build.out_dir = Path(out_dir)
+    if checkpoints is not None:  # the build is in place: nothing left to resume
+        shutil.rmtree(checkpoints, ignore_errors=True)
     return build
 
 
@@ -236,6 +245,26 @@ def lay_out(program: Graph, opts: CompileOptions) -> Graph:
 
 #: rounds of `lay_out`'s measured-flash correction, and the bytes each adds to the overshoot
 FLASH_FITS, FLASH_MARGIN = 3, 256
+
+
+def resume_folder(out_dir: Path) -> Path:
+    """Where a compile into ``out_dir`` keeps the checkpoints of its long passes: a hidden folder
+    beside it, so that nothing in ``out_dir`` exists before the build is complete."""
+    return out_dir.parent / f".{out_dir.name}.pqc-resume"
+
+
+def check_resume(pipe: Pipeline, folder: Path, resume: bool, force: bool) -> Path | None:
+    """The checkpoint folder for ``pipe`` (None when no pass of it saves checkpoints), after
+    refusing ``resume`` without such a pass, and an interrupted run's checkpoints that would be
+    overwritten without ``resume`` or ``force``."""
+    if "rapq" not in pipe.names():
+        if resume:
+            raise PqcError("--resume continues an interrupted RAPQ run, and this compile runs no rapq pass")
+        return None
+    if not resume and not force and any(folder.glob("*.pt")):
+        raise PqcError(f"an interrupted run left checkpoints in {folder}: --resume continues it, "
+                       "--force starts over")
+    return folder
 
 
 def plan_pipeline(opts: CompileOptions, target: Target) -> Pipeline:

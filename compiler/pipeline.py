@@ -71,12 +71,16 @@ class PassContext:
     ``calib``: calibration inputs (one array for a single-input graph, or a dict by input name);
     ``seed``: the seed every randomized pass derives its generator from; ``device``: the torch
     device for passes that run the float model; ``state``: what passes leave for later passes;
-    ``timings``: one `StageTiming` per pass run, appended by the pipeline.
+    ``timings``: one `StageTiming` per pass run, appended by the pipeline; ``checkpoint_dir``: a
+    folder where long passes save their progress (None: they do not), and ``resume``: whether
+    they continue from what it holds (`pqc.passes.rapq.checkpoint`).
     """
 
     calib: np.ndarray | Mapping[str, np.ndarray] | None = None
     seed: int = 0
     device: str = "cpu"
+    checkpoint_dir: Path | None = None
+    resume: bool = False
     state: dict[str, Any] = field(default_factory=dict)
     timings: list[StageTiming] = field(default_factory=list)
 

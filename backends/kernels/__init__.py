@@ -40,6 +40,9 @@ class KernelDef:
     #: the weights are baked into the code (no weight table): `--optimize size` counts the code
     #: as their storage (`pqc.backends.kernel_select`)
     code_holds_weights: bool = False
+    #: the most code bytes (estimated: flash less tables) a layer may take with this kernel,
+    #: None for no limit; selection skips the kernel above it (`pqc.backends.kernel_select`)
+    max_code_bytes: int | None = None
 
     @property
     def template(self) -> str:

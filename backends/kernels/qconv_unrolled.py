@@ -6,7 +6,11 @@ body adds, per NAF digit position ``k``, the window inputs at constant offsets (
 w[o2] - w[o3] ...; acc += s << k``): one load and one add per digit, no weight table (only the
 bias and shift tables). The code
 grows by about one load and one add per digit (6-8 bytes on Cortex-M0 and RV32I), so the
-variant suits small layers or a generous flash budget.
+variant suits small layers or a generous flash budget. "Small" has a hard edge,
+`UNROLLED_MAX_CODE_BYTES`: gcc and clang take time and memory superlinear in a function's size at
+-O2 (an ImageNet network's 1x1 layers unrolled to 1.5 MB each made a 43 MB model.c that gcc
+had not compiled after 6 minutes at 2.7 GB), and a layer whose code alone is half a 256 KiB
+part's flash is no deployment choice; the reference models' largest unrolled layer is 76 KiB.
 """
 from __future__ import annotations
 
@@ -17,6 +21,9 @@ import numpy as np
 from pqc.backends.c_tables import band_features, conv_band, digit_groups, group_taps, requant_context
 from pqc.backends.kernels import KernelDef, register
 from pqc.intmath import naf_count
+
+#: the most estimated code bytes a layer may take unrolled (see the module doc)
+UNROLLED_MAX_CODE_BYTES = 128 * 1024
 
 
 def digit_code(groups: Sequence[tuple[int, np.ndarray, np.ndarray]], win: str, indent: int) -> str:
@@ -54,6 +61,7 @@ class QConvUnrolled(KernelDef):
     default = False
     packed_io = True
     code_holds_weights = True
+    max_code_bytes = UNROLLED_MAX_CODE_BYTES
 
     def _geometry(self, node, graph) -> tuple[dict[str, Any], np.ndarray]:
         """The tables kernel's band geometry and the offsets of one group's ``Cin/group x kh x

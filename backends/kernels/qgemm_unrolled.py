@@ -6,7 +6,7 @@ import numpy as np
 
 from pqc.backends.c_tables import digit_groups, requant_context
 from pqc.backends.kernels import KernelDef, register
-from pqc.backends.kernels.qconv_unrolled import digit_code, unrolled_features
+from pqc.backends.kernels.qconv_unrolled import UNROLLED_MAX_CODE_BYTES, digit_code, unrolled_features
 
 
 @register
@@ -16,6 +16,7 @@ class QGemmUnrolled(KernelDef):
     variant = "unrolled"
     default = False
     code_holds_weights = True
+    max_code_bytes = UNROLLED_MAX_CODE_BYTES
 
     def c_context(self, node, graph):
         """Per output its digit code over the K inputs of a row; ``rows`` samples of one call."""

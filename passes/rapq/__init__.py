@@ -17,6 +17,7 @@ expressed as annotations (no shift-only program runs it), so use `train` and
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,12 +31,15 @@ from pqc.quant import LAYER_OPS, ActQuant, BitWidths, WeightQuant, get_quant
 from pqc.passes.quantize.calibrate import CalibData, calibrate, check_calibration_data
 from pqc.passes.quantize.pot_scales import int_grid, lp_scales
 from pqc.passes.quantize import ACCUMULATOR_BITS, quantize, sharing_groups
+from pqc.passes.rapq.checkpoint import Checkpoint, run_key
 from pqc.passes.rapq.network import QuantNetwork
 from pqc.passes.rapq.quantizers import WeightQuantizer
 from pqc.passes.rapq.reconstruct import Schedule, UnitLog, reconstruct
 from pqc.passes.rapq.units import MODE_C, find_units, loss_exponent
 
 METHODS = ("rapq", "uniform")
+#: the rapq pass's checkpoint file in the pipeline's ``checkpoint_dir``
+CHECKPOINT_FILE = "rapq.pt"
 MODE_ITERS = {"quick": 500, "full": 2000}
 """Weight-phase iterations per unit by mode (the activation phase runs half as many)."""
 DEPTHWISE_LAM = 0.1
@@ -116,15 +120,19 @@ class RapqOptions(BitWidths):
 
 
 def train(graph: Graph, calib: CalibData | None, options: RapqOptions | None = None, *, seed: int = 0,
-          device: str = "cpu", **overrides: Any) -> RapqModel:
+          device: str = "cpu", checkpoint: Path | None = None, resume: bool = False, **overrides: Any) -> RapqModel:
     """Reconstruct a canonical graph's quantization on calibration data (see the module doc):
-    ``options`` (default `RapqOptions()`) with ``overrides`` of its fields."""
+    ``options`` (default `RapqOptions()`) with ``overrides`` of its fields. With a ``checkpoint``
+    file the state is saved there after every unit, and ``resume`` continues the run it holds
+    (`pqc.passes.rapq.checkpoint`; the file stays for the caller to delete once the result is safe)."""
     opts = replace(options or RapqOptions(), **overrides)
     method, mode, iters, calib_size, lam = opts.method, opts.mode, opts.iters, opts.calib_size, opts.lam
     if len(graph.inputs) != 1 or not graph.dynamic_batch:
         raise ModelError(f"rapq: graph {graph.name!r} must have a single input with a dynamic batch dimension "
                          f"(it has inputs {graph.inputs}, dynamic batch {graph.dynamic_batch})")
     x = check_calibration_data(graph, calib)[graph.inputs[0]][:calib_size]
+    saver = (Checkpoint(Path(checkpoint), run_key(graph, x, asdict(opts), seed, device), resume)
+             if checkpoint is not None else None)
     base = quantize(graph, x, method="lp", wbits=opts.wbits, abits=opts.abits, first_last_bits=opts.first_last_bits,
                     layer_bits=opts.layer_bits, first_output_bits=opts.first_output_bits, seed=seed, device=device)
     units = find_units(base)
@@ -136,7 +144,7 @@ def train(graph: Graph, calib: CalibData | None, options: RapqOptions | None = N
     net = QuantNetwork(base, pot=method == "rapq",
                        act_log2_scales=None if method == "rapq" else _uniform_act_init(base, x, seed, device))
     logs = reconstruct(net, units, [loss_exponent(u.gamma, mode) for u in units], x, schedule,
-                       seed=seed, device=device)
+                       seed=seed, device=device, checkpoint=saver)
     return RapqModel(net.cpu(), method, mode, logs)
 
 
@@ -169,19 +177,22 @@ def fake_quant_logits(model: RapqModel, x: np.ndarray, batch_size: int = 256) ->
 
 
 def rapq(graph: Graph, calib: CalibData | None, options: RapqOptions | None = None, *, seed: int = 0,
-         device: str = "cpu", **overrides: Any) -> tuple[Graph, dict[str, Any]]:
+         device: str = "cpu", checkpoint: Path | None = None, resume: bool = False,
+         **overrides: Any) -> tuple[Graph, dict[str, Any]]:
     """`train`, then the annotated graph and the training report."""
-    model = train(graph, calib, options, seed=seed, device=device, **overrides)
+    model = train(graph, calib, options, seed=seed, device=device, checkpoint=checkpoint, resume=resume, **overrides)
     return model.annotated(), model.report()
 
 
 @register_pass("rapq", options=RapqOptions)
 def rapq_pass(graph: Graph, ctx: PassContext, options: RapqOptions) -> Graph:
     """RAPQ power-of-two quantization by block reconstruction; leaves its report in
-    ``ctx.state["rapq"]``."""
+    ``ctx.state["rapq"]``; checkpoints into ``ctx.checkpoint_dir`` when the context has one."""
     if options.method != "rapq":
         raise PqcError(f"rapq: method {options.method!r} uses float scales and cannot become an integer program; "
                        "evaluate it with pqc.passes.rapq.train and fake_quant_logits")
-    graph, report = rapq(graph, ctx.calib, options, seed=ctx.seed, device=ctx.device)
+    checkpoint = ctx.checkpoint_dir / CHECKPOINT_FILE if ctx.checkpoint_dir is not None else None
+    graph, report = rapq(graph, ctx.calib, options, seed=ctx.seed, device=ctx.device, checkpoint=checkpoint,
+                         resume=ctx.resume)
     ctx.state["rapq"] = report
     return graph

@@ -34,6 +34,7 @@ import torch
 from pqc import console
 from pqc.executor import FloatExecutor
 
+from pqc.passes.rapq.checkpoint import PHASES, Checkpoint
 from pqc.passes.rapq.network import QuantNetwork
 from pqc.passes.rapq.quantizers import WeightQuantizer
 from pqc.passes.rapq.units import Unit
@@ -102,36 +103,54 @@ def reconstruct(
     *,
     seed: int = 0,
     device: str = "cpu",
+    checkpoint: Checkpoint | None = None,
 ) -> list[UnitLog]:
-    """Train ``net``'s quantizers on calibration inputs ``x`` (both phases); returns one log per unit."""
+    """Train ``net``'s quantizers on calibration inputs ``x`` (both phases); returns one log per
+    unit. With a ``checkpoint`` the state is saved after every unit, and a resuming checkpoint
+    continues where its run stopped (`pqc.passes.rapq.checkpoint`)."""
     net.to(device)
     rng = np.random.default_rng(seed)  # batch sampling: the only randomness
+    logs = [UnitLog(u.name, [n.name for n in u.layers], p) for u, p in zip(units, ps)]
+    phase, start = checkpoint.restore(net, rng, logs) if checkpoint is not None else (PHASES[0], 0)
+    if start:
+        console.info(f"rapq: resuming the {phase} phase at unit {start + 1} of {len(units)}")
     float_exec = FloatExecutor(net.graph, device=device)
     targets = float_exec.run(x, batch_size=EVAL_CHUNK, capture=[u.output for u in units])
     targets = {k: torch.from_numpy(v).to(device) for k, v in targets.items()}
-    logs = [UnitLog(u.name, [n.name for n in u.layers], p) for u, p in zip(units, ps)]
     x_t = torch.from_numpy(x).to(device)
 
-    h = x_t
-    for unit, p, log in zip(units, ps, logs):
-        quantizers = [q for n in unit.layers if isinstance(q := net.weight(n), WeightQuantizer)]
-        if quantizers:
-            log.weight_loss = _weight_phase(net, unit, quantizers, h, targets[unit.output], p, schedule, rng)
-        h = _unit_output(net, unit, h, acts=False)
+    def save(phase: str, next_unit: int) -> None:
+        if checkpoint is not None:
+            checkpoint.save(phase, next_unit, net, rng, logs)
+
+    if phase == PHASES[0]:
+        h = x_t
+        for k, (unit, p, log) in enumerate(zip(units, ps, logs)):
+            if k >= start:
+                quantizers = [q for n in unit.layers if isinstance(q := net.weight(n), WeightQuantizer)]
+                if quantizers:
+                    log.weight_loss = _weight_phase(net, unit, quantizers, h, targets[unit.output], p, schedule, rng)
+                save(PHASES[0], k + 1)
+            h = _unit_output(net, unit, h, acts=False)  # before ``start``: the saved units' output again
+        phase, start = PHASES[1], 0
 
     h = net.quantize_input(x_t)
     logits, p_out = targets[units[-1].output], ps[-1]
     for k, (unit, p, log) in enumerate(zip(units, ps, logs)):
+        if k < start:
+            h = _unit_output(net, unit, h, acts=True)
+            continue
         act_qs = net.learnable_acts(unit.nodes)
         if act_qs:
-            start = [q.t.item() for q in act_qs]
+            initial = [q.t.item() for q in act_qs]
             before = _network_loss(net, units[k:], h, logits, p_out)
             log.act_loss = _act_phase(net, unit, act_qs, h, targets[unit.output], p, schedule, rng)
             if _network_loss(net, units[k:], h, logits, p_out) > before:
                 with torch.no_grad():
-                    for q, t in zip(act_qs, start):
+                    for q, t in zip(act_qs, initial):
                         q.t.fill_(t)
                 log.act_loss[1], log.act_kept = log.act_loss[0], False
+        save(PHASES[1], k + 1)
         h = _unit_output(net, unit, h, acts=True)
     net.requires_grad_(False)
     return logs

@@ -91,3 +91,24 @@ def test_the_cortex_m0_build_of_a_budgeted_compile_fits_the_budget(small_cnn_onn
     tight = compile_model(small_cnn_onnx, tmp_path / "b", calib=x, verify=False, optimize="speed",
                           flash_budget=budget)
     assert measured_flash(tight.program) <= budget
+
+
+def test_no_layer_is_unrolled_beyond_the_kernels_code_limit(small_cnn_onnx, monkeypatch):
+    """With an unlimited budget `speed` unrolls the layers where straight-line code is fastest;
+    lowering the unrolled kernels' ``max_code_bytes`` below those layers' code takes them out."""
+    from pqc.backends.kernels import KERNELS
+    from pqc.driver import CompileOptions, lay_out
+    from pqc.frontend import load_onnx
+    from pqc.passes.canonicalize import canonicalize
+    from pqc.passes.lower import lower
+    from pqc.passes.quantize import quantize
+
+    x = np.random.default_rng(0).normal(0, 1, (8, 1, 16, 16)).astype(np.float32)
+    program = lower(quantize(canonicalize(load_onnx(small_cnn_onnx)), x, wbits=4, abits=4))
+    options = CompileOptions(optimize="speed", flash_budget=1 << 30)
+    unrolled = {n.name: n.meta["cost"]["flash_bytes"] for n in lay_out(program, options).nodes
+                if n.meta.get("kernel", "").endswith("_unrolled")}
+    assert unrolled, "the unlimited budget unrolls some layer"
+    for name in ("qconv_unrolled", "qgemm_unrolled"):
+        monkeypatch.setattr(KERNELS[name], "max_code_bytes", 0)
+    assert not [n.name for n in lay_out(program, options).nodes if n.meta.get("kernel", "").endswith("_unrolled")]
