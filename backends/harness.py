@@ -18,13 +18,16 @@ stops with `VerifyTimeout`.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,13 +186,32 @@ def _run_group(cmd: list[str], timeout: float, **kw: Any) -> subprocess.Complete
     writing a binary makes the next build of the same folder fail with "text file busy")."""
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                           **kw) as proc:
+        with _GROUPS_LOCK:
+            _GROUPS.add(proc.pid)
         try:
             out, err = proc.communicate(timeout=timeout)
         except BaseException:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
             raise
+        finally:
+            with _GROUPS_LOCK:
+                _GROUPS.discard(proc.pid)
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+#: the process groups `_run_group` is waiting on (several at once while `verify` compiles in parallel)
+_GROUPS: set[int] = set()
+_GROUPS_LOCK = threading.Lock()
+
+
+def _kill_running_tools() -> None:
+    """Kill every tool still running (verify was interrupted while its compiles ran in threads,
+    which a Ctrl-C does not reach)."""
+    with _GROUPS_LOCK:
+        for pid in _GROUPS:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 def build(out_dir: str | Path, cc: str = "gcc", sanitize: bool = False, poison: bool = False) -> Path:
@@ -335,10 +357,10 @@ def check_cortex_m0(out_dir: str | Path) -> Check:
 
 
 def _compare(graph: Graph, binary: Path, x: dict[str, np.ndarray], expected: dict[str, np.ndarray], label: str,
-             env: dict[str, str] | None = None) -> Check:
-    """Run ``binary`` on ``x``; every output must equal the simulator's; on a mismatch the
-    layer dumps name the first differing layer."""
-    got = run_c(binary, x, env=env).named
+             env: dict[str, str] | None = None, run: CRun | None = None) -> Check:
+    """``binary``'s outputs on ``x`` (``run`` when the caller already ran it) must equal the
+    simulator's; on a mismatch the layer dumps name the first differing layer."""
+    got = (run or run_c(binary, x, env=env)).named
     n = len(next(iter(x.values())))
     if all(np.array_equal(got[o].astype(np.int64), expected[o].reshape(got[o].shape).astype(np.int64))
            for o in graph.outputs):
@@ -435,19 +457,62 @@ def verify(int_graph: Graph, out_dir: str | Path, inputs_int8: Inputs) -> Verify
 
 
 def _run_checks(graph: Graph, out: Path, x: dict[str, np.ndarray]) -> VerifyReport:
-    """Every check in order, with a progress line (the harness binaries feed the constants check)."""
-    expected = simulate(graph, x)
-    binaries: list[Path] = []
+    """Every check in order, with a progress line (the harness binaries feed the constants check).
 
+    The five compiles and the three harness runs are most of the time on a large model and
+    independent of each other and of the simulator, so they all start at once on
+    `build_workers` threads (each waits on its tool's process) while the simulator runs; the
+    checks then take their results in order."""
+    san_cc = next((c for c in ("gcc", "clang") if shutil.which(c)), None)
+    binaries: list[Path] = []
+    with ThreadPoolExecutor(max_workers=build_workers(), thread_name_prefix="pqc-build") as pool:
+        def harness(cc: str | None, **kw: Any) -> Future | None:
+            return None if cc is None or missing_tools((cc, "make")) else pool.submit(_build_and_run, out, cc, x, **kw)
+
+        jobs = {"gcc": harness("gcc"), "clang": harness("clang"),
+                "sanitized": harness(san_cc, sanitize=True, poison=True, env={"ASAN_OPTIONS": "detect_leaks=0"}),
+                "rv32i": pool.submit(check_rv32i, out), "m0": pool.submit(check_cortex_m0, out)}
+        try:
+            expected = simulate(graph, x)
+            return _checks_in_order(graph, x, expected, jobs, san_cc, binaries)
+        except BaseException:
+            for job in jobs.values():
+                if job is not None:
+                    job.cancel()
+            _kill_running_tools()
+            raise
+
+
+def _build_and_run(out: Path, cc: str, x: dict[str, np.ndarray], env: dict[str, str] | None = None,
+                   **build_options: bool) -> tuple[Path, CRun]:
+    """The harness built with ``cc`` (`build`) and its outputs on ``x``."""
+    binary = build(out, cc, **build_options)
+    return binary, run_c(binary, x, env=env)
+
+
+def build_workers() -> int:
+    """Threads for `verify`'s compiles: the cores this process may use, at most the five builds."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 5))
+
+
+def _checks_in_order(graph: Graph, x: dict[str, np.ndarray], expected: dict[str, np.ndarray],
+                     jobs: dict[str, Future | None], san_cc: str | None, binaries: list[Path]) -> VerifyReport:
+    """The checks on the started ``jobs``' results, in the report's order."""
     def compared(cc: str) -> Check:
         label = f"{cc} build and compare"
-        if missing_tools((cc, "make")):
+        job = jobs[cc]
+        if job is None:
             return Check(label, SKIPPED, missing_tools((cc, "make")))
         try:
-            binaries.append(build(out, cc))
+            binary, run = job.result()
         except BuildError as exc:
             return Check(label, FAILED, str(exc))
-        return _compare(graph, binaries[-1], x, expected, label)
+        binaries.append(binary)
+        return _compare(graph, binary, x, expected, label, run=run)
 
     def constants() -> Check:
         if not binaries:
@@ -458,9 +523,9 @@ def _run_checks(graph: Graph, out: Path, x: dict[str, np.ndarray]) -> VerifyRepo
         ("the gcc build", lambda: compared("gcc")),
         ("the clang build", lambda: compared("clang")),
         ("the constants check", constants),
-        ("the sanitizer build", lambda: _sanitized(graph, out, x, expected)),
-        ("the RV32I build", lambda: check_rv32i(out)),
-        ("the Cortex-M0 build", lambda: check_cortex_m0(out)),
+        ("the sanitizer build", lambda: _sanitized(graph, jobs["sanitized"], san_cc, x, expected)),
+        ("the RV32I build", jobs["rv32i"].result),
+        ("the Cortex-M0 build", jobs["m0"].result),
     ]
     report = VerifyReport()
 
@@ -473,16 +538,16 @@ def _run_checks(graph: Graph, out: Path, x: dict[str, np.ndarray]) -> VerifyRepo
     return report
 
 
-def _sanitized(graph: Graph, out: Path, x: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> Check:
+def _sanitized(graph: Graph, job: Future | None, cc: str | None, x: dict[str, np.ndarray],
+               expected: dict[str, np.ndarray]) -> Check:
     """The sanitizer build, with the arena poisoned before every layer: one run checks UB, memory
     errors, and that no kernel or plan depends on arena bytes the plan says hold nothing."""
     name = "sanitizers (undefined,address)"
-    cc = next((c for c in ("gcc", "clang") if shutil.which(c)), None)
-    if cc is None or missing_tools(("make",)):
+    if job is None:
         return Check(name, SKIPPED, missing_tools(("make", "gcc") if cc is None else ("make",)))
     try:
-        binary = build(out, cc, sanitize=True, poison=True)
-        check = _compare(graph, binary, x, expected, name, env={"ASAN_OPTIONS": "detect_leaks=0"})
+        binary, run = job.result()
+        check = _compare(graph, binary, x, expected, name, env={"ASAN_OPTIONS": "detect_leaks=0"}, run=run)
     except BuildError as exc:
         return Check(name, FAILED, str(exc))
     return Check(name, check.status, f"{cc}, arena poisoned between layers: {check.details}", check.data)

@@ -18,6 +18,13 @@ estimated code bytes, time = estimated Cortex-M0 instructions.
 * ``balanced``: the fewest instructions whose flash is not above the layers' weights as dense
   int8 plus int32 biases (`int8_bytes`); when no choice fits that (8-bit weights: every kernel's
   tables and code are above it), what ``size`` picks.
+* Without ``flash_budget``, ``speed`` and ``balanced`` also keep the code of the kernels that
+  bake weights into it (the unrolled ones) to `UNROLLED_TOTAL_BYTES` in all, taking that choice
+  away from the layer where it is largest until they fit: gcc -O2 compiles such code at about
+  80 KB of C a second, and an ImageNet-size network would otherwise unroll 1.4 MB of it (a
+  minute more for each of verification's builds) for a speed no part with that much flash
+  needs from it. A flash budget is the user's trade and lifts the limit; the reference models
+  stay far below it.
 
 The budgeted choice is a multiple-choice knapsack, solved by `min_cost_choice`.
 """
@@ -42,6 +49,8 @@ DEFAULT_OPTIMIZE = "speed"
 COST_CORE = "cortex-m0"
 #: at most this many flash buckets in the knapsack (its rounding, see `min_cost_choice`)
 BUCKETS = 4096
+#: without a flash budget, the most estimated code bytes all weight-baking kernels may take together
+UNROLLED_TOTAL_BYTES = 256 * 1024
 
 
 def kernel_table_bytes(kernel: KernelDef, node: Node, graph: Graph) -> int:
@@ -130,6 +139,25 @@ def _budget(optimize: str, flash_budget: int | None, nodes: list[Node], graph: G
     return sum(c[0].flash_bytes for c in costs)  # speed: the default kernels' flash
 
 
+def _choice_within_unrolled_total(options: Sequence[Sequence[tuple[int, float]]], budget: int,
+                                  kernels: Sequence[Sequence[KernelDef]],
+                                  costs: Sequence[Sequence[LayerCost]]) -> list[int] | None:
+    """`min_cost_choice`, chosen again without the weight-baking kernel of the layer where its
+    code is largest while the chosen ones' code exceeds `UNROLLED_TOTAL_BYTES`."""
+    allowed = [[i for i in range(len(o))] for o in options]
+    while True:
+        picks = min_cost_choice([[o[i] for i in a] for o, a in zip(options, allowed)], budget)
+        if picks is None:
+            return None
+        chosen = [a[p] for a, p in zip(allowed, picks)]
+        baked = [(costs[n][i].flash_bytes - costs[n][i].table_bytes, n, i) for n, i in enumerate(chosen)
+                 if kernels[n][i].code_holds_weights]
+        if sum(code for code, _, _ in baked) <= UNROLLED_TOTAL_BYTES:
+            return chosen
+        _, n, i = max(baked)
+        allowed[n].remove(i)
+
+
 def select_kernels(program: Graph, optimize: str = DEFAULT_OPTIMIZE, flash_budget: int | None = None) -> Graph:
     """A copy of ``program`` whose nodes with a choice of kernel record the one ``optimize``
     picks (see the module doc); PqcError when ``flash_budget`` is below the least flash the
@@ -149,7 +177,8 @@ def select_kernels(program: Graph, optimize: str = DEFAULT_OPTIMIZE, flash_budge
         chosen = size
     else:
         budget = _budget(optimize, flash_budget, nodes, out, costs)
-        chosen = min_cost_choice(options, budget)
+        chosen = (min_cost_choice(options, budget) if flash_budget is not None
+                  else _choice_within_unrolled_total(options, budget, kernels, costs))
         if chosen is None:  # nothing fits: the least flash under a budget, else what size picks
             chosen = ([min(range(len(o)), key=lambda i: (o[i][0], o[i][1])) for o in options]
                       if flash_budget is not None else size)

@@ -41,6 +41,7 @@ from .ir import Graph
 from .pipeline import PassContext, Pipeline
 from .report import LayerErrors, write_report
 from .serialize import load_graph, save_graph
+from .summary import summarize
 from .targets import Target, get_target
 from pqc.backends.kernel_select import DEFAULT_OPTIMIZE
 
@@ -57,6 +58,11 @@ BUILD_FILES = (f"{PROGRAM}.json", f"{PROGRAM}.npz", FLOAT_MODEL, "manifest.json"
 ERROR_SAMPLES = 64
 #: random int8 inputs verification adds to the user's (they reach saturation corners)
 RANDOM_VERIFY_SAMPLES = 8
+#: without --verify-inputs, a compile verifies on calibration samples of at most this many MACs
+#: together (at least `MIN_VERIFY_SAMPLES`, at most `ERROR_SAMPLES`): the reference models run all
+#: 64; an ImageNet-size network, whose harness runs take seconds each on three builds, about 9
+VERIFY_MACS = 2_000_000_000
+MIN_VERIFY_SAMPLES = 8
 T = TypeVar("T")
 
 
@@ -200,7 +206,9 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
             report["ram_budget"] = {"budget_bytes": ram.budget_bytes, "needed_bytes": ram.needed_bytes,
                                     "stack_bytes": ram.stack_bytes}
         if opts.verify:
-            vrep = clock.time("verify", lambda: verify_build(build, verify_x if verify_x is not None else sample,
+            default_x = (None if sample is None
+                         else take_samples(sample, verify_samples(summarize(annotated)["totals"]["macs"])))
+            vrep = clock.time("verify", lambda: verify_build(build, verify_x if verify_x is not None else default_x,
                                                              seed=opts.seed))
             report["verification"] = vrep.to_dict()
             report["totals"]["flash_bytes"] = _flash_bytes(vrep)
@@ -405,6 +413,13 @@ def load_build(build_dir: str | Path) -> Build:
     prefix = read_manifest(out)["prefix"]
     require_files(out, (f"{prefix}.c", f"{prefix}.h"), "pqc build folder")
     return Build(out, load_graph(out / PROGRAM), load_onnx(out / FLOAT_MODEL))
+
+
+def verify_samples(macs: int | None) -> int:
+    """How many calibration samples a compile verifies on by default (see `VERIFY_MACS`)."""
+    if not macs:
+        return ERROR_SAMPLES
+    return max(MIN_VERIFY_SAMPLES, min(ERROR_SAMPLES, VERIFY_MACS // macs))
 
 
 def verify_build(build: Build, x_float: Feeds | None, *, seed: int = 0, random_samples: int = RANDOM_VERIFY_SAMPLES):

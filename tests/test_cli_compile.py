@@ -153,3 +153,14 @@ def test_compile_verify_timeout_exits_2(small_cnn_onnx: Path, data: Path, tmp_pa
     code = main(["compile", str(small_cnn_onnx), "-o", str(tmp_path / "b"), "--calib", str(data / "calib.npz"),
                  "--verify-timeout", "0.01", "-q"])
     assert code == 2 and "time limit" in capsys.readouterr().err
+
+
+def test_default_verification_samples_fit_a_work_budget() -> None:
+    """A compile verifies on all 64 calibration samples of a small model and on fewer, never
+    under 8, of a network whose harness runs take seconds each."""
+    from pqc.driver import ERROR_SAMPLES, MIN_VERIFY_SAMPLES, verify_samples
+
+    assert verify_samples(9_345_920) == ERROR_SAMPLES == 64  # ResNet-8
+    assert verify_samples(219_000_000) == 9  # MobileNetV3-Large at 224x224
+    assert verify_samples(4_100_000_000) == MIN_VERIFY_SAMPLES  # ResNet-50
+    assert verify_samples(None) == ERROR_SAMPLES

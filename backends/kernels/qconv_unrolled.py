@@ -24,6 +24,10 @@ from pqc.intmath import naf_count
 
 #: the most estimated code bytes a layer may take unrolled (see the module doc)
 UNROLLED_MAX_CODE_BYTES = 128 * 1024
+#: the most lines of straight-line code in one C function: a layer with more is cut into
+#: functions of whole channels that its row function calls, since the compilers' time and memory
+#: grow faster than linearly in a function's size (one call per part and row costs nothing)
+SLICE_LINES = 1024
 
 
 def digit_code(groups: Sequence[tuple[int, np.ndarray, np.ndarray]], win: str, indent: int) -> str:
@@ -41,6 +45,21 @@ def digit_code(groups: Sequence[tuple[int, np.ndarray, np.ndarray]], win: str, i
         op = "+=" if len(pos) else "-="
         lines.append(f"{pad}acc {op} s{f' << {k}' if k else ''};")
     return "\n".join(lines) + "\n" if lines else ""
+
+
+def code_slices(codes: Sequence[str], lines: int = SLICE_LINES) -> list[list[int]]:
+    """The indices of ``codes`` (one channel's or output's digit code each) cut into runs of
+    consecutive ones of at most ``lines`` lines of code together (a longer single one alone)."""
+    slices: list[list[int]] = [[]]
+    used = 0
+    for i, code in enumerate(codes):
+        n = code.count("\n") + 4  # the digit code and the channel's bias, shift and store
+        if slices[-1] and used + n > lines:
+            slices.append([])
+            used = 0
+        slices[-1].append(i)
+        used += n
+    return slices
 
 
 def unrolled_features(weights: np.ndarray, repeats: int) -> dict[str, float]:
@@ -77,10 +96,11 @@ class QConvUnrolled(KernelDef):
         cout, cin_g = w.shape[:2]
         geo, offsets = self._geometry(node, graph)
         rows = digit_groups(w.reshape(cout, -1), offsets)
-        channels = [{"base": (c // (cout // a["group"])) * cin_g * geo["plane"], "code": digit_code(g, "w", 12)}
-                    for c, g in enumerate(rows)]
+        channels = [{"index": c, "base": (c // (cout // a["group"])) * cin_g * geo["plane"],
+                     "code": digit_code(g, "w", 12)} for c, g in enumerate(rows)]
+        slices = [[channels[c] for c in part] for part in code_slices([ch["code"] for ch in channels])]
         return {**geo, **requant_context(node, graph), "cin_g": cin_g, "cout": cout, "group": a["group"],
-                "channels": channels}
+                "slices": slices}
 
     def cost_features(self, node, graph, ctx) -> dict[str, float]:
         """`unrolled_features` of the layer (output pixels per channel as the row's outputs) and

@@ -6,7 +6,8 @@ import numpy as np
 
 from pqc.backends.c_tables import digit_groups, requant_context
 from pqc.backends.kernels import KernelDef, register
-from pqc.backends.kernels.qconv_unrolled import UNROLLED_MAX_CODE_BYTES, digit_code, unrolled_features
+from pqc.backends.kernels.qconv_unrolled import (UNROLLED_MAX_CODE_BYTES, code_slices, digit_code,
+                                                     unrolled_features)
 
 
 @register
@@ -22,8 +23,9 @@ class QGemmUnrolled(KernelDef):
         """Per output its digit code over the K inputs of a row; ``rows`` samples of one call."""
         rows, k = graph.values[node.inputs[0]].shape
         w = graph.values[node.inputs[1]].data
+        outputs = [{"index": i, "code": digit_code(g, "x", 12)} for i, g in enumerate(digit_groups(w, np.arange(k)))]
         return {**requant_context(node, graph), "rows": rows, "m": len(w), "k": k,
-                "outputs": [digit_code(g, "x", 12) for g in digit_groups(w, np.arange(k))]}
+                "slices": [[outputs[i] for i in part] for part in code_slices([o["code"] for o in outputs])]}
 
     def cost_features(self, node, graph, ctx) -> dict[str, float]:
         """`unrolled_features` with one row's outputs per sample (``rows`` samples)."""

@@ -112,3 +112,32 @@ def test_no_layer_is_unrolled_beyond_the_kernels_code_limit(small_cnn_onnx, monk
     for name in ("qconv_unrolled", "qgemm_unrolled"):
         monkeypatch.setattr(KERNELS[name], "max_code_bytes", 0)
     assert not [n.name for n in lay_out(program, options).nodes if n.meta.get("kernel", "").endswith("_unrolled")]
+
+
+def test_without_a_budget_the_unrolled_code_stays_within_its_total(small_cnn_onnx, monkeypatch):
+    """Without --flash-budget the unrolled kernels' code is held to `UNROLLED_TOTAL_BYTES` in
+    all (compile time); a flash budget is the user's trade and lifts that limit."""
+    import pqc.backends.kernel_select as kernel_select
+    from pqc.backends.kernels import KERNELS
+    from pqc.driver import CompileOptions, lay_out
+    from pqc.frontend import load_onnx
+    from pqc.passes.canonicalize import canonicalize
+    from pqc.passes.lower import lower
+    from pqc.passes.quantize import quantize
+
+    x = np.random.default_rng(0).normal(0, 1, (8, 1, 16, 16)).astype(np.float32)
+    program = lower(quantize(canonicalize(load_onnx(small_cnn_onnx)), x, wbits=4, abits=4))
+
+    def unrolled_code(options: CompileOptions) -> list[int]:
+        return [n.meta["cost"]["flash_bytes"] - kernel_select.kernel_table_bytes(KERNELS[n.meta["kernel"]], n, program)
+                for n in lay_out(program, options).nodes if n.meta.get("kernel", "").endswith("_unrolled")]
+
+    # this small model's digit tables leave no room to unroll: the unbudgeted choice gets a big model's
+    monkeypatch.setattr(kernel_select, "_budget", lambda *args: 1 << 30)
+    free = unrolled_code(CompileOptions(optimize="speed"))
+    assert len(free) > 1, "with that much room the speed choice unrolls several layers"
+    limit = max(free) - 1  # the largest no longer fits, at least one of the others does
+    monkeypatch.setattr(kernel_select, "UNROLLED_TOTAL_BYTES", limit)
+    held = unrolled_code(CompileOptions(optimize="speed"))
+    assert sum(held) <= limit and held != free
+    assert unrolled_code(CompileOptions(optimize="speed", flash_budget=1 << 30))  # a budget lifts the limit

@@ -65,5 +65,28 @@ def test_unrolled_kernels_hold_no_weight_table_and_count_their_digits():
                           packed_loads=0.0, packed_stores=0.0,  # this chain's activations are bytes
                           signed_macs=band_features(ctx, outputs)["signed_macs"])
         assert f == counts
-        code = "".join(ctx["channels"][c]["code"] for c in range(outputs)) if node.op == "QConv" else "".join(ctx["outputs"])
+        code = "".join(part["code"] for parts in ctx["slices"] for part in parts)
         assert code.count("[") == digits  # one load per digit
+
+
+@needs_cc
+def test_layers_cut_into_functions_of_whole_channels_stay_bit_exact(tmp_path, monkeypatch):
+    """Above `SLICE_LINES` lines a layer's straight-line code is cut into functions (the
+    compilers' time grows faster than linearly in a function's size); at 40 lines every layer
+    here is cut into several, and the C still computes the simulator's integers everywhere."""
+    import pqc.backends.kernels.qconv_unrolled as unrolled
+
+    monkeypatch.setattr(unrolled.code_slices, "__defaults__", (40,))
+    spec = {"cout_g": 6, "groups": "one", "kh": 3, "kw": 3, "stride": 1, "dilation": 1, "pads": (1, 1, 1, 1),
+            "bits": 6, "relu": True}
+    graph = _network(3, 3, (7, 6), [spec, {**spec, "stride": 2, "pads": (0, 1, 2, 0)}], 6)
+    out = tmp_path / "cut"
+    emit_c(graph, out)
+    source = (out / "model.c").read_text()
+    for node in graph.nodes:
+        if node.op in ("QConv", "QGemm"):
+            assert len(kernel_for(node).c_context(node, graph)["slices"]) > 1
+    assert source.count("_part1(") >= 6  # each of the three layers: its second part defined and called
+    x = np.random.default_rng(3).integers(-128, 128, (4, *graph.values[graph.inputs[0]].shape[1:])).astype(np.int8)
+    report = verify(graph, out, x)
+    assert report.ok, report
