@@ -23,6 +23,8 @@ the weight section.
 """
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -111,28 +113,58 @@ def digit_tables(weights: np.ndarray, offsets: np.ndarray) -> dict[str, Any]:
 
     Returns ``ngroups``, ``groups`` (flat ``(k, npos, nneg)`` triples) and ``deltas``. When a
     delta would pass 255, the table with `_bridged` groups is taken if it is smaller: uint8
-    deltas plus a few bridging taps instead of every delta in 16 bits.
+    deltas plus a few bridging taps instead of every delta in 16 bits. Results are kept
+    (`_DIGIT_TABLES`, up to `_DIGIT_TABLES_KEPT` table entries): kernel selection asks for
+    each layer's tables for several kernels and for every candidate schedule, and on an
+    ImageNet-size network each takes a second.
     """
+    w = np.ascontiguousarray(weights, dtype=np.int64)
+    o = np.ascontiguousarray(offsets, dtype=np.int64)
+    key = (w.shape, o.shape, hashlib.blake2b(w.tobytes() + o.tobytes(), digest_size=16).digest())
+    if key not in _DIGIT_TABLES:
+        tables = _digit_tables(w, o)
+        while _DIGIT_TABLES and _kept_entries() + _entries(tables) > _DIGIT_TABLES_KEPT:
+            _DIGIT_TABLES.pop(next(iter(_DIGIT_TABLES)))  # the oldest
+        _DIGIT_TABLES[key] = tables
+    return dict(_DIGIT_TABLES[key])
+
+
+#: `digit_tables` results by content, oldest first (their `CArray` values are immutable)
+_DIGIT_TABLES: dict[tuple, dict[str, CArray]] = {}
+#: the most table entries kept (about 8 bytes each: tuples of shared small ints)
+_DIGIT_TABLES_KEPT = 32_000_000
+
+
+def _entries(tables: Mapping[str, CArray]) -> int:
+    return sum(len(t.values) for t in tables.values())
+
+
+def _kept_entries() -> int:
+    return sum(_entries(t) for t in _DIGIT_TABLES.values())
+
+
+def _digit_tables(weights: np.ndarray, offsets: np.ndarray) -> dict[str, CArray]:
     rows = digit_groups(weights, offsets)
     ngroups = [len(row) for row in rows]
     # (k, +1 offsets, -1 offsets), ascending, row after row
-    lists = [(k, pos.tolist(), neg.tolist()) for row in rows for k, pos, neg in row]
+    lists = [(k, pos, neg) for row in rows for k, pos, neg in row]
     groups, deltas = _delta_code(lists)
     if deltas.ctype != "uint8_t":
-        bridged = _delta_code([(k, *_bridged(pos, neg, 0xFF)) for k, pos, neg in lists])
+        bridged = _delta_code([(k, *_bridged(pos.tolist(), neg.tolist(), 0xFF)) for k, pos, neg in lists])
         if sum(t.nbytes for t in bridged) < groups.nbytes + deltas.nbytes:
             groups, deltas = bridged
     return {"ngroups": uint_table(ngroups), "groups": groups, "deltas": deltas}
 
 
-def _delta_code(lists: Sequence[tuple[int, list[int], list[int]]]) -> tuple[CArray, CArray]:
+def _delta_code(lists: Sequence[tuple[int, Sequence[int], Sequence[int]]]) -> tuple[CArray, CArray]:
     """The ``groups`` and ``deltas`` tables of (k, +1 offsets, -1 offsets) groups: each list's
     offsets as steps from 0, list after list."""
     groups = [v for k, pos, neg in lists for v in (k, len(pos), len(neg))]
-    flat = np.fromiter((o for _, pos, neg in lists for sel in (pos, neg) for o in sel), dtype=np.int64)
+    sels = [np.asarray(sel, dtype=np.int64) for _, pos, neg in lists for sel in (pos, neg)]
+    flat = np.concatenate(sels) if sels else np.zeros(0, dtype=np.int64)
     deltas = np.diff(flat, prepend=0)
-    starts = np.cumsum([0] + [len(sel) for _, pos, neg in lists for sel in (pos, neg)])[:-1]
-    starts = starts[starts < flat.size]
+    lengths = np.fromiter(map(len, sels), dtype=np.int64, count=len(sels))
+    starts = (np.cumsum(lengths) - lengths)[lengths > 0]
     deltas[starts] = flat[starts]  # every list restarts from 0
     return uint_table(groups), uint_table(deltas)
 

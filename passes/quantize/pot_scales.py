@@ -48,9 +48,20 @@ class Grid:
 
     def round(self, units: np.ndarray) -> np.ndarray:
         """Nearest level to each value of ``units`` (values in multiples of the scale); ties
-        go to the larger level. Values beyond the grid saturate."""
-        mids = (self.levels[1:] + self.levels[:-1]) / 2.0
-        return self.levels[np.searchsorted(mids, units, side="right")]
+        go to the larger level. Values beyond the grid saturate.
+
+        On a grid of consecutive integers (every ``int_grid``) that is ``floor(u + 0.5)``,
+        clipped: the Lp search rounds each weight 80 times, and this is several times faster
+        than a search among the midpoints. ``u + 0.5`` can round up to the next integer when
+        ``u`` is just below a midpoint, so those are stepped back (``r - 0.5`` is exact)."""
+        lo, hi = int(self.levels[0]), int(self.levels[-1])
+        if hi - lo + 1 != len(self.levels):
+            mids = (self.levels[1:] + self.levels[:-1]) / 2.0
+            return self.levels[np.searchsorted(mids, units, side="right")]
+        r = np.add(units, 0.5)
+        np.floor(r, out=r)
+        r -= (r - 0.5) > units
+        return np.clip(r, lo, hi, out=r).astype(np.int64)
 
 
 def int_grid(bits: int, signed: bool, symmetric: bool = False) -> Grid:
