@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         onnx = work / "mobilenetv3_large.onnx"
         torch.onnx.export(model, (torch.randn(1, 3, 224, 224),), str(onnx), dynamo=False, opset_version=13,
-                          input_names=["input"], output_names=["logits"])
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})  # RAPQ runs batches
         rng = np.random.default_rng(0)
         calib = work / "calib.npz"
         np.savez(calib, input=rng.normal(0, 1, (args.calib, 3, 224, 224)).astype(np.float32))

@@ -60,6 +60,10 @@ def check_calibration_data(graph: Graph, data: CalibData | None) -> dict[str, np
     return feeds
 
 
+#: the most bytes of captured float32 activations one calibration chunk may hold
+CAPTURE_BYTES = 256 << 20
+
+
 def calibrate(
     graph: Graph,
     data: CalibData | None,
@@ -73,18 +77,22 @@ def calibrate(
     """`ActivationStats` of every value in ``names`` (activations or graph inputs).
 
     A graph without a dynamic batch runs in chunks of its declared batch size, which must then
-    divide the number of samples.
+    divide the number of samples; a dynamic batch runs ``batch_size`` samples at a time, fewer
+    when their captured activations would pass `CAPTURE_BYTES` (an ImageNet-size network keeps
+    about 40 MB of activations per sample).
     """
     from pqc.executor import FloatExecutor  # local: keeps `import pqc.passes` free of torch
 
     feeds = check_calibration_data(graph, data)
     count = next(iter(feeds.values())).shape[0]
-    step = batch_size if graph.dynamic_batch else graph.values[graph.inputs[0]].shape[0]
+    names = list(dict.fromkeys(names))
+    per_sample = 4 * sum(int(np.prod(graph.values[n].shape[1:])) for n in names)
+    step = (max(1, min(batch_size, CAPTURE_BYTES // max(per_sample, 1))) if graph.dynamic_batch
+            else graph.values[graph.inputs[0]].shape[0])
     if count % step and not graph.dynamic_batch:
         raise DataError(
             f"graph {graph.name!r} has a fixed batch of {step}; {count} calibration samples is not a multiple"
         )
-    names = list(dict.fromkeys(names))
     executor = FloatExecutor(graph, device=device)
     rng = np.random.default_rng(seed)
     lo = {n: math.inf for n in names}
