@@ -269,3 +269,29 @@ def test_light_zoo_model_imports_or_is_refused_clearly(name):
     assert LIGHT_OPS.get(name, set()) <= {n.op for n in graph.nodes}
     if name == "light_squeezenet.onnx":  # small enough to run against onnxruntime here
         assert_matches_onnxruntime(open(path, "rb").read(), graph)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("light_squeezenet.onnx" not in LIGHT_MODELS, reason="this onnx wheel ships no light models")
+def test_light_squeezenet_compiles_and_shufflenet_is_refused_naming_its_transpose(tmp_path, capsys):
+    """Issue 12: the light models without LRN should compile. SqueezeNet does (W8A8, on random
+    images); ShuffleNet's channel shuffle is a Transpose no integer op expresses yet, refused in
+    one line naming the node (exit 2, nothing written)."""
+    from pqc.cli import main
+
+    def compile_light(name: str) -> int:
+        path = os.path.join(LIGHT_DIR, f"light_{name}.onnx")
+        graph = load_onnx(path)
+        shape = graph.values[graph.inputs[0]].shape[1:]
+        np.savez(tmp_path / f"{name}.npz", **{graph.inputs[0]: np.random.default_rng(0).normal(
+            0, 1, (4, *shape)).astype(np.float32)})
+        return main(["compile", path, "-o", str(tmp_path / name), "--calib", str(tmp_path / f"{name}.npz"),
+                     "--no-verify", "-q"])
+
+    assert compile_light("squeezenet") == 0
+    assert (tmp_path / "squeezenet" / "model.c").stat().st_size > 0
+    capsys.readouterr()
+    assert compile_light("shufflenet") == 2
+    err = capsys.readouterr().err
+    assert "(Transpose) cannot be lowered" in err and err.count("\n") == 1
+    assert not (tmp_path / "shufflenet").exists()
