@@ -169,10 +169,11 @@ def compile_model(model: str | Path | Graph, out_dir: str | Path, options: Compi
     target = get_target(opts.target)
     check_optimize(opts.optimize)
     pipe = plan_pipeline(opts, target)  # checked before any (possibly long) work
-    checkpoints = check_resume(pipe, resume_folder(Path(out_dir)), opts.resume, opts.force)
     # The build (and the IR dump) is staged beside its target and appears only once complete.
     dump = staged_folder(opts.dump_ir, opts.force, "--dump-ir folder") if opts.dump_ir is not None else contextlib.nullcontext()
     with staged_folder(out_dir, opts.force) as out, dump as dump_dir:
+        # under the output's lock: checkpoints there are an interrupted run's, not a running one's
+        checkpoints = check_resume(pipe, resume_folder(Path(out_dir)), opts.resume, opts.force)
         clock = StageClock()
         graph = clock.time("import", lambda: model if isinstance(model, Graph) else load_onnx(model))
         # Every data argument is checked against the model before any pass runs.
