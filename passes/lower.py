@@ -52,6 +52,8 @@ LUT_OPS = frozenset({"Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "S
 MAX_LUT_BITS = 10
 #: significant bits of a constant multiplier (QAffine's m)
 AFFINE_BITS = 15
+#: the largest requantizing shift of a QAffine (see `_affine`)
+AFFINE_MAX_SHIFT = 20
 #: largest reciprocal multiplier of an average pool
 RECIP_MAX = (1 << 16) - 1
 
@@ -338,7 +340,13 @@ def _per_channel(ctx: _Lowering, node: Node, x: str, c: np.ndarray) -> np.ndarra
 
 def _affine(ctx: _Lowering, node: Node, xi: int, scale: np.ndarray, bias: np.ndarray) -> None:
     """Emit QAffine for ``x * scale + bias`` per channel: ``m = scale / 2^e_m`` with
-    `AFFINE_BITS` significant bits, integer bias ``round(bias / 2^(e_x + e_m))``."""
+    `AFFINE_BITS` significant bits, integer bias ``round(bias / 2^(e_x + e_m))``.
+
+    The requantizing shift is at most `AFFINE_MAX_SHIFT`: a channel of a tiny scale keeps fewer
+    significant bits in ``m`` (none, ``m = 0``, below ``2^-AFFINE_MAX_SHIFT`` of an output step
+    per input step), an error under ``2^-12`` of an output step over the whole input range. A
+    BatchNormalization that a Concat kept from folding has such channels in pretrained networks
+    (gamma ~1e-10), whose 15-bit multiplier would need a 40-bit shift, beyond int32."""
     x = ctx.activation_input(node, xi)
     e_x = ctx.fmt(x).exp
     q_y = ctx.act_quant(node.outputs[0])
@@ -356,13 +364,13 @@ def _affine(ctx: _Lowering, node: Node, xi: int, scale: np.ndarray, bias: np.nda
 
 
 def _multiplier(s: float, max_exp: int) -> tuple[int, int]:
-    """``(m, e)`` with ``m * 2^e ~ s`` to `AFFINE_BITS` bits; trailing zero bits of ``m`` are
-    dropped while ``e < max_exp`` (the accumulator stays as fine as the output). ``s = 0``
-    gives ``(0, max_exp)``."""
-    if s == 0.0:
-        return 0, max_exp
-    e = math.frexp(abs(s))[1] - AFFINE_BITS
+    """``(m, e)`` with ``m * 2^e ~ s`` to `AFFINE_BITS` bits, ``e`` at least ``max_exp -
+    AFFINE_MAX_SHIFT``; trailing zero bits of ``m`` are dropped while ``e < max_exp`` (the
+    accumulator stays as fine as the output). ``s = 0`` gives ``(0, max_exp)``."""
+    e = max(math.frexp(abs(s))[1] - AFFINE_BITS, max_exp - AFFINE_MAX_SHIFT)
     m = int(round_half_away(s * 2.0 ** -e))
+    if m == 0:
+        return 0, max_exp
     while m % 2 == 0 and e < max_exp:
         m, e = m // 2, e + 1
     return m, e

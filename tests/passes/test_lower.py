@@ -502,3 +502,41 @@ def test_real_pipeline_matches_fake_quant_first_layer(small_cnn_onnx):
     e_b = max(ig.values[ig.inputs[0]].meta["exp"] + int(e) for e in wq.exps)
     assert np.abs(dequantize(ig, first.outputs[0], cap[first.outputs[0]]) - ref).max() <= 2.0 ** (e_y - 1) + 2.0 ** (e_b - 1)
     assert ig.values[ig.outputs[0]].dtype == "int32"
+
+
+def test_an_unfolded_batchnorm_with_a_vanishing_gamma_lowers_within_int32(tmp_path):
+    """A BatchNormalization after a Concat stays an affine; a channel whose gamma is ~1e-10 (as
+    in pretrained DenseNets) would need a 40-bit requantizing shift at 15 significant bits. The
+    shift is capped (`AFFINE_MAX_SHIFT`), so the model compiles and its C is bit-exact."""
+    import shutil
+
+    import torch
+    from torch import nn
+
+    from pqc.driver import compile_model
+    from pqc.passes.lower import AFFINE_MAX_SHIFT
+
+    class ConcatBN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 3, 3, padding=1)
+            self.bn = nn.BatchNorm2d(4)
+            self.head = nn.Conv2d(4, 2, 1)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.bn(torch.cat([x, self.conv(x)], 1))))
+
+    torch.manual_seed(0)
+    model = ConcatBN().eval()
+    with torch.no_grad():
+        model.bn.weight.copy_(torch.tensor([1.0, 1e-10, 0.7, 3e-9]))
+        model.bn.running_var.fill_(0.8)
+    path = tmp_path / "concat_bn.onnx"
+    torch.onnx.export(model, (torch.randn(1, 1, 8, 8),), str(path), dynamo=False, opset_version=13,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    x = np.random.default_rng(0).normal(0, 1, (16, 1, 8, 8)).astype(np.float32)
+    build = compile_model(path, tmp_path / "out", calib=x, verify=shutil.which("gcc") is not None)
+    affine = next(n for n in build.program.nodes if n.op == "QAffine")
+    assert max(affine.attrs["shift"]) <= AFFINE_MAX_SHIFT
+    m = build.program.values[affine.inputs[1]].data
+    assert m[1] == 0 and m[3] == 0 and m[0] != 0  # the vanishing channels' terms are below an output step
