@@ -24,7 +24,6 @@ the weight section.
 from __future__ import annotations
 
 import hashlib
-
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 

@@ -20,11 +20,11 @@ estimated code bytes, time = estimated Cortex-M0 instructions.
   tables and code are above it), what ``size`` picks.
 * Without ``flash_budget``, ``speed`` and ``balanced`` also keep the code of the kernels that
   bake weights into it (the unrolled ones) to `UNROLLED_TOTAL_BYTES` in all, taking that choice
-  away from the layer where it is largest until they fit: gcc -O2 compiles such code at about
-  80 KB of C a second, and an ImageNet-size network would otherwise unroll 1.4 MB of it (a
-  minute more for each of verification's builds) for a speed no part with that much flash
-  needs from it. A flash budget is the user's trade and lifts the limit; the reference models
-  stay far below it.
+  away from the layer where it is largest until they fit: the C compilers take long over
+  straight-line code, and an ImageNet-size network would otherwise unroll megabytes of it
+  (minutes more for verification's builds) for a speed no part with that much flash needs
+  from it. A flash budget is the user's trade and lifts the limit; the reference models stay
+  far below it.
 
 The budgeted choice is a multiple-choice knapsack, solved by `min_cost_choice`.
 """
@@ -144,7 +144,7 @@ def _choice_within_unrolled_total(options: Sequence[Sequence[tuple[int, float]]]
                                   costs: Sequence[Sequence[LayerCost]]) -> list[int] | None:
     """`min_cost_choice`, chosen again without the weight-baking kernel of the layer where its
     code is largest while the chosen ones' code exceeds `UNROLLED_TOTAL_BYTES`."""
-    allowed = [[i for i in range(len(o))] for o in options]
+    allowed = [list(range(len(o))) for o in options]
     while True:
         picks = min_cost_choice([[o[i] for i in a] for o, a in zip(options, allowed)], budget)
         if picks is None:

@@ -111,11 +111,11 @@ def checked_inputs(graph: Graph, data: "str | Feeds", what: str) -> Feeds:
         return check_feeds(graph, data, what)
     from .data import load_dataset, load_inputs
 
-    if data.split(":")[0] == "fashion-mnist" and len(graph.inputs) == 1:
-        return check_samples(graph, load_dataset(data).x, f"{what} {data}")
-    if len(graph.inputs) == 1:  # an .npz: an array named after the input, or 'x'
-        return check_samples(graph, load_inputs(data, graph.inputs)[graph.inputs[0]], f"{what} {data}")
-    if data.split(":")[0] == "fashion-mnist":
+    bundled = data.split(":")[0] == "fashion-mnist"
+    if len(graph.inputs) == 1:  # a data set, or an .npz with an array named after the input (or 'x')
+        x = load_dataset(data).x if bundled else load_inputs(data, graph.inputs)[graph.inputs[0]]
+        return check_samples(graph, x, f"{what} {data}")
+    if bundled:
         raise DataError(f"{what} {data}: {graph.name!r} has inputs {graph.inputs}; give an .npz with an array "
                         f"per input name")
     return check_feeds(graph, load_inputs(data, graph.inputs), f"{what} {data}")

@@ -7,10 +7,10 @@ w[o2] - w[o3] ...; acc += s << k``): one load and one add per digit, no weight t
 bias and shift tables). The code
 grows by about one load and one add per digit (6-8 bytes on Cortex-M0 and RV32I), so the
 variant suits small layers or a generous flash budget. "Small" has a hard edge,
-`UNROLLED_MAX_CODE_BYTES`: gcc and clang take time and memory superlinear in a function's size at
--O2 (an ImageNet network's 1x1 layers unrolled to 1.5 MB each made a 43 MB model.c that gcc
-had not compiled after 6 minutes at 2.7 GB), and a layer whose code alone is half a 256 KiB
-part's flash is no deployment choice; the reference models' largest unrolled layer is 76 KiB.
+`UNROLLED_MAX_CODE_BYTES`: gcc and clang at -O2 take minutes and gigabytes over the megabytes of
+straight-line code an ImageNet network's 1x1 layers unroll to, and a layer whose code alone is
+half a 256 KiB part's flash is no deployment choice; the reference models' unrolled layers are
+well below it.
 """
 from __future__ import annotations
 
