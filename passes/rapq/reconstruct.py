@@ -124,22 +124,20 @@ def reconstruct(
             checkpoint.save(phase, next_unit, net, rng, logs)
 
     if phase == PHASES[0]:
-        h = x_t
-        for k, (unit, p, log) in enumerate(zip(units, ps, logs)):
-            if k >= start:
-                quantizers = [q for n in unit.layers if isinstance(q := net.weight(n), WeightQuantizer)]
-                if quantizers:
-                    log.weight_loss = _weight_phase(net, unit, quantizers, h, targets[unit.output], p, schedule, rng)
-                save(PHASES[0], k + 1)
-            h = _unit_output(net, unit, h, acts=False)  # before ``start``: the saved units' output again
+        h = _replay(net, units[:start], x_t, acts=False)  # the saved units' output again
+        for k in range(start, len(units)):
+            unit, p, log = units[k], ps[k], logs[k]
+            quantizers = [q for n in unit.layers if isinstance(q := net.weight(n), WeightQuantizer)]
+            if quantizers:
+                log.weight_loss = _weight_phase(net, unit, quantizers, h, targets[unit.output], p, schedule, rng)
+            save(*((PHASES[0], k + 1) if k + 1 < len(units) else (PHASES[1], 0)))
+            h = _unit_output(net, unit, h, acts=False)
         phase, start = PHASES[1], 0
 
-    h = net.quantize_input(x_t)
+    h = _replay(net, units[:start], net.quantize_input(x_t), acts=True) if start < len(units) else None
     logits, p_out = targets[units[-1].output], ps[-1]
-    for k, (unit, p, log) in enumerate(zip(units, ps, logs)):
-        if k < start:
-            h = _unit_output(net, unit, h, acts=True)
-            continue
+    for k in range(start, len(units)):
+        unit, p, log = units[k], ps[k], logs[k]
         act_qs = net.learnable_acts(unit.nodes)
         if act_qs:
             initial = [q.t.item() for q in act_qs]
@@ -156,6 +154,13 @@ def reconstruct(
     return logs
 
 
+def _replay(net: QuantNetwork, units: list[Unit], h: torch.Tensor, *, acts: bool) -> torch.Tensor:
+    """``h`` run through ``units`` as they stand (a resumed run's input to its next unit)."""
+    for unit in units:
+        h = _unit_output(net, unit, h, acts=acts)
+    return h
+
+
 def _unit_output(net: QuantNetwork, unit: Unit, h: torch.Tensor, *, acts: bool) -> torch.Tensor:
     with torch.no_grad():
         parts = [net.run(unit.nodes, {unit.input: h[i:i + EVAL_CHUNK]}, weights=True, acts=acts)[unit.output]
@@ -165,9 +170,7 @@ def _unit_output(net: QuantNetwork, unit: Unit, h: torch.Tensor, *, acts: bool) 
 
 def _network_loss(net: QuantNetwork, units: list[Unit], h: torch.Tensor, target: torch.Tensor, p: float) -> float:
     """The quantized network's output error on the calibration set, from ``units[0]``'s input on."""
-    for unit in units:
-        h = _unit_output(net, unit, h, acts=True)
-    return float(lp_loss(h, target, p))
+    return float(lp_loss(_replay(net, units, h, acts=True), target, p))
 
 
 def _full_loss(net: QuantNetwork, unit: Unit, h: torch.Tensor, target: torch.Tensor, p: float, acts: bool) -> float:
