@@ -63,7 +63,7 @@ from .memory_plan import (
 )
 from .activation_layout import packed_bits, signed_fields
 from .c_tables import CTYPES, CArray, c_int, table_bytes
-from .memory_report import StepMemory, step_memory
+from .memory_report import StepMemory, kernel_stack_bytes, step_memory
 from .streaming import is_fed, stream_position, streamed_values, streams
 
 #: the kernel templates, shipped as package data of ``pqc.codegen_templates``
@@ -281,7 +281,7 @@ class _Emitter:
         self.tables: list[CArray] = []
         for i, node in enumerate(graph.nodes):
             fn = f"{prefix}_l{i}_{node.op.lower()}"
-            ctx = dict(kernel_for(node).c_context(node, graph))
+            ctx = dict(kernel_for(node, graph).c_context(node, graph))
             for key, val in sorted(ctx.items()):
                 if isinstance(val, CArray):
                     ctx[key] = CArray(val.ctype, val.values, f"{fn}_{key}")
@@ -530,6 +530,7 @@ class _Emitter:
             "inputs": common["inputs"],
             "outputs": common["outputs"],
             "arena_bytes": self.plan.arena_bytes,
+            "kernel_stack_bytes": kernel_stack_bytes(self.graph),
             "layers": layers,
         }
         return json.dumps(data, indent=1, sort_keys=True)

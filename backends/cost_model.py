@@ -70,4 +70,4 @@ def program_instructions(program: Graph, core: str = "cortex-m0") -> float:
     kernel (as chosen) estimated and summed."""
     from .kernels import kernel_for
 
-    return sum(estimate(kernel_for(n), n, program).instructions[core] for n in program.nodes)
+    return sum(estimate(kernel_for(n, program), n, program).instructions[core] for n in program.nodes)

@@ -156,10 +156,11 @@ def ram_fit(out_dir: str | Path, budget_bytes: int, stack_bytes: int = STACK_ALL
             program: Graph | None = None) -> RamFit:
     """Whether the model emitted into ``out_dir`` fits ``budget_bytes`` of RAM (before any build),
     by its manifest; with the ``program`` it was emitted from, a misfit names the peak step
-    (`pqc.backends.memory_report.ram_needed`)."""
+    (`pqc.backends.memory_report.ram_needed`). The stack allowance grows by the kernels' own
+    stack arrays (the manifest's ``kernel_stack_bytes``)."""
     manifest = read_manifest(out_dir)
     io = sum(int(t["size"]) * dump_dtype(t["dtype"]).itemsize for t in manifest["inputs"] + manifest["outputs"])
-    fit = RamFit(int(manifest["arena_bytes"]), io, stack_bytes, budget_bytes)
+    fit = RamFit(int(manifest["arena_bytes"]), io, stack_bytes + int(manifest.get("kernel_stack_bytes", 0)), budget_bytes)
     if fit.fits or program is None:
         return fit
     return replace(fit, peak=ram_needed(program, budget_bytes, stack_bytes).peak)

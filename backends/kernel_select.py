@@ -76,8 +76,8 @@ def op_kernels(op: str) -> list[KernelDef]:
 
 def usable_kernels(node: Node, graph: Graph) -> tuple[list[KernelDef], list[LayerCost]]:
     """The kernels ``node`` may get, its default first, each with its estimated cost: those of
-    its op whose code stays within their ``max_code_bytes``."""
-    pairs = [(k, estimate(k, node, graph)) for k in op_kernels(node.op)]
+    its op that support it and whose code stays within their ``max_code_bytes``."""
+    pairs = [(k, estimate(k, node, graph)) for k in op_kernels(node.op) if k.supports(node, graph)]
     pairs = [(k, c) for k, c in pairs
              if k.max_code_bytes is None or c.flash_bytes - c.table_bytes <= k.max_code_bytes]
     return [k for k, _ in pairs], [c for _, c in pairs]

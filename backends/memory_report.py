@@ -99,13 +99,23 @@ def io_bytes(graph: Graph) -> int:
     return sum(value_bytes(graph, v) for v in (*graph.inputs, *graph.outputs))
 
 
+def kernel_stack_bytes(program: Graph) -> int:
+    """The most bytes of stack arrays one of ``program``'s kernels declares beyond the common few
+    words (`pqc.backends.kernels.KernelDef.stack_bytes`): added to every stack allowance."""
+    from .kernels import kernel_for
+
+    return max((kernel_for(n, program).stack_bytes(n, program) for n in program.nodes), default=0)
+
+
 def ram_needed(program: Graph, budget_bytes: int, stack_bytes: int = STACK_ALLOWANCE) -> RamFit:
     """The RAM the C of ``program`` needs (as `pqc.backends.c_emitter.emit_c` would plan it), against
-    ``budget_bytes``, with the peak step named; nothing is written."""
+    ``budget_bytes``, with the peak step named; nothing is written. The stack is ``stack_bytes``
+    plus the largest of the kernels' own stack arrays (`kernel_stack_bytes`)."""
     from .c_emitter import planned_memory
 
     plan = planned_memory(program)
-    return RamFit(plan.arena_bytes, io_bytes(program), stack_bytes, budget_bytes, peak_step(step_memory(program, plan)))
+    return RamFit(plan.arena_bytes, io_bytes(program), stack_bytes + kernel_stack_bytes(program), budget_bytes,
+                  peak_step(step_memory(program, plan)))
 
 
 def check_ram_budget(program: Graph, budget_bytes: int, stack_bytes: int = STACK_ALLOWANCE) -> RamFit:

@@ -60,7 +60,7 @@ def candidates(program: Graph, optimize: str, flash_budget: int | None, activati
     from .activation_layout import pack_activations, packed_bits
     from .c_emitter import planned_memory
     from .kernel_select import select_kernels
-    from .memory_report import STACK_ALLOWANCE, io_bytes
+    from .memory_report import STACK_ALLOWANCE, io_bytes, kernel_stack_bytes
     from .streaming import stream_candidates, stream_layers
 
     check_schedule(activations, schedule)
@@ -74,7 +74,7 @@ def candidates(program: Graph, optimize: str, flash_budget: int | None, activati
         for layout in [lay for lay in layouts if activations in ("auto", lay)] or ["bytes"]:  # nothing to pack
             g = layouts[layout]
             arena = planned_memory(g).arena_bytes
-            out.append(Candidate(layout, order, g, arena, arena + io_bytes(g) + STACK_ALLOWANCE))
+            out.append(Candidate(layout, order, g, arena, arena + io_bytes(g) + STACK_ALLOWANCE + kernel_stack_bytes(g)))
     return out
 
 

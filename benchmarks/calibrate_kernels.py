@@ -49,6 +49,7 @@ from pqc.ir import Graph  # noqa: E402
 
 #: (input channels, size, output channels, kernel, stride, depthwise)
 CONV_SHAPES = [(16, 14, 32, 1, 1, False), (32, 7, 64, 1, 1, False), (8, 28, 16, 1, 2, False),
+               (24, 14, 96, 1, 1, False), (96, 7, 24, 1, 1, False),
                (8, 14, 16, 3, 1, False), (16, 14, 16, 3, 2, False), (3, 28, 8, 3, 1, False),
                (32, 7, 32, 3, 1, False), (16, 14, 16, 3, 1, True), (32, 14, 32, 3, 2, True),
                (64, 7, 64, 3, 1, True)]
@@ -72,10 +73,12 @@ def _linear(b: IntGraphBuilder, op: str, x: str, w: np.ndarray, bits: int, **att
 
 
 def conv_program(cin: int, size: int, cout: int, k: int, stride: int, depthwise: bool, bits: int,
-                 dtype: str = "int8") -> Graph:
-    """One conv layer; ``dtype`` its input's (uint8: as behind a ReLU)."""
-    b = IntGraphBuilder(f"conv{cin}x{size}-{cout}k{k}s{stride}{'dw' if depthwise else ''}w{bits}{dtype[0]}")
+                 dtype: str = "int8", input_bits: int = 8) -> Graph:
+    """One conv layer; ``dtype`` its input's (uint8: as behind a ReLU), of ``input_bits`` bits."""
+    a4 = "a4" if input_bits == 4 else ""
+    b = IntGraphBuilder(f"conv{cin}x{size}-{cout}k{k}s{stride}{'dw' if depthwise else ''}w{bits}{dtype[0]}{a4}")
     x = b.input("x", (1, cin, size, size), dtype=dtype)
+    b.graph.values[x].meta.update(bits=input_bits, signed=dtype == "int8")
     group = cin if depthwise else 1
     w = bit_weights(np.random.default_rng(cin * size + cout + bits), (cout, cin // group, k, k), bits, extremes=False)
     p = k // 2
@@ -128,6 +131,9 @@ def generic_programs() -> list[Graph]:
             _generic("reshape", shape, lambda b, x: b.op("QAdd", [r := b.op("QReshape", [x], shape=(1, c * hw),
                      keep_batch=True), r], shift_a=1, shift_b=0, shift=1, lo=0, hi=127, negate_b=False)),
             _generic("gate", shape, _gate),
+            _generic("permute", shape, lambda b, x: b.op("QAdd", [p := b.op("QPermute", [x], perm=tuple(
+                (np.arange(c).reshape(2, -1).T.ravel()).tolist())), p], shift_a=1, shift_b=0, shift=1, lo=0, hi=127,
+                negate_b=False)),
         ]
     return progs
 
@@ -180,21 +186,22 @@ def packed_programs(conv_shapes: list[tuple]) -> list[Graph]:
 def grid(quick: bool) -> list[Graph]:
     conv, gemm, bits = (QUICK["conv"], QUICK["gemm"], QUICK["bits"]) if quick else (CONV_SHAPES, GEMM_SHAPES, BITS)
     return ([conv_program(*s, wb) for s in conv for wb in bits] + [conv_program(*s, 4, "uint8") for s in conv]
+            + [conv_program(*s, 4, dtype, input_bits=4) for s in conv for dtype in ("uint8", "int8")]
             + [gemm_program(*s, wb) for s in gemm for wb in bits] + generic_programs() + packed_programs(conv))
 
 
 def variants(program: Graph) -> list[Graph]:
-    """``program`` once per kernel of its last node's op when that op has several (set on every
-    node of the op), else as it is."""
+    """``program`` once per kernel of its last node's op that supports that node, when the op has
+    several (set on every node of the op the kernel supports), else as it is."""
     node = program.nodes[-1]
-    kernels = sorted(k.name for k in KERNELS.values() if k.op == node.op)
-    if len(kernels) == 1:
+    ops = [k for k in KERNELS.values() if k.op == node.op]
+    if len(ops) == 1:
         return [program]
     out = []
-    for name in kernels:
+    for name in sorted(k.name for k in ops if k.supports(node, program)):
         copy = program.copy()
         for n in copy.nodes:
-            if n.op == node.op:
+            if n.op == node.op and KERNELS[name].supports(n, copy):
                 n.meta["kernel"] = name
         copy.name = f"{program.name}-{name}"
         out.append(copy)
@@ -264,13 +271,13 @@ def per_mac_table(table: dict[str, Any]) -> str:
     rows = []
     for cin, size, cout, k, stride, depthwise in CONV_SHAPES:
         macs = cout * (-(-size // stride)) ** 2 * (1 if depthwise else cin) * k * k
-        for bits, dtype in [(b, "int8") for b in BITS] + [(4, "uint8")]:
-            name = conv_program(cin, size, cout, k, stride, depthwise, bits, dtype).name
+        for bits, dtype, input_bits in [(b, "int8", 8) for b in BITS] + [(4, "uint8", 8), (4, "uint8", 4), (4, "int8", 4)]:
+            name = conv_program(cin, size, cout, k, stride, depthwise, bits, dtype, input_bits).name
             cells = [measured.get(f"{name}-{kern}") for kern in kernels]
             if any(cells):
-                rows.append([f"{cin}x{size}x{size} -> {cout}, {k}x{k} s{stride}{' dw' if depthwise else ''}", str(bits),
-                             dtype] + [f"{m['cortex-m0'] / macs:.2f} / {m['rv32i'] / macs:.2f}" if m else "-"
-                                       for m in cells])
+                layer = f"{cin}x{size}x{size} -> {cout}, {k}x{k} s{stride}{' dw' if depthwise else ''}"
+                rows.append([layer, str(bits), dtype if input_bits == 8 else f"{dtype[:-1]}4"]
+                            + [f"{m['cortex-m0'] / macs:.2f} / {m['rv32i'] / macs:.2f}" if m else "-" for m in cells])
     return markdown_table(rows, ["layer", "weight bits", "input", *kernels])
 
 

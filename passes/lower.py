@@ -8,7 +8,7 @@ Activation values keep their float names, so per-layer dumps of both programs li
 Decisions (DESIGN.md "Integer semantics" leaves them open):
 
 * Formats. Ops that compute (Conv, Gemm, Add, Mul, Concat, pools, affine, LUT) requantize to their
-  output's `ActQuant`; data-movement ops (MaxPool, reshapes) keep their input's format and
+  output's `ActQuant`; data-movement ops (MaxPool, reshapes, channel permutations) keep their input's format and
   ignore their output's annotation, since they cannot rescale. Consumers always read the format
   of the integer value they get.
 * Biases and other compile-time constants use `intmath.round_half_away` (symmetric, so a
@@ -467,6 +467,13 @@ def _lut(ctx: _Lowering, node: Node) -> None:
     ctx.add_activation(node.outputs[0], q_y)
     dtype = ctx.dst.values[node.outputs[0]].dtype
     ctx.emit(node, "QLut", [x, ctx.const(f"{node.name}_table", table.astype(dtype))], {"in_min": in_min})
+
+
+@lowers("ChannelPermute")
+def _channel_permute(ctx: _Lowering, node: Node) -> None:
+    x = ctx.activation_input(node, 0)
+    ctx.add_activation(node.outputs[0], ctx.fmt(x))
+    ctx.emit(node, "QPermute", [x], {"perm": tuple(int(p) for p in node.attrs["perm"])})
 
 
 # ------------------------------------------------------------------ reshapes

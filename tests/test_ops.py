@@ -70,6 +70,7 @@ CASES: dict[str, Case] = {
     "reducesum_spatial": ((5, 3, 4), lambda b, x: b.op("ReduceSum", [x], axes=(2, 3), keepdims=0), True),
     "reducemax_channels": ((5, 3, 4), lambda b, x: b.op("ReduceMax", [x], axes=(1,), keepdims=1), True),
     "transpose_channel_shuffle": ((2, 3, 4, 5), lambda b, x: b.op("Transpose", [x], perm=(0, 2, 1, 3, 4)), True),
+    "channel_permute": ((5, 3, 4), lambda b, x: b.op("ChannelPermute", [x], perm=(3, 0, 4, 1, 2)), True),
     "lrn": ((6, 3, 4), lambda b, x: b.op("LRN", [x], size=5, alpha=1e-2, beta=0.75, bias=1.5), True),
     "mul_se_gate": ((3, 4, 4), lambda b, x: b.op("Mul", [x, b.op("HardSigmoid", [b.op("GlobalAveragePool", [x])], alpha=0.2, beta=0.5)]), True),
     "flatten": ((2, 3, 4), lambda b, x: b.op("Flatten", [x], axis=1), True),

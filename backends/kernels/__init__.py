@@ -49,6 +49,16 @@ class KernelDef:
         """The kernel's template file, named after the kernel."""
         return f"{self.name}.c.j2"
 
+    def supports(self, node: "Node", graph: "Graph") -> bool:
+        """Whether this kernel can emit ``node`` (a specialisation of some shapes only says no
+        to the rest; selection skips it and a recorded choice it cannot emit is refused)."""
+        return True
+
+    def stack_bytes(self, node: "Node", graph: "Graph") -> int:
+        """Bytes of stack arrays this kernel's functions declare for ``node`` beyond the few
+        words every kernel keeps: the RAM check adds the largest to its stack allowance."""
+        return 0
+
     def c_context(self, node: "Node", graph: "Graph") -> dict[str, Any]:
         return dict(node.attrs)
 
@@ -77,13 +87,16 @@ KERNELS: Registry[KernelDef] = Registry("kernel")
 register = KERNELS.register
 
 
-def kernel_for(node: "Node") -> KernelDef:
-    """The kernel that emits ``node``: ``node.meta["kernel"]`` when set, else its op's default."""
+def kernel_for(node: "Node", graph: "Graph | None" = None) -> KernelDef:
+    """The kernel that emits ``node``: ``node.meta["kernel"]`` when set, else its op's default.
+    With ``graph``, a recorded kernel that does not support the node is refused."""
     chosen = node.meta.get("kernel")
     if chosen is not None:
         kernel = KERNELS.get(chosen)
         if kernel.op != node.op:
             raise ModelError(f"node {node.name!r} ({node.op}): kernel {chosen!r} implements {kernel.op}")
+        if graph is not None and not kernel.supports(node, graph):
+            raise ModelError(f"node {node.name!r} ({node.op}): kernel {chosen!r} does not support its shape or widths")
         return kernel
     defaults = [k for k in KERNELS.values() if k.op == node.op and k.default]
     if len(defaults) != 1:
@@ -97,9 +110,11 @@ from . import (  # noqa: E402,F401
     qaffine_generic,
     qavgpool_generic,
     qconcat_generic,
+    qconv_1x1_lanes,
     qconv_buckets,
     qconv_compact,
     qconv_fast,
+    qconv_products,
     qconv_tables,
     qconv_unrolled,
     qgemm_compact,
@@ -109,5 +124,6 @@ from . import (  # noqa: E402,F401
     qlut_generic,
     qmaxpool_generic,
     qmul_generic,
+    qpermute_generic,
     qreshape_generic,
 )

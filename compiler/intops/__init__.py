@@ -145,5 +145,6 @@ from . import (  # noqa: E402,F401
     qlut,
     qmaxpool,
     qmul,
+    qpermute,
     qreshape,
 )

@@ -31,6 +31,7 @@ from pqc.pipeline import PassContext, register_pass
 from pqc.passes.adaprune.budget import BudgetRule, block_importance, search_budget
 from pqc.passes.adaprune.criteria import CRITERIA, reinitialize, select_channels
 from pqc.passes.adaprune.prune import prune_channels
+from pqc.passes.rebatch import rebatch
 from pqc.passes.adaprune.report import build_report
 from pqc.passes.adaprune.train import TrainConfig, accuracy, recalibrate_bn, train_graph
 from pqc.passes.channel_groups import ChannelDeps, channel_groups
@@ -74,8 +75,11 @@ def adaprune(graph: Graph, data: Dataset, config: PruneConfig = PruneConfig(), e
     score the criteria and the accuracies in the report; ``eval_data`` (e.g. the test split)
     adds accuracies measured on it.
     """
-    if not graph.dynamic_batch:
-        raise ModelError(f"graph {graph.name!r} has a fixed batch size; pruning trains it on batches (export it with a dynamic batch)")
+    batched = rebatch(graph)
+    if batched is None:
+        raise ModelError(f"graph {graph.name!r} has a fixed batch size that its ops depend on; pruning trains it on "
+                         "batches (export it with a dynamic batch)")
+    graph = batched
     deps = channel_groups(graph)
     importance = block_importance(graph, deps, uniform=config.uniform)
     if not importance:

@@ -10,10 +10,12 @@ under its function's name, so a pipeline spec can name it alone, e.g. ``fold_bat
 4. `normalize_gemm`: MatMul by a constant is a Gemm; Gemm weights ``[out, in]``, transB=1,
    alpha=beta=1; the reshape feeding a Gemm is ``Flatten(axis=1)`` when equivalent;
 5. `reduce_mean_to_pool`: a spatial ReduceMean is GlobalAveragePool (+ Flatten);
-6. `fold_pad`: zero Pads are folded into the Conv / AveragePool reading them;
-7. `fold_bias_add`: a per-channel constant Add after a Conv/Gemm is its bias;
-8. `fold_batchnorm`: no BatchNormalization (folded into Conv/Gemm, else Mul + Add);
-9. `fuse_activations`: Relu / Clip are the ``act`` of the Conv/Gemm/Add before them.
+6. `channel_permute`: a channel shuffle (Reshape, Transpose, Reshape moving whole channels) is
+   one ChannelPermute;
+7. `fold_pad`: zero Pads are folded into the Conv / AveragePool reading them;
+8. `fold_bias_add`: a per-channel constant Add after a Conv/Gemm is its bias;
+9. `fold_batchnorm`: no BatchNormalization (folded into Conv/Gemm, else Mul + Add);
+10. `fuse_activations`: Relu / Clip are the ``act`` of the Conv/Gemm/Add before them.
 
 The order matters: Gemms are normalized before biases and BN fold into them, and BN is folded
 before activations fuse (a Conv's ``act`` blocks BN folding). The float function is unchanged (up to
@@ -27,6 +29,7 @@ from typing import Callable
 from pqc.ir import Graph
 from pqc.pipeline import PassContext, register_pass
 
+from pqc.passes.canonicalize.channel_permute import channel_permute
 from pqc.passes.canonicalize.fold_bias_add import fold_bias_add
 from pqc.passes.canonicalize.fold_batchnorm import fold_batchnorm
 from pqc.passes.canonicalize.fold_constants import fold_constants
@@ -43,6 +46,7 @@ STEPS = (
     normalize_arith,
     normalize_gemm,
     reduce_mean_to_pool,
+    channel_permute,
     fold_pad,
     fold_bias_add,
     fold_batchnorm,

@@ -4,8 +4,8 @@ Runs on a canonicalized graph (`pqc.passes.canonicalize`) and establishes the an
 invariant of `pqc.quant` that lowering relies on:
 
 * every float activation value (graph inputs included) carries an `ActQuant` with an integer
-  exponent; values produced by a pure reshape (Flatten, Reshape, Squeeze, Unsqueeze) or a
-  MaxPool share their input's `ActQuant` object; Add and Concat operands keep their own;
+  exponent; values produced by a pure reshape (Flatten, Reshape, Squeeze, Unsqueeze), a
+  ChannelPermute or a MaxPool share their input's `ActQuant` object; Add and Concat operands keep their own;
 * every Conv/Gemm weight carries a `WeightQuant` (output channel on axis 0, integer ``q`` on
   the grid of its format and bits, per-channel integer exponents).
 
@@ -54,7 +54,7 @@ from pqc.passes.quantize.pot_scales import Grid, int_grid, method_exponents, pot
 METHODS = ("lp", "naive")
 INPUT_BITS = 8
 ACCUMULATOR_BITS = 32
-SHARING_OPS = ("Flatten", "Reshape", "Squeeze", "Unsqueeze", "MaxPool")
+SHARING_OPS = ("Flatten", "Reshape", "Squeeze", "Unsqueeze", "MaxPool", "ChannelPermute")
 _SIGN_PRESERVING = SHARING_OPS + ("AveragePool", "GlobalAveragePool", "ReduceMean")
 _NONNEGATIVE = ("Relu", "Sigmoid", "HardSigmoid", "Softmax")
 

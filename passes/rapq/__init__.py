@@ -36,6 +36,7 @@ from pqc.passes.rapq.network import QuantNetwork
 from pqc.passes.rapq.quantizers import WeightQuantizer
 from pqc.passes.rapq.reconstruct import Schedule, UnitLog, reconstruct
 from pqc.passes.rapq.units import MODE_C, find_units, loss_exponent
+from pqc.passes.rebatch import rebatch
 
 METHODS = ("rapq", "uniform")
 #: the rapq pass's checkpoint file in the pipeline's ``checkpoint_dir``
@@ -127,9 +128,11 @@ def train(graph: Graph, calib: CalibData | None, options: RapqOptions | None = N
     (`pqc.passes.rapq.checkpoint`; the file stays for the caller to delete once the result is safe)."""
     opts = replace(options or RapqOptions(), **overrides)
     method, mode, iters, calib_size, lam = opts.method, opts.mode, opts.iters, opts.calib_size, opts.lam
-    if len(graph.inputs) != 1 or not graph.dynamic_batch:
-        raise ModelError(f"rapq: graph {graph.name!r} must have a single input with a dynamic batch dimension "
-                         f"(it has inputs {graph.inputs}, dynamic batch {graph.dynamic_batch})")
+    batched = rebatch(graph)
+    if len(graph.inputs) != 1 or batched is None:
+        raise ModelError(f"rapq: graph {graph.name!r} must have a single input and run on batches (it has inputs "
+                         f"{graph.inputs}; a fixed batch of 1 is taken when no op depends on it, see pqc.passes.rebatch)")
+    graph = batched
     x = check_calibration_data(graph, calib)[graph.inputs[0]][:calib_size]
     saver = (Checkpoint(Path(checkpoint), run_key(graph, x, asdict(opts), seed, device), resume)
              if checkpoint is not None else None)

@@ -160,6 +160,14 @@ def case_reshape_aliases(rng):
     return b.build(b.op("QReshape", [y], shape=(1, 6, 1, 1), keep_batch=True))
 
 
+def case_permute_channels(rng):
+    """A channel shuffle of 6 channels in 3 groups, then an add so the permuted planes are read."""
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 6, 3, 4))
+    p = b.op("QPermute", [x], perm=(0, 2, 4, 1, 3, 5))
+    return b.build(b.op("QAdd", [p, x], shift_a=0, shift_b=0, shift=1, lo=-128, hi=127, negate_b=False))
+
+
 def case_mul_per_channel_gate(rng):
     """x times a per-channel unsigned 4-bit gate computed from it (squeeze-excite's product)."""
     b = IntGraphBuilder()

@@ -297,3 +297,30 @@ def test_every_step_is_a_pass_that_applies_alone_and_reaches_a_fixed_point(model
         twice = Pipeline([step.__name__], verify=True).run(once)
         assert str(twice) == str(once), step.__name__
         np.testing.assert_allclose(FloatExecutor(once).run(x)[once.outputs[0]], ref, rtol=1e-4, atol=1e-4)
+
+
+def shuffle(b: GraphBuilder, x: str, groups: int, perm: tuple[int, ...] = (0, 2, 1, 3, 4)) -> str:
+    """ShuffleNet's channel shuffle: split the channels into ``groups``, transpose, merge back."""
+    n, c, h, w = b.graph.values[x].shape
+    y = b.op("Reshape", [x], shape=(n, groups, c // groups, h, w), keep_batch=True)
+    y = b.op("Transpose", [y], perm=perm)
+    return b.op("Reshape", [y], shape=(n, c, h, w), keep_batch=True)
+
+
+@pytest.mark.parametrize("groups", [2, 3, 4])
+def test_channel_shuffle_becomes_one_channel_permute(groups):
+    b = GraphBuilder(dynamic_batch=True)
+    x = b.input("x", (1, 12, 3, 5))
+    y = shuffle(b, b.op("Conv", [x, b.const("w", rand(12, 12, 1, 1))], **conv_attrs(k=1, pads=(0, 0, 0, 0))), groups)
+    out = canonical_and_equal(b.build(y))
+    assert ops(out) == ["Conv", "ChannelPermute"]
+    want = np.arange(12).reshape(groups, 12 // groups).T.ravel()
+    assert out.nodes[1].attrs["perm"] == tuple(int(v) for v in want)
+
+
+def test_a_transpose_that_moves_pixels_stays():
+    b = GraphBuilder(dynamic_batch=True)
+    x = b.input("x", (1, 4, 3, 3))
+    y = shuffle(b, x, 2, perm=(0, 1, 2, 4, 3))  # swaps rows and columns: not a channel permutation
+    out = canonical_and_equal(b.build(y))
+    assert ops(out) == ["Reshape", "Transpose", "Reshape"]
