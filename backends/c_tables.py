@@ -266,12 +266,27 @@ def packed_weights(weights: np.ndarray, bits: int) -> dict[str, Any]:
     return {"weights": CArray("uint8_t", tuple(int(v) for v in packed.ravel())), "row_bytes": row_bytes, "bits": bits}
 
 
+def channel_shifts(shift: Sequence[int] | int, where: str) -> dict[str, Any]:
+    """A layer's per-channel requantization shifts as ``shift`` (the table) and ``shift_base``:
+    when they span at most 16 values, their offsets from the least (``shift_base``) packed two
+    per byte, low nibble first (half the bytes of a signed table: on a network of many narrow
+    channels the shifts are a few percent of its tables); else `requant_shifts` and None. The
+    templates read channel ``c``'s shift through the ``channel_shift`` macro."""
+    table = requant_shifts(shift, where)
+    vals = np.asarray(table.values, dtype=np.int64)
+    if len(vals) < 2 or vals.max() - vals.min() > 15:
+        return {"shift": table, "shift_base": None}
+    offsets = np.pad(vals - vals.min(), (0, len(vals) % 2))
+    return {"shift": CArray("uint8_t", tuple((offsets[0::2] | offsets[1::2] << 4).tolist())),
+            "shift_base": int(vals.min())}
+
+
 def requant_context(node: Any, graph: Any) -> dict[str, Any]:
-    """What every QConv and QGemm kernel reads besides its weights: the int32 bias, the
-    per-channel shifts and the clamp."""
+    """What every QConv and QGemm kernel reads besides its weights: the bias (narrowest signed
+    type), the per-channel shifts (`channel_shifts`) and the clamp."""
     return {
         "bias": int_table(graph.values[node.inputs[2]].data),
-        "shift": requant_shifts(node.attrs["shift"], node.name),
+        **channel_shifts(node.attrs["shift"], node.name),
         "lo": node.attrs["lo"],
         "hi": node.attrs["hi"],
     }

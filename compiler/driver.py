@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import shutil
 import time
@@ -322,23 +323,35 @@ def write_program(out: Path, program: Graph, annotated: Graph, prefix: str):
 
 def measure_errors(float_graph: Graph, program: Graph, x: Feeds) -> dict[str, dict[str, float]]:
     """Per-activation SQNR and clip ratio (every output's included) of the program against the
-    float graph on ``x`` (a dict by input name for several inputs), `ERROR_BATCH` samples at a
+    float graph on ``x`` (a dict by input name for several inputs), `error_batch` samples at a
     time (every activation of both is captured: all samples at once took 5.3 GB on a 224x224
-    MobileNetV3)."""
+    MobileNetV3, 8 at once 5.1 GB on DenseNet-121)."""
     from .executor import FloatExecutor
     from pqc.backends.simulator import quantize_input, simulate
 
     names = [n for n in program.activations() if n in float_graph.values and not float_graph.values[n].is_const]
     executor, errors = FloatExecutor(float_graph), LayerErrors(program)
-    for start in range(0, sample_count(x), ERROR_BATCH):
-        batch = {k: a[start:start + ERROR_BATCH] for k, a in x.items()} if isinstance(x, Mapping) \
-            else x[start:start + ERROR_BATCH]
+    step = error_batch(float_graph, program, names)
+    for start in range(0, sample_count(x), step):
+        batch = {k: a[start:start + step] for k, a in x.items()} if isinstance(x, Mapping) else x[start:start + step]
         errors.add(executor.run(batch, capture=names), simulate(program, quantize_input(program, batch), capture=True))
     return errors.result()
 
 
-#: samples `measure_errors` runs at once
+#: samples `measure_errors` runs at once, at most
 ERROR_BATCH = 8
+#: the most bytes one `measure_errors` batch may capture: the float activations (float32) and every
+#: activation of the program (the simulator's int64)
+ERROR_CAPTURE_BYTES = 512 << 20
+
+
+def error_batch(float_graph: Graph, program: Graph, names: list[str]) -> int:
+    """How many samples `measure_errors` runs at once: `ERROR_BATCH`, fewer when their captured
+    activations would pass `ERROR_CAPTURE_BYTES`; a multiple of a fixed-batch graph's batch."""
+    unit = 1 if float_graph.dynamic_batch else float_graph.values[float_graph.inputs[0]].shape[0]
+    per_sample = (4 * sum(math.prod(float_graph.values[n].shape[1:]) for n in names)
+                  + 8 * sum(math.prod(program.values[n].shape[1:]) for n in program.activations()))
+    return unit * max(1, min(ERROR_BATCH // unit, ERROR_CAPTURE_BYTES // max(per_sample * unit, 1)))
 
 
 def base_report(build: Build, target: str, pipeline: str, seed: int, memory: Any,

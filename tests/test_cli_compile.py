@@ -164,3 +164,22 @@ def test_default_verification_samples_fit_a_work_budget() -> None:
     assert verify_samples(219_000_000) == 9  # MobileNetV3-Large at 224x224
     assert verify_samples(4_100_000_000) == MIN_VERIFY_SAMPLES  # ResNet-50
     assert verify_samples(None) == ERROR_SAMPLES
+
+
+def test_error_measurement_in_smaller_batches_gives_the_same_errors(build_dir: Path, data: Path, monkeypatch) -> None:
+    """`measure_errors` bounds its captured bytes by running fewer samples at once (DenseNet-121
+    took 5.1 GB at 8): batches of 1 give the errors of batches of 8."""
+    from pqc import driver
+
+    build = driver.load_build(build_dir)
+    x = np.load(data / "calib.npz")["x"][:16]
+    names = [n for n in build.program.activations() if n in build.float_graph.values]
+    assert driver.error_batch(build.float_graph, build.program, names) == 8
+    whole = driver.measure_errors(build.float_graph, build.program, x)
+    monkeypatch.setattr(driver, "ERROR_CAPTURE_BYTES", 1)
+    assert driver.error_batch(build.float_graph, build.program, names) == 1
+    ones = driver.measure_errors(build.float_graph, build.program, x)
+    assert whole.keys() == ones.keys()
+    for name, err in whole.items():
+        for key, value in err.items():
+            assert ones[name][key] == pytest.approx(value, rel=1e-9, abs=1e-12), (name, key)

@@ -4,14 +4,16 @@ looked up in a 16 x 16 table of products.
 When both factors take 16 values, their product is a table entry: row = the weight's 4-bit code,
 column = the input (0..15, or -8..7 for signed inputs), one signed byte each (|w x| <= 120). The
 table is 256 constant bytes per input signedness, emitted once per model whichever layers use
-it. The weights are stored as 4-bit codes (half a byte each, every channel from a byte: the
-codes of `qconv_buckets`); a multiply-accumulate is then an input load, a table load and an add,
-the code's decode (its row, two shifts) shared by the window's columns. Unlike the bucket kernel
+it. The weights are stored as 4-bit codes, the channels' one after another (half a byte each, no
+byte rounding per channel: a depthwise 3x3 channel's 9 codes take 4.5 bytes; a channel that
+starts on a high nibble runs a walk of that phase); a multiply-accumulate is then an input
+load, a table load and an add, the code's decode (its row, two shifts) shared by the window's
+columns. Unlike the bucket kernel
 nothing is paid per output, so it suits the layers whose outputs have few taps: depthwise
 (9) and narrow pointwise ones (16-32).
 
 The walk visits the window's rows as `qconv_buckets.walk_plan` plans them (each iteration's
-codes starting on a byte), for up to `COLUMNS` adjacent output columns at once.
+codes a whole number of bytes), for up to `COLUMNS` adjacent output columns at once.
 """
 from __future__ import annotations
 
@@ -53,12 +55,13 @@ class QConvProducts(KernelDef):
         cout, cin_g, kh, kw = w.shape
         geo = conv_band(node, graph)
         del geo["offsets"]
-        codes, row_bytes = weight_codes(w, 4)
+        taps = cin_g * kh * kw
+        codes, _ = weight_codes(w.reshape(1, -1), 4)  # one row: every channel's codes back to back
         dh, dw = a.get("dilations", (1, 1))
         plan = walk_plan(geo, cin_g, kh, kw, dh, dw, 4)
         x_lo = 0 if value_range(graph.values[node.inputs[0]])[0] >= 0 else -8
         return {
-            **geo, **requant_context(node, graph), **plan, "codes": codes, "row_bytes": row_bytes,
+            **geo, **requant_context(node, graph), **plan, "codes": codes, "taps_per_channel": taps,
             "columns": COLUMNS, "unit_bytes": sum(len(r["cols"]) for r in plan["unit"]) // 2,
             "x_lo": x_lo, "products": product_table(x_lo),
             "cin_g": cin_g, "cout": cout, "cout_g": cout // a["group"], "group": a["group"],

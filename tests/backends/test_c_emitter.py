@@ -32,6 +32,14 @@ def case_conv_3x3(rng):
     return b.build(conv(b, b.input("x", (1, 3, 9, 9)), rng, 5))
 
 
+def case_conv_shifts_spanning_more_than_16(rng):
+    """Per-channel shifts 0..20 apart: kept as a signed table (`channel_shifts` packs narrower spans)."""
+    b = IntGraphBuilder()
+    y = conv(b, b.input("x", (1, 3, 6, 6)), rng, 4)
+    b.graph.nodes[-1].attrs["shift"] = (0, 20, 9, 4)
+    return b.build(y)
+
+
 def case_conv_strided_dilated_uint8_int32_out(rng):
     b = IntGraphBuilder()
     x = b.input("x", (1, 4, 11, 10), dtype="uint8")

@@ -2,6 +2,7 @@
 names follow ``<op>_<variant>``, and a node's recorded kernel choice is honoured or refused."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from pqc.backends.c_emitter import TEMPLATES
@@ -40,3 +41,16 @@ def test_registry_refuses_a_second_definition_of_a_name():
 
     with pytest.raises(RuntimeError, match="registered twice"):
         KERNELS.register(Again)
+
+
+def test_channel_shifts_pack_two_per_byte_when_they_span_at_most_16_values():
+    from pqc.backends.c_tables import channel_shifts
+
+    packed = channel_shifts((7, 9, 22, 8, 7), "layer")
+    assert packed["shift_base"] == 7 and packed["shift"].ctype == "uint8_t"
+    raw = np.array(packed["shift"].values)
+    nibbles = np.stack([raw & 15, raw >> 4], axis=1).ravel()[:5]
+    assert (nibbles + 7).tolist() == [7, 9, 22, 8, 7]
+    wide = channel_shifts((0, 9, 16), "layer")  # 17 values apart: a signed table
+    assert wide["shift_base"] is None and wide["shift"].values == (0, 9, 16)
+    assert channel_shifts((5,), "layer")["shift_base"] is None  # one channel: nothing to pack

@@ -89,3 +89,17 @@ def test_products_kernel_is_bit_exact_with_the_simulator(tmp_path, seed, cin, si
     report = verify(graph, out, rng.integers(lo, lo + 16, (3, cin, *size)).astype(np.int8 if signed_input else np.uint8))
     assert report.ok, report
     assert report.status("rv32i multiplier-free") == "passed"
+
+
+def test_codes_run_on_across_channels_half_a_byte_each():
+    """A depthwise 3x3 channel's 9 codes take 4.5 bytes: 10 channels, 45 bytes (not 10 x 5)."""
+    spec = {"cout_g": 1, "groups": "depthwise", "kh": 3, "kw": 3, "stride": 1, "dilation": 1, "pads": (1, 1, 1, 1),
+            "bits": 4, "relu": True}
+    graph = a4_chain(np.random.default_rng(1), 10, (5, 5), [spec], signed_input=False)
+    node = graph.nodes[0]
+    ctx = KERNEL.c_context(node, graph)
+    assert len(ctx["codes"].values) == 45 and ctx["taps_per_channel"] == 9
+    codes = np.array(ctx["codes"].values)
+    nibbles = np.stack([codes & 15, codes >> 4], axis=1).ravel()
+    w = graph.values[node.inputs[1]].data.ravel()
+    assert ((nibbles - (nibbles > 7) * 16) == w).all()

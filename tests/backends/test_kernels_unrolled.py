@@ -53,7 +53,8 @@ def test_unrolled_kernels_hold_no_weight_table_and_count_their_digits():
         kernel = kernel_for(node)
         ctx = kernel.c_context(node, graph)
         outputs = len(node.attrs["shift"])
-        assert table_bytes(ctx) == ctx["bias"].nbytes + outputs  # bias (narrowest int), int8 shift: nothing else
+        assert table_bytes(ctx) == ctx["bias"].nbytes + ctx["shift"].nbytes  # bias and shifts: nothing else
+        assert ctx["shift"].nbytes == (-(-outputs // 2) if ctx["shift_base"] is not None else outputs)
         f = kernel.cost_features(node, graph, ctx)
         digits = int(naf_count(graph.values[node.inputs[1]].data).sum())
         y = graph.values[node.outputs[0]].shape
