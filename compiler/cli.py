@@ -305,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-layer C kernels chosen by the calibrated cost model: size (smallest weight tables, "
                         "then fewest instructions), speed "
                         "(fewest Cortex-M0 instructions within --flash-budget, else within the digit tables' "
-                        "flash; the default), balanced (fewest instructions within the int8 weights' flash)")
+                        "flash), balanced (fewest instructions within the int8 weights' flash, or within "
+                        "--flash-budget; the default)")
     p.add_argument("--flash-budget", type=_byte_size, metavar="SIZE",
                    help="flash the model's Cortex-M0 build (code and tables) may take, e.g. 256K: chosen by the "
                         "calibrated cost model's estimate, then measured on the build and tightened until it fits; "
