@@ -100,6 +100,10 @@ class QConvBuckets(KernelDef):
             "group_stride": cin_g * geo["plane"],
         }
 
+    def stack_bytes(self, node, graph) -> int:
+        """The buckets: 64 words per level (16 codes x 4 columns), two levels for 8-bit codes."""
+        return 4 * 64 * (2 if code_bits(graph.values[node.inputs[1]].data) == 8 else 1)
+
     def cost_features(self, node, graph, ctx) -> dict[str, float]:
         """Per walk of a channel's codes (``blocks``, a block of up to 4 columns each): its loop
         iterations (``iter_visits``) and code decodes (``tap_visits``, one per tap and level);

@@ -89,3 +89,10 @@ def test_tables_are_half_a_byte_per_4_bit_weight():
                                           "dilation": 1, "pads": (1, 1, 1, 1), "bits": 4, "relu": True})
     ctx = KERNELS["qconv_buckets"].c_context(node, graph)
     assert (ctx["bits"], ctx["row_bytes"], len(ctx["codes"].values)) == (4, 72, 32 * 72)  # 144 weights per channel
+
+
+def test_the_buckets_are_declared_for_the_ram_check():
+    for bits, want in ((4, 256), (8, 512)):
+        graph, node = one_conv(3, (5, 5), {"cout_g": 2, "groups": "one", "kh": 3, "kw": 3, "stride": 1,
+                                           "dilation": 1, "pads": (1, 1, 1, 1), "bits": bits, "relu": True})
+        assert KERNELS["qconv_buckets"].stack_bytes(node, graph) == want
