@@ -75,10 +75,25 @@ def op_kernels(op: str) -> list[KernelDef]:
     return sorted((k for k in KERNELS.values() if k.op == op), key=lambda k: (not k.default, k.name))
 
 
+#: the least code bytes a weight-baking kernel spends per nonzero weight (one 16-bit Thumb add)
+MIN_BAKED_BYTES_PER_WEIGHT = 2
+
+
+def _surely_over_code_limit(kernel: KernelDef, node: Node, graph: Graph) -> bool:
+    """Whether a weight-baking kernel's code for ``node`` must pass its ``max_code_bytes`` on its
+    nonzero weights alone: such a layer is skipped before its code is estimated (which on a
+    100 M-weight layer would take minutes and gigabytes)."""
+    if not kernel.code_holds_weights or kernel.max_code_bytes is None:
+        return False
+    nonzero = int(np.count_nonzero(graph.values[node.inputs[1]].data))
+    return nonzero * MIN_BAKED_BYTES_PER_WEIGHT > kernel.max_code_bytes
+
+
 def usable_kernels(node: Node, graph: Graph) -> tuple[list[KernelDef], list[LayerCost]]:
     """The kernels ``node`` may get, its default first, each with its estimated cost: those of
     its op that support it and whose code stays within their ``max_code_bytes``."""
-    pairs = [(k, estimate(k, node, graph)) for k in op_kernels(node.op) if k.supports(node, graph)]
+    pairs = [(k, estimate(k, node, graph)) for k in op_kernels(node.op)
+             if k.supports(node, graph) and not _surely_over_code_limit(k, node, graph)]
     pairs = [(k, c) for k, c in pairs
              if k.max_code_bytes is None or c.flash_bytes - c.table_bytes <= k.max_code_bytes]
     return [k for k, _ in pairs], [c for _, c in pairs]

@@ -23,6 +23,7 @@ import numpy as np
 from pqc.backends.c_tables import band_features, conv_band, requant_context
 from pqc.backends.kernels import KernelDef, register
 from pqc.backends.kernels.qconv_buckets import code_bits, weight_codes
+from pqc.errors import InternalError
 from pqc.intmath import value_range
 
 #: the most bytes of multiples tables a chunk of channels takes (each channel's: one word per code)
@@ -39,16 +40,20 @@ def lane_chunks(w: np.ndarray, x_lo: int, x_hi: int, most: int, per_byte: int) -
     w = np.asarray(w, dtype=np.int64).reshape(len(w), -1)
     low = np.minimum(w * x_lo, w * x_hi)  # each product's least and greatest value
     high = np.maximum(w * x_lo, w * x_hi)
-    sizes, start, cin = [], 0, w.shape[1]
+    cin = w.shape[1]
+
+    def fits(start: int, n: int) -> bool:
+        return bool(low[:, start:start + n].sum(axis=1).min() >= LANE_MIN
+                    and high[:, start:start + n].sum(axis=1).max() <= LANE_MAX)
+
+    sizes, start = [], 0
     while start < cin:
         n = per_byte
-        while (start + n < cin and n + per_byte <= most
-               and low[:, start:start + n + per_byte].sum(axis=1).min() >= LANE_MIN
-               and high[:, start:start + n + per_byte].sum(axis=1).max() <= LANE_MAX):
+        while start + n < cin and n + per_byte <= most and fits(start, n + per_byte):
             n += per_byte
         n = min(n, cin - start)
-        if low[:, start:start + n].sum(axis=1).min() < LANE_MIN or high[:, start:start + n].sum(axis=1).max() > LANE_MAX:
-            raise ValueError("a byte of weight codes overflows a 16-bit lane")  # not at <= 4 bits and 8-bit inputs
+        if not fits(start, n):  # `supports` admits only codes of <= 4 bits on inputs of <= 8
+            raise InternalError(f"one byte of {per_byte} weight codes overflows a 16-bit lane")
         sizes.append(n)
         start += n
     return sizes

@@ -141,3 +141,25 @@ def test_without_a_budget_the_unrolled_code_stays_within_its_total(small_cnn_onn
     held = unrolled_code(CompileOptions(optimize="speed"))
     assert sum(held) <= limit and held != free
     assert unrolled_code(CompileOptions(optimize="speed", flash_budget=1 << 30))  # a budget lifts the limit
+
+
+def test_a_layer_too_large_to_unroll_is_skipped_before_its_code_is_built(monkeypatch):
+    """At 2 bytes of code per nonzero weight at least, a Gemm of 70,000 nonzero weights passes the
+    128 KiB limit: the unrolled kernel is left out without building its code."""
+    from int_graph_builder import IntGraphBuilder
+    from linear_chain import const_weights
+    from pqc.backends.kernel_select import usable_kernels
+    from pqc.backends.kernels.qconv_unrolled import UNROLLED_MAX_CODE_BYTES
+    from pqc.backends.kernels import KERNELS
+
+    b = IntGraphBuilder("big")
+    x = b.input("x", (1, 700))
+    w = np.ones((100, 700), np.int8)
+    y = b.op("QGemm", [x, const_weights(b, w, 8), b.const("b", np.zeros(100, np.int32))], shift=(9,) * 100,
+             lo=-128, hi=127)
+    graph = b.build(y)
+    assert 2 * w.size > UNROLLED_MAX_CODE_BYTES
+    monkeypatch.setattr(type(KERNELS["qgemm_unrolled"]), "c_context",
+                        lambda *a: pytest.fail("the unrolled code was built"))
+    kernels, _ = usable_kernels(graph.nodes[0], graph)
+    assert "qgemm_unrolled" not in [k.name for k in kernels] and "qgemm_tables" in [k.name for k in kernels]
