@@ -68,7 +68,7 @@ def measure(model: str, bits: str, work: Path) -> list[list[str]]:
 
     def cells(goal: str, kernels: str, table: int, fig: dict[str, Any]) -> list[str]:
         ratios = [fig["flash"] / yard["flash"], *(p / y for p, y in zip(fig["per_mac"], yard["per_mac"]))]
-        return [model, bits, goal, kernels, f"{table:,}", f"{table / totals['params']:.2f}", f"{fig['flash']:,}", f"{fig['ram']:,}",
+        return [model, bits, goal, kernels, f"{table:,}", f"{table / totals['params']:.3f}", f"{fig['flash']:,}", f"{fig['ram']:,}",
                 *(f"{v:.1f}" for v in fig["per_mac"]), ", ".join(f"{r:.2f}" for r in ratios)]
     return [cells(*row) for row in rows]
 

@@ -89,6 +89,9 @@ class QConv1x1Lanes(KernelDef):
         return {
             **geo, **requant_context(node, graph), "codes": codes, "row_bytes": row_bytes, "bits": bits,
             "entries": entries, "chunks": [{"start": int(s), "size": n} for s, n in zip(np.cumsum([0] + chunks), chunks)],
+            # a table row holds one word per channel of the largest chunk, rounded up to a power
+            # of two so that a code's row offset is a shift of the code
+            "table_row": 1 << (max(chunks) - 1).bit_length(),
             "cin_g": cin, "cout": cout,
         }
 
